@@ -1,0 +1,142 @@
+import { build, parse } from 'plist';
+
+export class PlistError extends Error {
+  override name = 'PlistError';
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+// The one DOCTYPE shape Apple devices send (and plist.build writes), plus the bare and SYSTEM forms.
+// Anything else — above all an internal subset `[...]` — is refused before the XML parser sees it.
+const ALLOWED_DOCTYPE =
+  /^<!DOCTYPE\s+plist(?:\s+PUBLIC\s+(?:"[^"]*"|'[^']*')\s+(?:"[^"]*"|'[^']*')|\s+SYSTEM\s+(?:"[^"]*"|'[^']*'))?\s*>/;
+// Without a DTD only the five predefined entities and character references are well-formed XML.
+const UNDECLARED_ENTITY_REF = /&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);)/;
+
+/**
+ * XML plist body → its top-level dict. `<data>` values come back as Buffers, `<date>` as Dates.
+ * Anything that is not a well-formed XML plist with a `<dict>` root throws a PlistError.
+ */
+export function parsePlistDict(body: Buffer | string): Record<string, unknown> {
+  let text: string;
+  if (typeof body === 'string') {
+    text = body;
+  } else {
+    if (body.length === 0) throw new PlistError('empty body: expected an XML plist');
+    if (body.subarray(0, 6).toString('latin1') === 'bplist') {
+      throw new PlistError('binary plists are not accepted (bplist magic found); send an XML plist');
+    }
+    try {
+      text = utf8.decode(body);
+    } catch {
+      throw new PlistError('body is not valid UTF-8 text');
+    }
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const start = text.search(/\S/);
+  if (start === -1) throw new PlistError('empty body: expected an XML plist');
+  // plist.parse would otherwise treat these as binary or OpenStep input.
+  if (text.startsWith('bplist', start)) {
+    throw new PlistError('binary plists are not accepted (bplist magic found); send an XML plist');
+  }
+  if (text[start] !== '<') throw new PlistError('not an XML plist: body does not start with "<"');
+
+  if (/<!ENTITY/i.test(text)) {
+    throw new PlistError('XML entity declarations (<!ENTITY) are not accepted (entity expansion / external entity risk)');
+  }
+  const doctypes = [...text.matchAll(/<!DOCTYPE/gi)];
+  if (doctypes.length > 1) throw new PlistError('more than one DOCTYPE declaration');
+  if (doctypes.length === 1) {
+    const rest = text.slice(doctypes[0].index);
+    const m = ALLOWED_DOCTYPE.exec(rest);
+    if (!m) {
+      const close = rest.indexOf('>');
+      const decl = close === -1 ? rest : rest.slice(0, close + 1);
+      if (decl.includes('[')) throw new PlistError('DOCTYPE with an internal DTD subset is not accepted');
+      throw new PlistError('unsupported DOCTYPE: only <!DOCTYPE plist PUBLIC "…" "…"> is accepted');
+    }
+  }
+  if (UNDECLARED_ENTITY_REF.test(text)) {
+    throw new PlistError('malformed XML plist: reference to an undeclared entity or a bare "&"');
+  }
+
+  const value = parseQuietly(text);
+  if (!isPlainDict(value)) {
+    throw new PlistError(`plist root is ${describe(value)}, expected <dict>`);
+  }
+  return normalise(value, '') as Record<string, unknown>;
+}
+
+/** XML plist text for a dict; Buffer/Uint8Array values become `<data>`, Dates `<date>`. */
+export function buildPlist(value: Record<string, unknown>): string {
+  return build(value as Parameters<typeof build>[0]);
+}
+
+// @xmldom/xmldom (inside plist) reports every problem with console.error unless given an onError handler,
+// which plist.parse does not let us pass. Device input must not write to our logs, and its non-fatal
+// "errors" (e.g. a mismatched structure it repaired) must reject the body, so capture them for the
+// duration of this synchronous call.
+function parseQuietly(text: string): unknown {
+  const xmlErrors: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => {
+    const first = String(args[0] ?? '');
+    if (first.startsWith('[xmldom error]') || first.startsWith('[xmldom fatalError]')) {
+      xmlErrors.push(first.replace(/^\[xmldom \w+\]\s*/, '').trim());
+    }
+  };
+  let value: unknown;
+  try {
+    value = parse(text);
+  } catch (err) {
+    const reason = xmlErrors[0] ?? (err instanceof Error ? err.message : String(err));
+    throw new PlistError(`malformed XML plist: ${oneLine(reason)}`);
+  } finally {
+    console.error = original;
+  }
+  if (xmlErrors.length > 0) throw new PlistError(`malformed XML plist: ${oneLine(xmlErrors[0])}`);
+  return value;
+}
+
+function oneLine(s: string): string {
+  const line = s.replace(/\s+/g, ' ').trim();
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}
+
+function isPlainDict(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Date);
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return 'an <array>';
+  if (v instanceof Uint8Array) return '<data>';
+  if (v instanceof Date) return 'a <date>';
+  if (typeof v === 'string') return 'a <string>';
+  if (typeof v === 'number') return 'a number';
+  if (typeof v === 'boolean') return 'a boolean';
+  return 'empty';
+}
+
+// plist yields Uint8Array for <data> and NaN / Invalid Date for unparsable <integer>, <real>, <date>
+// instead of failing; callers want Buffers and a clear rejection.
+function normalise(v: unknown, path: string): unknown {
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new PlistError(`malformed XML plist: ${path || 'value'} is not a valid number`);
+    return v;
+  }
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) throw new PlistError(`malformed XML plist: ${path || 'value'} is not a valid <date>`);
+    return v;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = normalise(v[i], `${path}[${i}]`);
+    return v;
+  }
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) o[k] = normalise(o[k], path ? `${path}.${k}` : k);
+    return o;
+  }
+  return v;
+}
