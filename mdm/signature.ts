@@ -1,0 +1,501 @@
+// Mdm-Signature: detached CMS SignedData over the exact request body (apple-protocol-notes §7).
+//
+// Verification runs on every device request, so it avoids full CMS libraries (pkijs costs ~8 ms per
+// message, SPEC §2): node-forge's asn1.fromDer gives the structure, node:crypto checks the signature,
+// and certificates that already chained to the CA are remembered by their DER bytes.
+
+import crypto from 'node:crypto';
+import forge from 'node-forge';
+import { SignatureError, type CertifiedKey } from './identity-common.js';
+
+export { SignatureError } from './identity-common.js';
+
+const asn1 = forge.asn1;
+type Asn1 = forge.asn1.Asn1;
+
+export interface VerifiedSigner {
+  certDer: Buffer;
+  /** sha256 hex of certDer */
+  fingerprint: string;
+  subjectCN: string;
+  notAfter: Date;
+}
+
+export interface MdmSignatureVerifier {
+  verifyMdmSignature(signatureB64: string | undefined, body: Buffer): VerifiedSigner;
+  verifyClientCertificateHeader(headerValue: string | undefined): VerifiedSigner;
+}
+
+const OID = {
+  signedData: '1.2.840.113549.1.7.2',
+  data: '1.2.840.113549.1.7.1',
+  contentType: '1.2.840.113549.1.9.3',
+  messageDigest: '1.2.840.113549.1.9.4',
+  commonName: '2.5.4.3',
+  subjectKeyIdentifier: '2.5.29.14',
+} as const;
+
+const DIGEST_BY_OID: Record<string, string> = {
+  '1.3.14.3.2.26': 'sha1',
+  '2.16.840.1.101.3.4.2.4': 'sha224',
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
+
+// Signature algorithm OID -> the hash it implies, or null when CMS says "use the digestAlgorithm"
+// (rsaEncryption and id-ecPublicKey are what most CMS producers, Apple's included, put there).
+const SIGNATURE_ALGORITHMS: Record<string, { hash: string | null }> = {
+  '1.2.840.113549.1.1.1': { hash: null },
+  '1.2.840.113549.1.1.5': { hash: 'sha1' },
+  '1.2.840.113549.1.1.14': { hash: 'sha224' },
+  '1.2.840.113549.1.1.11': { hash: 'sha256' },
+  '1.2.840.113549.1.1.12': { hash: 'sha384' },
+  '1.2.840.113549.1.1.13': { hash: 'sha512' },
+  '1.2.840.10045.2.1': { hash: null },
+  '1.2.840.10045.4.1': { hash: 'sha1' },
+  '1.2.840.10045.4.3.1': { hash: 'sha224' },
+  '1.2.840.10045.4.3.2': { hash: 'sha256' },
+  '1.2.840.10045.4.3.3': { hash: 'sha384' },
+  '1.2.840.10045.4.3.4': { hash: 'sha512' },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Signing (simulated devices, tests)
+
+// DigestInfo prefixes (RFC 8017 §9.2 note 1): with them a raw PKCS#1 v1.5 private operation in
+// node:crypto replaces forge's pure-JS RSA, which is ~10x slower and would throttle the simulator.
+const DIGEST_INFO_PREFIX: Record<string, Buffer> = {
+  sha1: Buffer.from('3021300906052b0e03021a05000414', 'hex'),
+  sha256: Buffer.from('3031300d060960864801650304020105000420', 'hex'),
+  sha384: Buffer.from('3041300d060960864801650304020205000430', 'hex'),
+  sha512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
+};
+
+interface SigningMaterial {
+  cert: forge.pki.Certificate;
+  forgeKey: { sign(md: forge.md.MessageDigest, scheme?: string): string };
+}
+
+const SIGNER_CACHE_SIZE = 2048;
+const signerCache = new Map<string, SigningMaterial>();
+
+function signingMaterial(identity: CertifiedKey): SigningMaterial {
+  const cacheKey = identity.certPem + '\0' + identity.keyPem;
+  const hit = signerCache.get(cacheKey);
+  if (hit) return hit;
+  let cert: forge.pki.Certificate;
+  let key: crypto.KeyObject;
+  try {
+    cert = forge.pki.certificateFromPem(identity.certPem);
+  } catch (e) {
+    throw new SignatureError(`signing identity certificate is not a PEM RSA certificate: ${(e as Error).message}`);
+  }
+  try {
+    key = crypto.createPrivateKey(identity.keyPem);
+  } catch (e) {
+    throw new SignatureError(`signing identity private key is not a PEM key: ${(e as Error).message}`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new SignatureError(`signing identity key is ${key.asymmetricKeyType}; only RSA identities can sign`);
+  }
+  const forgeKey = {
+    sign(md: forge.md.MessageDigest): string {
+      const prefix = DIGEST_INFO_PREFIX[md.algorithm];
+      if (!prefix) throw new SignatureError(`cannot sign with digest ${md.algorithm}`);
+      const digestInfo = Buffer.concat([prefix, Buffer.from(md.digest().getBytes(), 'latin1')]);
+      return crypto.privateEncrypt({ key, padding: crypto.constants.RSA_PKCS1_PADDING }, digestInfo).toString('latin1');
+    },
+  };
+  const material = { cert, forgeKey };
+  if (signerCache.size >= SIGNER_CACHE_SIZE) signerCache.delete(signerCache.keys().next().value as string);
+  signerCache.set(cacheKey, material);
+  return material;
+}
+
+/**
+ * Detached CMS SignedData over `body`, base64, as an iPhone sends in the Mdm-Signature header.
+ * `signedAttributes: false` produces the rarer form whose signature covers the body digest directly.
+ */
+export function signMdmMessage(body: Buffer, identity: CertifiedKey, opts?: { signedAttributes?: boolean }): string {
+  const { cert, forgeKey } = signingMaterial(identity);
+  const p7 = forge.pkcs7.createSignedData();
+  p7.content = forge.util.createBuffer(Buffer.from(body).toString('latin1'));
+  p7.addCertificate(cert);
+  p7.addSigner({
+    key: forgeKey as unknown as forge.pki.rsa.PrivateKey,
+    certificate: cert,
+    digestAlgorithm: forge.pki.oids.sha256,
+    // In DER SET OF order (by encoded length here), so strict DER re-encoders agree with forge.
+    authenticatedAttributes:
+      opts?.signedAttributes === false
+        ? []
+        : [
+            { type: forge.pki.oids.contentType, value: forge.pki.oids.data },
+            { type: forge.pki.oids.signingTime },
+            { type: forge.pki.oids.messageDigest },
+          ],
+  });
+  p7.sign({ detached: true });
+  return Buffer.from(asn1.toDer(p7.toAsn1()).getBytes(), 'latin1').toString('base64');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+interface TrustedCert {
+  certDer: Buffer;
+  fingerprint: string;
+  subjectCN: string;
+  notBefore: Date;
+  notAfter: Date;
+  publicKey: crypto.KeyObject;
+}
+
+function expectedDecodedLength(b64: string): number {
+  let pad = 0;
+  while (pad < 2 && b64.charCodeAt(b64.length - 1 - pad) === 61 /* = */) pad++;
+  return b64.length % 4 === 1 ? -1 : Math.floor(((b64.length - pad) * 3) / 4);
+}
+
+// Buffer.from(..., 'base64') silently skips characters outside the alphabet, so garbage shows up as a
+// shorter result. Checking the length instead of running a regex keeps the hot path cheap.
+function decodeBase64(text: string): Buffer | undefined {
+  let buf = Buffer.from(text, 'base64');
+  if (buf.length > 0 && buf.length === expectedDecodedLength(text)) return buf;
+  const compact = text.replace(/\s+/g, '');
+  buf = Buffer.from(compact, 'base64');
+  return buf.length > 0 && buf.length === expectedDecodedLength(compact) ? buf : undefined;
+}
+
+function fail(message: string): never {
+  throw new SignatureError(message);
+}
+
+function children(node: Asn1, what: string): Asn1[] {
+  if (!Array.isArray(node.value)) fail(`Mdm-Signature is not CMS SignedData: ${what} is not constructed`);
+  return node.value;
+}
+
+function bytesOf(node: Asn1, what: string): string {
+  if (typeof node.value === 'string') return node.value;
+  // BER producers may split OCTET STRINGs into constructed chunks.
+  if (node.tagClass === asn1.Class.UNIVERSAL && node.type === asn1.Type.OCTETSTRING) {
+    return node.value.map((c) => bytesOf(c, what)).join('');
+  }
+  fail(`Mdm-Signature is not CMS SignedData: ${what} is not a primitive value`);
+}
+
+function isUniversal(node: Asn1 | undefined, type: number): node is Asn1 {
+  return node !== undefined && node.tagClass === asn1.Class.UNIVERSAL && node.type === type;
+}
+
+function isContext(node: Asn1 | undefined, tag: number): node is Asn1 {
+  return node !== undefined && node.tagClass === asn1.Class.CONTEXT_SPECIFIC && node.type === tag;
+}
+
+function oidOf(node: Asn1 | undefined, what: string): string {
+  if (!isUniversal(node, asn1.Type.OID) || typeof node.value !== 'string') {
+    fail(`Mdm-Signature is not CMS SignedData: ${what} is not an OID`);
+  }
+  return asn1.derToOid(node.value);
+}
+
+function parseDer(der: string, what: string): Asn1 {
+  try {
+    // decodeBitStrings off: nothing here needs BIT STRING contents parsed, and leaving them raw makes
+    // toDer() reproduce certificate bytes exactly.
+    return asn1.fromDer(der, { strict: true, parseAllBytes: true, decodeBitStrings: false } as unknown as boolean);
+  } catch (e) {
+    fail(`${what} is not valid DER: ${(e as Error).message}`);
+  }
+}
+
+function toDer(node: Asn1): string {
+  return asn1.toDer(node).getBytes();
+}
+
+// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serialNumber, signature, issuer,
+// validity, subject, subjectPublicKeyInfo, ..., [3] extensions? }, ... }
+function tbsFields(cert: Asn1): Asn1[] {
+  const tbs = children(cert, 'certificate')[0];
+  if (!isUniversal(tbs, asn1.Type.SEQUENCE)) fail('certificate has no tbsCertificate');
+  const fields = children(tbs, 'tbsCertificate');
+  return isContext(fields[0], 0) ? fields.slice(1) : fields;
+}
+
+function commonNameOf(name: Asn1): string {
+  for (const rdn of children(name, 'subject')) {
+    for (const atv of children(rdn, 'subject RDN')) {
+      const [type, value] = children(atv, 'subject attribute');
+      if (value && typeof value.value === 'string' && oidOf(type, 'attribute type') === OID.commonName) {
+        return value.type === asn1.Type.UTF8 ? forge.util.decodeUtf8(value.value) : value.value;
+      }
+    }
+  }
+  return '';
+}
+
+function timeOf(node: Asn1): Date {
+  if (typeof node.value !== 'string') fail('certificate validity is malformed');
+  return node.type === asn1.Type.UTCTIME ? asn1.utcTimeToDate(node.value) : asn1.generalizedTimeToDate(node.value);
+}
+
+function subjectKeyIdentifierOf(cert: Asn1): string | undefined {
+  const extensions = tbsFields(cert).find((f) => isContext(f, 3));
+  if (!extensions) return undefined;
+  const list = children(extensions, 'extensions')[0];
+  if (!list) return undefined;
+  for (const ext of children(list, 'extensions')) {
+    const parts = children(ext, 'extension');
+    if (oidOf(parts[0], 'extension id') !== OID.subjectKeyIdentifier) continue;
+    const inner = parseDer(bytesOf(parts[parts.length - 1]!, 'extension value'), 'subjectKeyIdentifier');
+    return typeof inner.value === 'string' ? inner.value : undefined;
+  }
+  return undefined;
+}
+
+// SignerIdentifier ::= CHOICE { issuerAndSerialNumber, subjectKeyIdentifier [0] }
+function findSignerCert(sid: Asn1, certs: Asn1[]): Asn1 | undefined {
+  if (isUniversal(sid, asn1.Type.SEQUENCE)) {
+    const [issuer, serial] = children(sid, 'issuerAndSerialNumber');
+    if (!issuer || !serial) fail('Mdm-Signature is not CMS SignedData: issuerAndSerialNumber is incomplete');
+    const serialBytes = bytesOf(serial, 'serialNumber');
+    let issuerDer: string | undefined;
+    for (const cert of certs) {
+      const [certSerial, , certIssuer] = tbsFields(cert);
+      if (!certSerial || !certIssuer || certSerial.value !== serialBytes) continue;
+      issuerDer ??= toDer(issuer);
+      if (toDer(certIssuer) === issuerDer) return cert;
+    }
+    return undefined;
+  }
+  if (isContext(sid, 0)) {
+    const ski = bytesOf(sid, 'subjectKeyIdentifier');
+    return certs.find((cert) => subjectKeyIdentifierOf(cert) === ski);
+  }
+  fail('Mdm-Signature is not CMS SignedData: unknown signer identifier form');
+}
+
+// Byte ranges of the X.509 certificates in a ContentInfo, in the order forge lists them, so the signer's
+// exact bytes can be sliced out rather than re-encoded (toDer costs ~25 µs per certificate).
+// Undefined when a length on the way is indefinite (BER); callers then fall back to toDer.
+function certificateRanges(der: Buffer): Array<[number, number]> | undefined {
+  const header = (pos: number): { tag: number; start: number; end: number } | undefined => {
+    if (pos + 2 > der.length) return undefined;
+    let len = der[pos + 1]!;
+    let start = pos + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n === 0 || n > 4) return undefined;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + der[start + i]!;
+      start += n;
+    }
+    return start + len <= der.length ? { tag: der[pos]!, start, end: start + len } : undefined;
+  };
+  const contentInfo = header(0);
+  const contentType = contentInfo && header(contentInfo.start);
+  const explicit = contentType && header(contentType.end);
+  const signedData = explicit && header(explicit.start);
+  if (!signedData) return undefined;
+  let pos = signedData.start;
+  for (let i = 0; i < 3; i++) {
+    const skip = header(pos);
+    if (!skip) return undefined;
+    pos = skip.end;
+  }
+  const certSet = header(pos);
+  if (!certSet || certSet.tag !== 0xa0) return undefined;
+  const ranges: Array<[number, number]> = [];
+  for (pos = certSet.start; pos < certSet.end; ) {
+    const cert = header(pos);
+    if (!cert) return undefined;
+    if (cert.tag === 0x30) ranges.push([pos, cert.end]);
+    pos = cert.end;
+  }
+  return ranges;
+}
+
+function pemOrBase64ToDer(text: string): Buffer {
+  const pem = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
+  // Some proxies (Traefik) pass bare base64 DER without PEM armour.
+  return decodeBase64(pem ? pem[1]! : text) ?? fail('client certificate header is neither RFC 9440 :base64: nor URL-escaped PEM');
+}
+
+export function createSignatureVerifier(caCertPem: string, opts?: { cacheSize?: number }): MdmSignatureVerifier {
+  let caCert: crypto.X509Certificate;
+  try {
+    caCert = new crypto.X509Certificate(caCertPem);
+  } catch (e) {
+    throw new SignatureError(`CA certificate for signature verification is not a PEM certificate: ${(e as Error).message}`);
+  }
+  const caPublicKey = caCert.publicKey;
+  const cacheSize = Math.max(1, opts?.cacheSize ?? 4096);
+  // Keyed by the certificate's full DER (as a latin1 string): a hit is the very certificate that
+  // chained before, so only its validity window needs rechecking.
+  const trusted = new Map<string, TrustedCert>();
+
+  function chainCheck(derKey: string): TrustedCert {
+    const certDer = Buffer.from(derKey, 'latin1');
+    let x509: crypto.X509Certificate;
+    try {
+      x509 = new crypto.X509Certificate(certDer);
+    } catch (e) {
+      fail(`signer certificate cannot be parsed: ${(e as Error).message}`);
+    }
+    if (!x509.checkIssued(caCert) || !x509.verify(caPublicKey)) {
+      fail(`signer certificate (subject "${x509.subject.replace(/\n/g, ', ')}") was not issued by this server's CA`);
+    }
+    if (x509.ca) fail('signer certificate is a CA certificate, not a device identity');
+    const fields = tbsFields(parseDer(derKey, 'signer certificate'));
+    const validity = children(fields[3]!, 'validity');
+    const entry: TrustedCert = {
+      certDer,
+      fingerprint: crypto.createHash('sha256').update(certDer).digest('hex'),
+      subjectCN: commonNameOf(fields[4]!),
+      notBefore: timeOf(validity[0]!),
+      notAfter: timeOf(validity[1]!),
+      publicKey: x509.publicKey,
+    };
+    if (trusted.size >= cacheSize) trusted.delete(trusted.keys().next().value as string);
+    trusted.set(derKey, entry);
+    return entry;
+  }
+
+  function trustedCert(derKey: string): TrustedCert {
+    let entry = trusted.get(derKey);
+    if (entry) {
+      // Re-insert so the map's insertion order tracks recency (LRU eviction from the front).
+      trusted.delete(derKey);
+      trusted.set(derKey, entry);
+    } else {
+      entry = chainCheck(derKey);
+    }
+    const now = Date.now();
+    if (now < entry.notBefore.getTime()) fail(`signer certificate is not valid before ${entry.notBefore.toISOString()}`);
+    if (now > entry.notAfter.getTime()) fail(`signer certificate expired at ${entry.notAfter.toISOString()}`);
+    return entry;
+  }
+
+  function result(entry: TrustedCert): VerifiedSigner {
+    return { certDer: entry.certDer, fingerprint: entry.fingerprint, subjectCN: entry.subjectCN, notAfter: entry.notAfter };
+  }
+
+  return {
+    verifyMdmSignature(signatureB64, body) {
+      if (signatureB64 === undefined || signatureB64.trim() === '') fail('missing Mdm-Signature header');
+      const der = decodeBase64(signatureB64) ?? fail('Mdm-Signature header is not base64');
+      const contentInfo = parseDer(der.toString('latin1'), 'Mdm-Signature');
+
+      // ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT SignedData }
+      if (!isUniversal(contentInfo, asn1.Type.SEQUENCE)) fail('Mdm-Signature is not CMS: no ContentInfo');
+      const [contentType, explicit] = children(contentInfo, 'ContentInfo');
+      if (oidOf(contentType, 'contentType') !== OID.signedData) fail('Mdm-Signature is CMS but not SignedData');
+      if (!isContext(explicit, 0)) fail('Mdm-Signature is not CMS SignedData: content is missing');
+      const signedData = children(explicit, 'content')[0];
+      if (!isUniversal(signedData, asn1.Type.SEQUENCE)) fail('Mdm-Signature is not CMS SignedData: SignedData is not a SEQUENCE');
+
+      // SignedData ::= SEQUENCE { version, digestAlgorithms SET, encapContentInfo,
+      //   certificates [0] IMPLICIT?, crls [1] IMPLICIT?, signerInfos SET }
+      const sd = children(signedData, 'SignedData');
+      const encap = sd[2];
+      if (!isUniversal(encap, asn1.Type.SEQUENCE)) fail('Mdm-Signature is not CMS SignedData: no encapContentInfo');
+      const eContentType = oidOf(children(encap, 'encapContentInfo')[0], 'eContentType');
+      const certSet = sd.find((n, i) => i > 2 && isContext(n, 0));
+      // Other CertificateChoices (attribute certificates...) are context-tagged; only X.509 can sign.
+      const certs = certSet ? children(certSet, 'certificates').filter((c) => isUniversal(c, asn1.Type.SEQUENCE)) : [];
+      const signerInfos = sd[sd.length - 1];
+      if (!isUniversal(signerInfos, asn1.Type.SET)) fail('Mdm-Signature is not CMS SignedData: no signerInfos');
+      const signers = children(signerInfos, 'signerInfos');
+      if (signers.length !== 1) fail(`Mdm-Signature has ${signers.length} signers; expected exactly one`);
+
+      // SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm, signedAttrs [0] IMPLICIT?,
+      //   signatureAlgorithm, signature OCTET STRING, unsignedAttrs [1]? }
+      const si = children(signers[0]!, 'SignerInfo');
+      const [, sid, digestAlgId] = si;
+      let idx = 3;
+      const signedAttrs = isContext(si[idx], 0) ? si[idx++] : undefined;
+      const sigAlgId = si[idx++];
+      const signatureNode = si[idx];
+      if (!sid || !isUniversal(digestAlgId, asn1.Type.SEQUENCE) || !isUniversal(sigAlgId, asn1.Type.SEQUENCE) || !isUniversal(signatureNode, asn1.Type.OCTETSTRING)) {
+        fail('Mdm-Signature is not CMS SignedData: SignerInfo is malformed');
+      }
+
+      const digestOid = oidOf(children(digestAlgId, 'digestAlgorithm')[0], 'digestAlgorithm');
+      const digestName = DIGEST_BY_OID[digestOid] ?? fail(`Mdm-Signature uses unsupported digest algorithm ${digestOid}`);
+      const sigOid = oidOf(children(sigAlgId, 'signatureAlgorithm')[0], 'signatureAlgorithm');
+      const sigAlg = SIGNATURE_ALGORITHMS[sigOid] ?? fail(`Mdm-Signature uses unsupported signature algorithm ${sigOid}`);
+
+      if (certs.length === 0) fail('Mdm-Signature carries no signer certificate');
+      const signerCert = findSignerCert(sid, certs) ?? fail('Mdm-Signature carries no certificate matching its signer');
+      const ranges = certificateRanges(der);
+      const range = ranges?.length === certs.length ? ranges[certs.indexOf(signerCert)] : undefined;
+      const entry = trustedCert(range ? der.toString('latin1', range[0], range[1]) : toDer(signerCert));
+
+      const bodyDigest = crypto.createHash(digestName).update(body).digest();
+      let signedBytes: Uint8Array;
+      if (signedAttrs) {
+        let messageDigest: string | undefined;
+        let attrContentType: string | undefined;
+        for (const attr of children(signedAttrs, 'signedAttrs')) {
+          const [type, values] = children(attr, 'attribute');
+          const attrOid = oidOf(type, 'attribute type');
+          if (attrOid !== OID.messageDigest && attrOid !== OID.contentType) continue;
+          const vals = values ? children(values, 'attribute values') : [];
+          if (vals.length !== 1) fail(`Mdm-Signature ${attrOid === OID.messageDigest ? 'messageDigest' : 'contentType'} attribute must have exactly one value`);
+          if (attrOid === OID.messageDigest) {
+            if (messageDigest !== undefined) fail('Mdm-Signature has more than one messageDigest attribute');
+            messageDigest = bytesOf(vals[0]!, 'messageDigest');
+          } else {
+            if (attrContentType !== undefined) fail('Mdm-Signature has more than one contentType attribute');
+            attrContentType = oidOf(vals[0], 'contentType attribute');
+          }
+        }
+        if (messageDigest === undefined) fail('Mdm-Signature signed attributes lack messageDigest');
+        if (attrContentType !== undefined && attrContentType !== eContentType) {
+          fail('Mdm-Signature contentType attribute does not match the encapsulated content type');
+        }
+        if (!bodyDigest.equals(Buffer.from(messageDigest, 'latin1'))) {
+          fail('Mdm-Signature digest does not match the request body (body altered or signed over other bytes)');
+        }
+        // The signature covers the DER of the attributes as SET OF, not the [0] IMPLICIT form sent.
+        signedBytes = Buffer.from(toDer(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SET, true, children(signedAttrs, 'signedAttrs'))), 'latin1');
+      } else {
+        if (eContentType !== OID.data) fail('Mdm-Signature without signed attributes must be over id-data content');
+        signedBytes = body;
+      }
+
+      const signature = Buffer.from(bytesOf(signatureNode, 'signature'), 'latin1');
+      let ok = false;
+      try {
+        ok = crypto.verify(sigAlg.hash ?? digestName, signedBytes, entry.publicKey, signature);
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        fail(signedAttrs ? 'Mdm-Signature signature over the signed attributes does not verify with the signer certificate' : 'Mdm-Signature signature over the body does not verify with the signer certificate');
+      }
+      return result(entry);
+    },
+
+    verifyClientCertificateHeader(headerValue) {
+      if (headerValue === undefined || headerValue.trim() === '') fail('missing client certificate header');
+      const value = headerValue.trim();
+      let der: Buffer;
+      if (value.length > 2 && value.startsWith(':') && value.endsWith(':')) {
+        // RFC 9440 Client-Cert: a Structured Field Byte Sequence of the DER certificate.
+        der = decodeBase64(value.slice(1, -1)) ?? fail('client certificate header :base64: value is not base64');
+      } else {
+        let decoded: string;
+        try {
+          decoded = decodeURIComponent(value);
+        } catch {
+          fail('client certificate header is not valid URL-escaped PEM');
+        }
+        der = pemOrBase64ToDer(decoded);
+      }
+      return result(trustedCert(der.toString('latin1')));
+    },
+  };
+}
