@@ -1,0 +1,63 @@
+// The admin API as an OpenAPI 3.1 document, served at GET /api/v1/openapi.json. Kept next to the routes
+// it describes; a test checks every route here answers and every routed path is listed.
+
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const error = { description: 'Error', ...json({ $ref: '#/components/schemas/Error' }) };
+const ok = (description: string, schema: object = { type: 'object' }) => ({ description, ...json(schema) });
+const udid = { name: 'udid', in: 'path', required: true, schema: { type: 'string' } };
+const id = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+const paths: Record<string, Record<string, object>> = {
+  '/users': {
+    get: { summary: 'List users', responses: { 200: ok('Users', { type: 'array', items: { $ref: '#/components/schemas/User' } }) } },
+    post: { summary: 'Create a user', requestBody: json({ $ref: '#/components/schemas/UserInput' }), responses: { 201: ok('Created', { $ref: '#/components/schemas/User' }), 400: error, 409: error } },
+  },
+  '/users/{id}': { get: { summary: 'Get a user and their devices', parameters: [id], responses: { 200: ok('User'), 404: error } } },
+  '/enrollments': {
+    post: {
+      summary: 'Create a single-use, expiring enrollment token (optionally for a user)',
+      requestBody: json({ type: 'object', properties: { userId: { type: 'string' } } }),
+      responses: { 201: ok('Token and profile URL', { type: 'object', properties: { token: { type: 'string' }, url: { type: 'string' }, expiresAt: { type: 'string' } } }), 404: error },
+    },
+  },
+  '/devices': { get: { summary: 'List devices', parameters: [{ name: 'userId', in: 'query', schema: { type: 'string' } }], responses: { 200: ok('Devices', { type: 'array', items: { $ref: '#/components/schemas/Device' } }) } } },
+  '/devices/{udid}': { get: { summary: 'Get a device', parameters: [udid], responses: { 200: ok('Device', { $ref: '#/components/schemas/Device' }), 404: error } } },
+  '/devices/{udid}/commands': {
+    get: { summary: 'List commands of a device with status and result', parameters: [udid], responses: { 200: ok('Commands'), 404: error } },
+    post: { summary: "Queue a raw command (the command dictionary, checked against Apple's schema) and push the device", parameters: [udid], requestBody: json({ type: 'object', required: ['RequestType'] }), responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error, 404: error, 409: error } },
+  },
+  '/devices/{udid}/refresh': { post: { summary: 'Refresh Device quick task: push now', parameters: [udid], responses: { 202: ok('Push queued'), 404: error, 409: error } } },
+  '/push-certificate': {
+    get: { summary: 'Show the push certificate topic and expiry', responses: { 200: ok('Certificate'), 404: error } },
+    put: { summary: 'Upload the APNs push certificate (PEM cert+key, or base64 PKCS#12+password)', requestBody: json({ type: 'object', properties: { certificate: { type: 'string' }, privateKey: { type: 'string' }, pkcs12: { type: 'string' }, password: { type: 'string' } } }), responses: { 200: ok('Topic and expiry'), 400: error } },
+  },
+  '/schedules/device-refresh': {
+    get: { summary: 'Device Refresh and Removal schedule', responses: { 200: ok('Schedule') } },
+    put: { summary: 'Configure the Device Refresh and Removal schedule', requestBody: json({ $ref: '#/components/schemas/RefreshSchedule' }), responses: { 200: ok('Schedule'), 400: error } },
+  },
+  '/schedules/device-refresh/run': { post: { summary: 'Run the Device Refresh and Removal schedule now', responses: { 200: ok('Summary') } } },
+};
+
+export function addOpenApiPaths(extra: Record<string, Record<string, object>>): void {
+  Object.assign(paths, extra);
+}
+
+export function openApiDocument() {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'vpp-mdm admin API', version: '1', description: 'Apple MDM server with VPP (Apps and Books) license distribution. All endpoints take Authorization: Bearer <ADMIN_TOKEN>. Errors are {"error":{"code","message"}}.' },
+    servers: [{ url: '/api/v1' }],
+    security: [{ bearer: [] }],
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Error: { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
+        UserInput: { type: 'object', required: ['id', 'email'], properties: { id: { type: 'string' }, email: { type: 'string' }, appleAccount: { type: 'string' } } },
+        User: { type: 'object', properties: { id: { type: 'string' }, email: { type: 'string' }, appleAccount: { type: ['string', 'null'] }, createdAt: { type: 'string' } } },
+        Device: { type: 'object', properties: { udid: { type: 'string' }, serialNumber: { type: ['string', 'null'] }, osVersion: { type: ['string', 'null'] }, productName: { type: ['string', 'null'] }, userId: { type: ['string', 'null'] }, enrolled: { type: 'boolean' }, pushable: { type: 'boolean' }, lastSeenAt: { type: ['string', 'null'] } } },
+        RefreshSchedule: { type: 'object', required: ['enabled', 'everyMinutes', 'pushAllDevices', 'waitingCommandsAfterMinutes', 'silentDays', 'removeSilent'], properties: { enabled: { type: 'boolean' }, everyMinutes: { type: 'integer' }, pushAllDevices: { type: 'boolean' }, waitingCommandsAfterMinutes: { type: 'integer' }, silentDays: { type: 'integer' }, removeSilent: { type: 'boolean' } } },
+      },
+    },
+  };
+}
