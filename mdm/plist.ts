@@ -59,6 +59,8 @@ export function parsePlistDict(body: Buffer | string): Record<string, unknown> {
   if (UNDECLARED_ENTITY_REF.test(text)) {
     throw new PlistError('malformed XML plist: reference to an undeclared entity or a bare "&"');
   }
+  checkXmlCharacters(text);
+  checkNesting(text);
 
   const value = parseQuietly(text);
   if (!isPlainDict(value)) {
@@ -96,6 +98,35 @@ function parseQuietly(text: string): unknown {
   }
   if (xmlErrors.length > 0) throw new PlistError(`malformed XML plist: ${oneLine(xmlErrors[0])}`);
   return value;
+}
+
+// XML 1.0 forbids these characters, raw or as references; the parser lets them through and the database
+// would then refuse them (NUL in text, lone surrogates in JSON), so they are refused here, at the boundary.
+const ILLEGAL_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const CHAR_REF = /&#(?:x([0-9a-fA-F]+)|([0-9]+));/g;
+/** Deeper than any real MDM message; bounds recursion in everything that walks a parsed plist. */
+export const MAX_PLIST_DEPTH = 64;
+
+function legalCodePoint(cp: number): boolean {
+  return cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+}
+
+function checkXmlCharacters(text: string): void {
+  const raw = ILLEGAL_XML_CHAR.exec(text);
+  if (raw) throw new PlistError(`malformed XML plist: character U+${raw[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} is not allowed in XML`);
+  for (const m of text.matchAll(CHAR_REF)) {
+    const cp = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number.parseInt(m[2]!, 10);
+    if (!legalCodePoint(cp)) throw new PlistError(`malformed XML plist: character reference ${m[0]} names a character XML does not allow`);
+  }
+}
+
+function checkNesting(text: string): void {
+  let depth = 0;
+  for (const m of text.matchAll(/<(\/?)(dict|array)\b[^>]*?(\/?)>/g)) {
+    if (m[3] === '/') continue;
+    depth += m[1] === '/' ? -1 : 1;
+    if (depth > MAX_PLIST_DEPTH) throw new PlistError(`plist nested deeper than ${MAX_PLIST_DEPTH} levels`);
+  }
 }
 
 function oneLine(s: string): string {
