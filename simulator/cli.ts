@@ -1,0 +1,294 @@
+// npm run simulate -- --server URL --devices N --users M --os 9.3..17.5 [--token T] [--command DeviceInformation]
+//
+// Enrolls a fleet of simulated devices against a server started with `npm start -- --sandbox`, queues one
+// command for every device, waits for the answers, and prints a summary. Progress goes to stderr, the
+// summary table to stdout.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createApnsControlClient } from './apns-client.js';
+import { Fleet, FleetError, pushNetworkFromControlClient, type FleetStats } from './fleet.js';
+import { SimulatorHttpClient, SimulatorHttpError } from './http.js';
+import { parseOsRange } from './models.js';
+
+class CliError extends Error {
+  override name = 'CliError';
+}
+
+const HELP = `Usage: npm run simulate -- [options]
+
+Enrolls simulated iOS devices against an MDM server running in sandbox mode (npm start -- --sandbox),
+queues a command for every device, and waits until every device has been pushed and has answered.
+
+Options:
+  --server URL        server base URL (default http://127.0.0.1:8080, or PUBLIC_URL)
+  --token T           admin token (default: ADMIN_TOKEN, else DATA_DIR/admin-token)
+  --devices N         number of devices (default 50)
+  --users M           users to spread the devices over (default devices/10, at least 1)
+  --os RANGE          iOS versions, e.g. 9.3..17.5 or 16.1 (default 9.3..17.5)
+  --command C         command queued for every device: DeviceInformation (default),
+                      InstalledApplicationList, ManagedApplicationList, ProfileList,
+                      a JSON command dict, or none
+  --busy F            fraction (0..1) of devices that answer NotNow until the others are done
+  --timeout S         seconds to wait for all answers (default 300)
+  --duration S        seconds to keep answering pushes after the command phase (default 0)
+  --concurrency C     parallel enrollments and parallel syncs (default 32)
+  --install-delay MS  time an accepted InstallApplication takes to install (default 50)
+  -h, --help          this text
+`;
+
+const DEFAULT_QUERIES = ['UDID', 'DeviceName', 'OSVersion', 'BuildVersion', 'ProductName', 'SerialNumber', 'Model', 'ModelName', 'DeviceCapacity', 'AvailableDeviceCapacity', 'BatteryLevel', 'IMEI', 'WiFiMAC'];
+
+interface CliOptions {
+  server: string;
+  token: string;
+  devices: number;
+  users: number;
+  os: string;
+  command?: Record<string, unknown>;
+  busy: number;
+  timeoutS: number;
+  durationS: number;
+  concurrency: number;
+  installDelayMs: number;
+}
+
+function parseCli(argv: string[]): CliOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      server: { type: 'string' },
+      token: { type: 'string' },
+      devices: { type: 'string' },
+      users: { type: 'string' },
+      os: { type: 'string' },
+      command: { type: 'string' },
+      busy: { type: 'string' },
+      timeout: { type: 'string' },
+      duration: { type: 'string' },
+      concurrency: { type: 'string' },
+      'install-delay': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const devices = intOption('--devices', values.devices, 50, 0);
+  const users = intOption('--users', values.users, Math.max(1, Math.ceil(devices / 10)), 0);
+  const os = values.os ?? '9.3..17.5';
+  parseOsRange(os);
+  const busy = numberOption('--busy', values.busy, 0);
+  if (busy < 0 || busy > 1) throw new CliError(`--busy must be between 0 and 1, got ${busy}`);
+  const server = (values.server ?? process.env.PUBLIC_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\s/]+/.test(server)) throw new CliError(`--server must be an http(s) URL, got "${server}"`);
+  return {
+    server,
+    token: adminToken(values.token),
+    devices,
+    users,
+    os,
+    command: commandOption(values.command),
+    busy,
+    timeoutS: numberOption('--timeout', values.timeout, 300),
+    durationS: numberOption('--duration', values.duration, 0),
+    concurrency: intOption('--concurrency', values.concurrency, 32, 1),
+    installDelayMs: intOption('--install-delay', values['install-delay'], 50, 0),
+  };
+}
+
+function intOption(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new CliError(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return n;
+}
+
+function numberOption(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new CliError(`${name} must be a non-negative number, got "${raw}"`);
+  return n;
+}
+
+function adminToken(given: string | undefined): string {
+  if (given) return given;
+  if (process.env.ADMIN_TOKEN) return process.env.ADMIN_TOKEN;
+  // A development server without ADMIN_TOKEN generates one into DATA_DIR; read it when we share the checkout.
+  const file = path.resolve(process.env.DATA_DIR ?? './data', 'admin-token');
+  try {
+    const token = fs.readFileSync(file, 'utf8').trim();
+    if (token) return token;
+  } catch {
+    // fall through to the error below
+  }
+  throw new CliError(`no admin token: pass --token, set ADMIN_TOKEN, or run where the server keeps ${file}`);
+}
+
+function commandOption(raw: string | undefined): Record<string, unknown> | undefined {
+  const name = raw ?? 'DeviceInformation';
+  if (name === 'none') return undefined;
+  if (name.trimStart().startsWith('{')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(name);
+    } catch (err) {
+      throw new CliError(`--command is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { RequestType?: unknown }).RequestType !== 'string') {
+      throw new CliError('--command JSON must be a command dict with a RequestType');
+    }
+    return parsed as Record<string, unknown>;
+  }
+  switch (name) {
+    case 'DeviceInformation':
+      return { RequestType: 'DeviceInformation', Queries: DEFAULT_QUERIES };
+    case 'InstalledApplicationList':
+    case 'ManagedApplicationList':
+    case 'ProfileList':
+      return { RequestType: name };
+    default:
+      throw new CliError(`--command ${name}: use DeviceInformation, InstalledApplicationList, ManagedApplicationList, ProfileList, a JSON dict, or none`);
+  }
+}
+
+async function discoverApnsControlUrl(http: SimulatorHttpClient, server: string, token: string): Promise<string> {
+  const hint = 'start the server with `npm start -- --sandbox` (or MDM_SANDBOX=1) so its simulated APNs can wake these devices';
+  let info: { apnsControlUrl?: unknown };
+  try {
+    info = await http.json(`${server}/sandbox`, { token });
+  } catch (err) {
+    if (err instanceof SimulatorHttpError && err.code === 'HTTP_401') {
+      throw new CliError(`the server at ${server} refused the admin token (401): pass the server's token with --token or ADMIN_TOKEN`);
+    }
+    if (err instanceof SimulatorHttpError && err.code === 'HTTP_404') {
+      throw new CliError(`the server at ${server} is not in sandbox mode (GET /sandbox → 404): ${hint}`);
+    }
+    throw new CliError(`cannot reach the sandbox API at ${server}/sandbox (${(err as Error).message}): ${hint}`);
+  }
+  if (typeof info?.apnsControlUrl !== 'string') throw new CliError(`GET ${server}/sandbox gave no apnsControlUrl: ${hint}`);
+  return info.apnsControlUrl;
+}
+
+function progressLine(phase: string, s: FleetStats, total: number, started: number): string {
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  const statuses = Object.entries(s.commandsByStatus).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  return `[${secs}s] ${phase}: enrolled ${s.enrolled}/${total}, synced ${s.devicesSynced}, syncs ${s.syncs}, running ${s.running}, queued ${s.queued}, pending ${s.awaiting}, answers: ${statuses}, errors ${s.errors}`;
+}
+
+function table(rows: Array<[string, string]>): string {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  const v = Math.max(...rows.map(([, x]) => x.length));
+  const line = `+${'-'.repeat(w + 2)}+${'-'.repeat(v + 2)}+`;
+  return [line, ...rows.map(([k, x]) => `| ${k.padEnd(w)} | ${x.padEnd(v)} |`), line].join('\n');
+}
+
+function seconds(ms: number | undefined): string {
+  return ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseCli(argv);
+  if (parsed === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const o = parsed;
+  const http = new SimulatorHttpClient({ maxSockets: o.concurrency + 8 });
+  const controlUrl = await discoverApnsControlUrl(http, o.server, o.token);
+  const fleet = new Fleet({
+    serverUrl: o.server,
+    adminToken: o.token,
+    push: pushNetworkFromControlClient(createApnsControlClient(controlUrl)),
+    devices: o.devices,
+    users: o.users,
+    os: o.os,
+    enrollConcurrency: o.concurrency,
+    syncConcurrency: o.concurrency,
+    installDelayMs: o.installDelayMs,
+    http,
+  });
+  const started = Date.now();
+  let phase = 'users';
+  const ticker = setInterval(() => process.stderr.write(progressLine(phase, fleet.stats(), o.devices, started) + '\n'), 1000);
+  let enrollMs: number | undefined;
+  let syncAllMs: number | undefined;
+  let allAnswered = o.command === undefined;
+  try {
+    await fleet.start();
+    await fleet.createUsers();
+    phase = 'enrolling';
+    const t0 = Date.now();
+    await fleet.enrollAll();
+    enrollMs = Date.now() - t0;
+    process.stderr.write(`enrolled ${fleet.stats().enrolled}/${o.devices} in ${seconds(enrollMs)}\n`);
+
+    const busy = fleet.devices.filter((d) => d.enrolled).slice(0, Math.round(o.devices * o.busy));
+    for (const d of busy) d.setBusy(true);
+    if (o.command) {
+      phase = `${String(o.command.RequestType)} for every device`;
+      const t1 = Date.now();
+      const deadline = t1 + o.timeoutS * 1000;
+      await fleet.queueCommand(o.command);
+      if (busy.length > 0) {
+        // Let the busy devices answer NotNow while the rest finish, then free them: each re-polls by itself.
+        const freeDevices = new Set(fleet.devices.filter((d) => !d.busy));
+        while (Date.now() < deadline && fleet.devicesAwaitingAnswers().some((d) => freeDevices.has(d) || d.lastStatus !== 'NotNow')) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        for (const d of busy) d.setBusy(false);
+      }
+      allAnswered = await fleet.waitForAnswers(Math.max(0, deadline - Date.now()));
+      syncAllMs = Date.now() - t1;
+      await fleet.idle();
+    }
+    if (o.durationS > 0) {
+      phase = 'answering pushes';
+      await new Promise((r) => setTimeout(r, o.durationS * 1000));
+      await fleet.idle();
+    }
+  } finally {
+    clearInterval(ticker);
+    await fleet.close();
+    http.close();
+  }
+
+  const s = fleet.stats();
+  const rows: Array<[string, string]> = [
+    ['server', o.server],
+    ['devices enrolled', `${s.enrolled}/${s.devices} (${s.enrollFailures} failed)`],
+    ['users', String(s.users)],
+    ['OS range', o.os],
+    ['devices synced', `${s.devicesSynced}/${s.devices}`],
+    ['connections (syncs)', String(s.syncs)],
+    ['pushes received', `${s.pushesReceived} (${s.pushesCoalesced} coalesced, ${s.pushesDropped} dropped)`],
+  ];
+  for (const [rt, byStatus] of Object.entries(s.commandsByRequestType)) {
+    rows.push([`commands ${rt}`, Object.entries(byStatus).map(([k, v]) => `${k} ${v}`).join(', ')]);
+  }
+  if (Object.keys(s.commandsByRequestType).length === 0) rows.push(['commands', 'none']);
+  rows.push(
+    ['unanswered', String(s.awaiting)],
+    ['apps installed', String(s.appsInstalled)],
+    ['invitations accepted', String(s.invitationsAccepted)],
+    ['errors', String(s.errors)],
+    ['time to enroll', seconds(enrollMs)],
+    ['time to sync all', o.command ? `${seconds(syncAllMs)}${allAnswered ? '' : ' (timed out)'}` : '-'],
+    ['peak RSS (simulator)', `${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MB`],
+  );
+  process.stdout.write(table(rows) + '\n');
+  for (const e of s.errorSamples) process.stdout.write(`error: ${e}\n`);
+  return allAnswered && s.enrollFailures === 0 && s.errors === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const known = err instanceof CliError || err instanceof FleetError || (err instanceof Error && err.name === 'DeviceModelError');
+    const parseError = err instanceof TypeError && 'code' in err && String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`simulate: ${(err as Error).message}\n`);
+    if (parseError) process.stderr.write('run with --help for the options\n');
+    else if (!known) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,499 @@
+// A fleet of simulated devices against one server: users and enrollments through the admin API, pushes
+// from the (simulated) APNs mapped to devices by token, and every sync run from ONE shared work queue with
+// bounded concurrency — thousands of devices, a few dozen connections, no timer per device.
+import { randomBytes } from 'node:crypto';
+import type { ApnsControlClient } from './apns-client.js';
+import type { ApnsDelivery, SimulatedApns } from './apns.js';
+import { SimulatedDevice, type DeviceEnvironment, type PushRegistry, type ReportStatus, type VppLicenseCheck } from './device.js';
+import { SimulatorHttpClient } from './http.js';
+import { parseOsRange, productsFor } from './models.js';
+
+export class FleetError extends Error {
+  override name = 'FleetError';
+}
+
+export type PushDelivery = Pick<ApnsDelivery, 'token' | 'topic' | 'payload'>;
+
+/** Where devices register push tokens and from where pushes reach them. */
+export interface PushNetwork extends PushRegistry {
+  subscribe(listener: (d: PushDelivery) => void): Promise<() => void>;
+}
+
+/** The simulated APNs in this process. */
+export function pushNetworkFromApns(apns: SimulatedApns): PushNetwork {
+  return {
+    registerToken: (token, topic) => apns.registerToken(token, topic),
+    unregisterToken: (token) => apns.unregisterToken(token),
+    subscribe: async (listener) => apns.onDelivery(listener),
+  };
+}
+
+/** The simulated APNs of another process (a `--sandbox` server), through its control API. */
+export function pushNetworkFromControlClient(client: ApnsControlClient): PushNetwork {
+  return {
+    registerToken: (token, topic) => client.registerToken(token, topic),
+    unregisterToken: (token) => client.unregisterToken(token),
+    subscribe: (listener) => client.subscribe(listener),
+  };
+}
+
+export interface FleetOptions {
+  /** Base URL of the server's admin API, e.g. http://127.0.0.1:8080. */
+  serverUrl: string;
+  adminToken: string;
+  push: PushNetwork;
+  devices: number;
+  /** Users to create and spread the devices over (round robin); 0 enrolls devices without a user. */
+  users?: number;
+  /** iOS versions to spread the devices over, e.g. "9.3..17.5". */
+  os?: string;
+  enrollConcurrency?: number;
+  syncConcurrency?: number;
+  installDelayMs?: number;
+  vppLicenseCheck?: VppLicenseCheck;
+  /** A shared HTTP client; one is created (and closed with the fleet) when absent. */
+  http?: SimulatorHttpClient;
+  /** Prefix of the user ids this fleet creates, so runs against one server do not collide. */
+  runId?: string;
+  /** Failed syncs are retried after this delay, doubling per attempt (a real device retries too). */
+  retryDelayMs?: number;
+  maxSyncAttempts?: number;
+}
+
+export interface FleetUser {
+  id: string;
+  email: string;
+  appleAccount: string;
+}
+
+export interface FleetStats {
+  devices: number;
+  users: number;
+  enrolled: number;
+  enrollFailures: number;
+  /** Connections made (one per sync). */
+  syncs: number;
+  /** Devices that connected at least once. */
+  devicesSynced: number;
+  pushesReceived: number;
+  /** Pushes that found the device already queued: coalesced into the queued sync. */
+  pushesCoalesced: number;
+  /** Pushes for this fleet's tokens a device dropped (wrong PushMagic or topic, or no longer enrolled). */
+  pushesDropped: number;
+  commandsByStatus: Record<string, number>;
+  commandsByRequestType: Record<string, Record<string, number>>;
+  appsInstalled: number;
+  invitationsAccepted: number;
+  queued: number;
+  running: number;
+  /** Commands queued through queueCommand and not yet answered Acknowledged/Error/CommandFormatError. */
+  awaiting: number;
+  errors: number;
+  errorSamples: string[];
+}
+
+const MAX_ERROR_SAMPLES = 10;
+const FIRST_NAMES = ['Ada', 'Ben', 'Chloe', 'Dev', 'Elif', 'Femi', 'Grace', 'Hiro', 'Ines', 'Jonas', 'Kemal', 'Lena', 'Mateo', 'Nora', 'Omar', 'Priya'];
+const FINAL_STATUSES = new Set<ReportStatus>(['Acknowledged', 'Error', 'CommandFormatError']);
+
+export class Fleet {
+  readonly devices: SimulatedDevice[] = [];
+  readonly users: FleetUser[] = [];
+  readonly runId: string;
+  readonly http: SimulatorHttpClient;
+
+  private readonly opts: FleetOptions;
+  private readonly serverUrl: string;
+  private readonly ownsHttp: boolean;
+  private readonly env: DeviceEnvironment;
+  private readonly byToken = new Map<string, SimulatedDevice>();
+  private readonly syncConcurrency: number;
+
+  // The work queue: a FIFO of devices to sync, the set of queued ones (coalescing), the running ones, and
+  // those pushed while running (they get exactly one more sync).
+  private queue: SimulatedDevice[] = [];
+  private queueHead = 0;
+  private readonly queued = new Set<SimulatedDevice>();
+  private readonly running = new Set<SimulatedDevice>();
+  private readonly again = new Set<SimulatedDevice>();
+  private idleWaiters: Array<() => void> = [];
+
+  // Retries of failed syncs share one timer.
+  private readonly retries = new Map<SimulatedDevice, { at: number; attempt: number }>();
+  private retryTimer?: NodeJS.Timeout;
+  private retryTimerAt = Infinity;
+
+  private readonly awaitingAnswers = new Map<string, SimulatedDevice>();
+  // Answers that beat their admin call's reply; only collected while queueCommand runs.
+  private readonly answeredEarly = new Set<string>();
+  private queueCallsInFlight = 0;
+  private answerWaiters: Array<() => void> = [];
+  private unsubscribe?: () => void;
+  private closed = false;
+
+  private counters = {
+    enrollFailures: 0,
+    syncs: 0,
+    pushesReceived: 0,
+    pushesCoalesced: 0,
+    pushesDropped: 0,
+    invitationsAccepted: 0,
+    errors: 0,
+  };
+  private readonly commandsByStatus: Record<string, number> = {};
+  private readonly commandsByRequestType: Record<string, Record<string, number>> = {};
+  private readonly errorSamples: string[] = [];
+
+  constructor(opts: FleetOptions) {
+    if (!Number.isInteger(opts.devices) || opts.devices < 0) throw new FleetError(`devices must be a non-negative integer, got ${opts.devices}`);
+    const users = opts.users ?? Math.max(1, Math.ceil(opts.devices / 10));
+    if (!Number.isInteger(users) || users < 0) throw new FleetError(`users must be a non-negative integer, got ${opts.users}`);
+    this.opts = { ...opts, users };
+    this.serverUrl = opts.serverUrl.replace(/\/+$/, '');
+    this.runId = opts.runId ?? `sim-${randomBytes(3).toString('hex')}`;
+    this.syncConcurrency = Math.max(1, opts.syncConcurrency ?? 32);
+    this.ownsHttp = !opts.http;
+    this.http = opts.http ?? new SimulatorHttpClient({ maxSockets: Math.max(this.syncConcurrency, opts.enrollConcurrency ?? 32) + 8 });
+    // One environment object for every device: its callbacks are this fleet's methods.
+    this.env = {
+      http: this.http,
+      push: opts.push,
+      installDelayMs: opts.installDelayMs,
+      vppLicenseCheck: opts.vppLicenseCheck,
+      onCommandAnswered: (d, rt, status, uuid) => this.onCommandAnswered(d, rt, status, uuid),
+      onWantsSync: (d) => this.requestSync(d),
+      onProtocolViolation: (d, msg) => this.recordError(`${d.udid}: ${msg}`),
+      onInvitation: (d, _url, outcome) => {
+        if (outcome === 'accepted') this.counters.invitationsAccepted++;
+        else if (outcome instanceof Error) this.recordError(`${d.udid}: ${outcome.message}`);
+      },
+    };
+
+    const releases = parseOsRange(opts.os ?? '9.3..17.5');
+    for (let i = 0; i < opts.devices; i++) {
+      const release = releases[i % releases.length];
+      const products = productsFor(release.version);
+      const product = products[Math.floor(i / releases.length) % products.length];
+      const owner = users > 0 ? i % users : undefined;
+      const name = FIRST_NAMES[(owner ?? i) % FIRST_NAMES.length];
+      this.devices.push(
+        new SimulatedDevice(this.env, {
+          osVersion: release.version,
+          buildVersion: release.build,
+          productName: product.productName,
+          deviceName: `${name}'s ${product.modelName}`,
+        }),
+      );
+    }
+    for (let u = 0; u < users; u++) {
+      const id = `${this.runId}-u${String(u + 1).padStart(4, '0')}`;
+      this.users.push({ id, email: `${id}@students.example.edu`, appleAccount: `${id}@icloud.example.com` });
+    }
+    this.devices.forEach((d, i) => {
+      // A device's push token is fixed for its life, so pushes can be routed from the start.
+      this.byToken.set(d.pushTokenHex, d);
+      if (users === 0) return;
+      const user = this.users[i % users];
+      d.userId = user.id;
+      d.appleAccount = user.appleAccount;
+    });
+  }
+
+  /** Subscribes to pushes. Call before enrolling so no wake-up is missed. */
+  async start(): Promise<void> {
+    if (this.unsubscribe) return;
+    this.unsubscribe = await this.opts.push.subscribe((d) => this.onPush(d));
+  }
+
+  /** Creates the fleet's users through the admin API. */
+  async createUsers(concurrency = 16): Promise<void> {
+    await mapLimit(this.users, concurrency, async (u) => {
+      await this.http.json(`${this.serverUrl}/api/v1/users`, { token: this.opts.adminToken, body: u });
+    });
+  }
+
+  /**
+   * Enrolls every device not enrolled yet: an enrollment (for its user) from the admin API, then the device
+   * installs the profile and checks in. Failures are counted and sampled, not thrown.
+   */
+  async enrollAll(): Promise<void> {
+    await mapLimit(this.devices, Math.max(1, this.opts.enrollConcurrency ?? 32), async (d) => {
+      if (d.enrolled) return;
+      try {
+        await this.enrollDevice(d);
+      } catch (err) {
+        this.counters.enrollFailures++;
+        this.recordError(`enroll ${d.udid}: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  /** Enrolls (or re-enrolls) one device with a fresh enrollment for its user. */
+  async enrollDevice(d: SimulatedDevice): Promise<void> {
+    const body = d.userId ? { userId: d.userId } : {};
+    const { url } = await this.http.json<{ token: string; url: string }>(`${this.serverUrl}/api/v1/enrollments`, {
+      token: this.opts.adminToken,
+      body,
+    });
+    if (d.enrolled) await d.reenroll(url);
+    else await d.enroll(url);
+  }
+
+  /**
+   * Queues `command` (a command dict such as `{RequestType: 'DeviceInformation', Queries: [...]}`) for each
+   * device through the admin API (the server pushes them); their answers are awaited by waitForAnswers.
+   * Returns the CommandUUIDs in the order of `devices` (undefined where the server refused the command).
+   */
+  async queueCommand(
+    command: Record<string, unknown>,
+    devices: SimulatedDevice[] = this.devices.filter((d) => d.enrolled),
+    concurrency = 16,
+  ): Promise<Array<string | undefined>> {
+    const uuids: Array<string | undefined> = new Array(devices.length).fill(undefined);
+    this.queueCallsInFlight++;
+    try {
+      await this.queueEach(command, devices, concurrency, uuids);
+    } finally {
+      if (--this.queueCallsInFlight === 0) this.answeredEarly.clear();
+    }
+    return uuids;
+  }
+
+  private async queueEach(command: Record<string, unknown>, devices: SimulatedDevice[], concurrency: number, uuids: Array<string | undefined>): Promise<void> {
+    await mapLimit(devices, concurrency, async (d, i) => {
+      try {
+        const { commandUUID } = await this.http.json<{ commandUUID: string }>(
+          `${this.serverUrl}/api/v1/devices/${encodeURIComponent(d.udid)}/commands`,
+          { token: this.opts.adminToken, body: command },
+        );
+        // The answer can arrive before the admin call returns; only wait for it if it has not.
+        if (!this.answeredEarly.delete(commandUUID)) this.awaitingAnswers.set(commandUUID, d);
+        uuids[i] = commandUUID;
+      } catch (err) {
+        this.recordError(`queue ${String(command.RequestType)} for ${d.udid}: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  /** Resolves true once every command from queueCommand is answered, false when `timeoutMs` passes first. */
+  async waitForAnswers(timeoutMs: number): Promise<boolean> {
+    if (this.awaitingAnswers.size === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.answerWaiters = this.answerWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.answerWaiters.push(done);
+    });
+  }
+
+  /** Devices whose queued commands are still unanswered. */
+  devicesAwaitingAnswers(): SimulatedDevice[] {
+    return [...new Set(this.awaitingAnswers.values())];
+  }
+
+  /**
+   * Schedules one sync of `device`. Coalesces: a device already queued is not queued twice; a device
+   * that is syncing right now gets exactly one more sync after the current one.
+   */
+  requestSync(device: SimulatedDevice): void {
+    if (this.closed || !device.enrolled) return;
+    if (this.running.has(device)) {
+      if (this.again.has(device)) this.counters.pushesCoalesced++;
+      this.again.add(device);
+      return;
+    }
+    if (this.queued.has(device)) {
+      this.counters.pushesCoalesced++;
+      return;
+    }
+    this.retries.delete(device);
+    this.queued.add(device);
+    this.queue.push(device);
+    this.pump();
+  }
+
+  /** Resolves when nothing is queued, running or waiting for a retry. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  deviceByToken(tokenHex: string): SimulatedDevice | undefined {
+    return this.byToken.get(tokenHex.toLowerCase());
+  }
+
+  stats(): FleetStats {
+    let devicesSynced = 0;
+    let appsInstalled = 0;
+    for (const d of this.devices) {
+      if (d.syncCount > 0) devicesSynced++;
+      appsInstalled += d.installedManagedAppCount();
+    }
+    return {
+      devices: this.devices.length,
+      users: this.users.length,
+      enrolled: this.devices.filter((d) => d.enrolled).length,
+      enrollFailures: this.counters.enrollFailures,
+      syncs: this.counters.syncs,
+      devicesSynced,
+      pushesReceived: this.counters.pushesReceived,
+      pushesCoalesced: this.counters.pushesCoalesced,
+      pushesDropped: this.counters.pushesDropped,
+      commandsByStatus: { ...this.commandsByStatus },
+      commandsByRequestType: structuredClone(this.commandsByRequestType),
+      appsInstalled,
+      invitationsAccepted: this.counters.invitationsAccepted,
+      queued: this.queued.size,
+      running: this.running.size,
+      awaiting: this.awaitingAnswers.size,
+      errors: this.counters.errors,
+      errorSamples: [...this.errorSamples],
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retries.clear();
+    this.queue = [];
+    this.queueHead = 0;
+    this.queued.clear();
+    // Let connections in flight finish so no request is cut mid-way.
+    while (this.running.size > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.ownsHttp) this.http.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private onPush(d: PushDelivery): void {
+    const device = this.byToken.get(d.token.toLowerCase());
+    // The control stream carries every delivery of the simulated APNs, other fleets' too.
+    if (!device) return;
+    this.counters.pushesReceived++;
+    if (!device.acceptsPush(d.topic, d.payload.mdm)) {
+      this.counters.pushesDropped++;
+      if (device.enrolled) this.recordError(`${device.udid}: push with a PushMagic or topic that is not this enrollment's (dropped)`);
+      return;
+    }
+    this.requestSync(device);
+  }
+
+  private onCommandAnswered(_d: SimulatedDevice, requestType: string, status: ReportStatus, uuid: string): void {
+    this.commandsByStatus[status] = (this.commandsByStatus[status] ?? 0) + 1;
+    const byType = (this.commandsByRequestType[requestType || '(unknown)'] ??= {});
+    byType[status] = (byType[status] ?? 0) + 1;
+    if (!FINAL_STATUSES.has(status)) return;
+    if (!this.awaitingAnswers.delete(uuid)) {
+      if (this.queueCallsInFlight > 0) this.answeredEarly.add(uuid);
+      return;
+    }
+    if (this.awaitingAnswers.size === 0) {
+      const waiters = this.answerWaiters;
+      this.answerWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private pump(): void {
+    while (this.running.size < this.syncConcurrency && this.queueHead < this.queue.length) {
+      const d = this.queue[this.queueHead++];
+      this.queued.delete(d);
+      this.running.add(d);
+      void this.runSync(d);
+    }
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private async runSync(d: SimulatedDevice): Promise<void> {
+    let failed = false;
+    try {
+      this.counters.syncs++;
+      await d.sync();
+    } catch (err) {
+      failed = true;
+      this.recordError(`sync ${d.udid}: ${(err as Error).message}`);
+    } finally {
+      this.running.delete(d);
+      if (failed && d.enrolled && !this.again.has(d)) this.scheduleRetry(d);
+      else this.retries.delete(d);
+      if (this.again.delete(d)) this.requestSync(d);
+      this.pump();
+      this.notifyIfIdle();
+    }
+  }
+
+  private notifyIfIdle(): void {
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private scheduleRetry(d: SimulatedDevice): void {
+    const prev = this.retries.get(d);
+    const attempt = (prev?.attempt ?? 0) + 1;
+    if (attempt >= (this.opts.maxSyncAttempts ?? 6)) {
+      this.retries.delete(d);
+      return;
+    }
+    const delay = (this.opts.retryDelayMs ?? 500) * 2 ** (attempt - 1);
+    this.retries.set(d, { at: Date.now() + delay, attempt });
+    this.armRetryTimer();
+  }
+
+  private armRetryTimer(): void {
+    if (this.closed) return;
+    let next = Infinity;
+    for (const r of this.retries.values()) next = Math.min(next, r.at);
+    if (next === Infinity || (this.retryTimer && this.retryTimerAt <= next)) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimerAt = next;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryTimerAt = Infinity;
+      const now = Date.now();
+      for (const [d, r] of this.retries) {
+        if (r.at > now) continue;
+        // Keep the attempt count: requestSync clears it, so put it back for the next failure.
+        this.retries.delete(d);
+        this.requestSync(d);
+        if (this.queued.has(d)) this.retries.set(d, { at: Infinity, attempt: r.attempt });
+      }
+      this.armRetryTimer();
+      this.notifyIfIdle();
+    }, Math.max(0, next - Date.now()));
+  }
+
+  private isIdle(): boolean {
+    if (this.queued.size > 0 || this.running.size > 0) return false;
+    for (const r of this.retries.values()) if (r.at !== Infinity) return false;
+    return true;
+  }
+
+  private recordError(message: string): void {
+    this.counters.errors++;
+    if (this.errorSamples.length < MAX_ERROR_SAMPLES) this.errorSamples.push(message);
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
