@@ -23,6 +23,11 @@ import { deviceRoutes } from './http/device-routes.js';
 import { adminApi } from './http/admin-api.js';
 import type { CertifiedKey } from '../mdm/identity.js';
 import { startSimulatedApns, type SimulatedApns } from '../simulator/apns.js';
+import { startSimulatedAppsAndBooks, type SimulatedAppsAndBooks } from '../simulator/apps-and-books.js';
+import { VppService } from './vpp-service.js';
+import { vppAdminRouter, vppNotificationRouter } from './http/vpp-api.js';
+import type { Schedule } from './storage/vpp-store.js';
+import { demoSandboxAssets } from '../simulator/sandbox-catalogue.js';
 
 export interface RunningServer {
   url: string;
@@ -34,7 +39,8 @@ export interface RunningServer {
   push: PushService;
   mdm: MdmService;
   log: Logger;
-  sandbox?: { apns: SimulatedApns; apnsControlUrl: string };
+  vpp: VppService;
+  sandbox?: { apns: SimulatedApns; apnsControlUrl: string; appsAndBooks: SimulatedAppsAndBooks; demoSToken: string };
   /** Milliseconds from start to ready. */
   startupMs: number;
   close(): Promise<void>;
@@ -74,6 +80,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 
     // ---- APNs: sandbox (simulated, in-process) or real ----
     let apnsUrl = config.apnsUrl;
+    let vppUrl = config.vppUrl;
     let apnsCaPem = config.apnsCaFile ? await fs.readFile(config.apnsCaFile, 'utf8') : undefined;
     let sandbox: RunningServer['sandbox'];
     if (config.sandbox) {
@@ -85,8 +92,12 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
         const generated = await generateSandboxPushCertificate();
         await storePushCertificate(storage, secrets, { certificate: generated.certPem, privateKey: generated.keyPem });
       }
-      sandbox = { apns, apnsControlUrl: apns.controlUrl };
-      log.warn('sandbox mode: simulated APNs in-process; nothing reaches Apple', { apnsUrl: apns.url, apnsControlUrl: apns.controlUrl });
+      const appsAndBooks = await startSimulatedAppsAndBooks({ host: '127.0.0.1', eventDelayMs: 50 });
+      cleanups.push(() => appsAndBooks.close());
+      vppUrl = appsAndBooks.url;
+      const demoSToken = appsAndBooks.issueToken({ orgName: 'Sandbox School', locationName: 'Sandbox Campus', assets: demoSandboxAssets() });
+      sandbox = { apns, apnsControlUrl: apns.controlUrl, appsAndBooks, demoSToken };
+      log.warn('sandbox mode: simulated APNs and Apps and Books in-process; nothing reaches Apple', { apnsUrl: apns.url, apnsControlUrl: apns.controlUrl, appsAndBooksUrl: vppUrl });
     }
 
     let pushCert: (PushCertificateInfo & CertifiedKey) | undefined;
@@ -112,10 +123,33 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 
     // ---- jobs (agenda on the same database; schedules and locks are shared by every server process) ----
     const agenda = new Agenda({
-      backend: new PostgresBackend({ connectionString: database.url, poolConfig: undefined, name: `vpp-mdm-${process.pid}` } as never),
+      // On PGlite agenda shares the single connection (see database.ts) and polls: LISTEN/NOTIFY would pin it.
+      backend: database.kind === 'pglite'
+        ? new PostgresBackend({ pool: database.pool, disableNotifications: true })
+        : new PostgresBackend({ connectionString: database.url }),
       processEvery: 1000, defaultLockLifetime: 5 * 60_000,
     });
     const refreshDeps = { storage, push, log, events };
+    const installationId = await storage.putSettingIfAbsent('installation_id', crypto.randomUUID());
+    const vpp = new VppService({
+      storage, log, mdm, push, events, secrets, vppUrl, publicUrl: () => publicUrl, installationId,
+      installationName: config.installationName, eventPollMs: config.vppEventPollMs,
+      scheduleSync: async (subscriptionId: string, schedule: Schedule) => {
+        await agenda.cancel({ name: 'vpp:sync', data: { subscriptionId } });
+        if (schedule.type === 'date' && schedule.at) await agenda.schedule(new Date(schedule.at), 'vpp:sync', { subscriptionId });
+        if (schedule.type === 'recurring' && schedule.every) {
+          await agenda.create('vpp:sync', { subscriptionId }).repeatEvery(schedule.every, { skipImmediate: true }).unique({ 'data.subscriptionId': subscriptionId }).save();
+        }
+      },
+    });
+    cleanups.push(() => vpp.stop());
+    agenda.define('vpp:sync', async (job) => {
+      const { subscriptionId } = job.attrs.data as { subscriptionId: string };
+      if (await storage.vpp.getSubscription(subscriptionId)) await vpp.syncAssets(subscriptionId);
+    });
+    agenda.define('vpp:reconcile', async () => {
+      for (const s of await storage.vpp.listSubscriptions()) if (s.status === 'Active') await vpp.reconcile(s.id).catch((e) => log.error('reconcile failed', { subscriptionId: s.id, error: (e as Error).message }));
+    });
     agenda.define('apns:retry-due', async () => {
       // Another process may have uploaded a new push certificate.
       await usePushCertificate(await loadPushCertificate(storage, secrets));
@@ -130,6 +164,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     cleanups.push(async () => { await agenda.stop(); });
     await agenda.every(Math.max(500, config.pushRetryPollMs), 'apns:retry-due', undefined, { skipImmediate: true });
     await applyRefreshSchedule(await loadRefreshSchedule(storage));
+    await agenda.every(config.vppReconcileMs, 'vpp:reconcile', undefined, { skipImmediate: true });
+    vpp.start();
 
     // ---- HTTP ----
     const app = express();
@@ -139,6 +175,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     app.get('/healthz', (_req, res) => {
       res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database: database.kind });
     });
+    app.use(vppNotificationRouter(vpp, log));
     app.use(deviceRoutes({ mdm, enrollment, verifier: () => verifier, clientCertHeader: config.clientCertHeader, maxBodyBytes: config.maxDeviceBodyBytes, log }));
     app.use(adminApi({
       storage, mdm, enrollment, push, adminToken, log,
@@ -151,7 +188,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       pushCertificate: () => pushCert && { topic: pushCert.topic, notAfter: pushCert.notAfter, notBefore: pushCert.notBefore },
       setRefreshSchedule: async (s) => { await storage.putSetting('device_refresh_schedule', s); await applyRefreshSchedule(s); },
       runRefreshNow: async () => runDeviceRefresh(refreshDeps, await loadRefreshSchedule(storage)),
-      sandboxInfo: sandbox && (() => ({ apnsControlUrl: sandbox!.apnsControlUrl, apnsUrl: sandbox!.apns.url })),
+      sandboxInfo: sandbox && (() => ({ apnsControlUrl: sandbox!.apnsControlUrl, apnsUrl: sandbox!.apns.url, appsAndBooksUrl: sandbox!.appsAndBooks.url, demoSToken: sandbox!.demoSToken })),
+      extraRouters: [vppAdminRouter(vpp)],
     }));
 
     const server = http.createServer({ keepAliveTimeout: 65_000 }, app);
@@ -170,7 +208,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     log.info('server ready', { url, publicUrl, database: database.kind, startupMs, sandbox: config.sandbox });
 
     return {
-      url, config, adminToken, storage, database, events, push, mdm, log, sandbox, startupMs,
+      url, config, adminToken, storage, database, events, push, mdm, vpp, log, sandbox, startupMs,
       close: async () => { ready = false; await closeAll(); },
     };
   } catch (err) {

@@ -22,6 +22,10 @@ export interface Config {
   maxDeviceBodyBytes: number;
   /** Interval at which the durable push queue is drained for retries. */
   pushRetryPollMs: number;
+  /** How often pending Apple events (/status?eventId) are polled. */
+  vppEventPollMs: number;
+  /** How often the ledger is reconciled with Apple's /assignments. */
+  vppReconcileMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
   installationName: string;
 }
@@ -60,6 +64,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     enrollmentTtlMs: overrides.enrollmentTtlMs ?? intFrom(env, 'ENROLLMENT_TTL_SECONDS', 7 * 24 * 3600) * 1000,
     maxDeviceBodyBytes: overrides.maxDeviceBodyBytes ?? intFrom(env, 'MAX_DEVICE_BODY_BYTES', 2 * 1024 * 1024),
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),
+    vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
+    vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
   };
   if (config.publicUrl && !/^https?:\/\//.test(config.publicUrl)) {

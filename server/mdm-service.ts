@@ -77,7 +77,6 @@ export class MdmService {
   async connect(report: CommandReport, signer: Signer): Promise<string | undefined> {
     const { storage, log, events } = this.deps;
     const device = await this.boundDevice(report.UDID, signer);
-    await storage.touchDevice(device.udid);
     if (report.Status !== 'Idle' && report.CommandUUID) {
       const stored = await storage.recordCommandResult(device.udid, {
         commandUuid: report.CommandUUID, status: report.Status, result: jsonSafe(report.result) as Record<string, unknown>,
@@ -86,6 +85,8 @@ export class MdmService {
       if (!stored) log.warn('report for a command this device was not sent', { udid: device.udid, commandUUID: report.CommandUUID, status: report.Status });
       else events.emit('commandResult', device, stored);
     }
+    // Seen only once its report is stored: a refused report leaves no trace.
+    await storage.touchDevice(device.udid);
     if (report.Status === 'Idle') events.emit('sync', device);
     const next = await storage.nextCommand(device.udid, report.Status !== 'Idle');
     if (next) log.debug('command sent', { udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType });
@@ -93,14 +94,14 @@ export class MdmService {
   }
 
   /** Validate against Apple's schema, store, and push the device. */
-  async enqueue(udid: string, command: Command, origin = 'admin'): Promise<CommandRecord> {
+  async enqueue(udid: string, command: Command, origin = 'admin', opts: { push?: boolean } = {}): Promise<CommandRecord> {
     const check = validateCommand(command);
     if (!check.ok) throw new CommandValidationError(check.errors);
     const commandUuid = crypto.randomUUID().toUpperCase();
     const stored = await this.deps.storage.enqueueCommand({
       commandUuid, udid, requestType: command.RequestType, origin, payload: buildPlist(commandEnvelope(commandUuid, command)),
     });
-    await this.deps.push.request([udid], `command ${command.RequestType}`);
+    if (opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
     return stored;
   }
 

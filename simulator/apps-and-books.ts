@@ -1008,6 +1008,21 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
 
   // ---- HTTP plumbing ----
 
+  // The store's content metadata lookup (Apple: contentMetadataLookup, queried with ?id=1,2&p=mdm-lockup):
+  // names and bundle identifiers, which /assets does not carry.
+  function handleLookup(res: http.ServerResponse, url: URL) {
+    const ids = (url.searchParams.get('id') ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    if (ids.length === 0) return sendJson(res, 400, { errorMessage: 'id is required' });
+    const results: Record<string, unknown> = {};
+    for (const loc of locations.values()) {
+      for (const a of loc.assets.values()) {
+        if (!ids.includes(a.adamId) || results[a.adamId] || !a.name) continue;
+        results[a.adamId] = { id: a.adamId, name: a.name, kind: a.productType === 'Book' ? 'book' : 'software', ...(a.bundleId ? { bundleId: a.bundleId } : {}) };
+      }
+    }
+    return sendJson(res, 200, { results });
+  }
+
   function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text), ...headers });
@@ -1139,6 +1154,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       return;
     }
     if (url.pathname === '/invitation') return handleInvitation(req, res, url, raw);
+    if (url.pathname === '/lookup') return handleLookup(res, url);
     if (!url.pathname.startsWith(`${BASE}/`)) return sendJson(res, 404, { errorMessage: 'Not found.' });
     const sub = url.pathname.slice(BASE.length);
 

@@ -11,19 +11,11 @@ import { availableBackends } from './support/databases.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { TestDevice, fetchProfile, sendRaw } from './support/device-client.js';
 import { pushCertificateFor } from './support/push-cert.js';
+import { until } from './support/wait.js';
 
 const PUBLIC_URL = 'https://mdm.example.test';
 const CAPTURES = path.resolve(__dirname, '../../shared/device-captures');
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.each(availableBackends())('MDM core on %s', (backend) => {
   let server: TestServer;

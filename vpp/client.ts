@@ -414,6 +414,29 @@ export class AppsAndBooksClient {
   }
 
   /** serviceConfig().urls.invitationEmail with the literal `%25inviteCode%25` replaced by the code. */
+  /**
+   * Names and bundle identifiers from the store's content metadata lookup (urls.contentMetadataLookup of
+   * /service/config); /assets itself carries neither. Missing ids are simply absent from the result.
+   */
+  async contentMetadata(adamIds: string[]): Promise<Record<string, { name?: string; bundleId?: string }>> {
+    const base = (await this.serviceConfig()).urls.contentMetadataLookup;
+    if (!base || adamIds.length === 0) return {};
+    const out: Record<string, { name?: string; bundleId?: string }> = {};
+    for (let i = 0; i < adamIds.length; i += 100) {
+      const url = new URL(base);
+      url.searchParams.set('version', '2');
+      url.searchParams.set('p', 'mdm-lockup');
+      url.searchParams.set('id', adamIds.slice(i, i + 100).join(','));
+      const res = await this.fetchImpl(url, { signal: AbortSignal.timeout(this.timeoutMs) });
+      if (!res.ok) throw new AppsAndBooksError(`content metadata lookup failed with HTTP ${res.status}`, { kind: res.status >= 500 ? 'retryable' : 'rejected', httpStatus: res.status, endpoint: 'GET contentMetadataLookup' });
+      const body = (await res.json()) as { results?: Record<string, { name?: unknown; bundleId?: unknown }> };
+      for (const [id, r] of Object.entries(body.results ?? {})) {
+        out[id] = { ...(typeof r.name === 'string' ? { name: r.name } : {}), ...(typeof r.bundleId === 'string' ? { bundleId: r.bundleId } : {}) };
+      }
+    }
+    return out;
+  }
+
   async invitationUrl(inviteCode: string): Promise<string> {
     if (!inviteCode) throw new TypeError('invitationUrl needs an inviteCode');
     const template = (await this.serviceConfig()).urls.invitationEmail;
@@ -632,6 +655,7 @@ function normalizeAsset(r: Record<string, unknown>): Asset {
     totalCount: num(r.totalCount),
     deviceAssignable: r.deviceAssignable === true,
     revocable: r.revocable === true,
+
     supportedPlatforms: Array.isArray(r.supportedPlatforms) ? r.supportedPlatforms.map(String) : [],
   };
 }

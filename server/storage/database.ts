@@ -44,8 +44,10 @@ async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: num
   await socketServer.start();
   const port = Number(socketServer.getServerConn().split(':').pop());
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  // PGlite runs one statement at a time; more pooled connections than that only queue inside it.
-  const pool = new pg.Pool({ connectionString: url, max: Math.min(opts.poolSize ?? 8, maxConnections - 4) });
+  // One connection: pglite-socket interleaves the extended-protocol messages (Parse/Bind/Execute) of
+  // concurrent connections outside transactions, which corrupts their statements ("portal does not exist").
+  // PGlite runs one statement at a time anyway, so a single connection costs no throughput.
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', (err) => opts.log.error('database pool error', { error: err.message }));
   opts.log.info('embedded database ready', { dataDir: dir, ms: Date.now() - started });
   return {

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, inArray, isNull, lte, or, sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import * as t from './schema.js';
+import { VppStore } from './vpp-store.js';
 
 // The one storage interface every service talks to. Protocol and policy code never sees SQL; a different
 // backend (say MongoDB) would implement this interface and pass the same storage tests.
@@ -23,8 +24,10 @@ export class NotFoundError extends Error {}
 
 export class Storage {
   readonly db: NodePgDatabase<typeof t>;
+  readonly vpp: VppStore;
   constructor(readonly pool: pg.Pool) {
     this.db = drizzle(pool, { schema: t });
+    this.vpp = new VppStore(pool);
   }
 
   // ---- settings ----

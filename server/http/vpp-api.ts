@@ -1,0 +1,113 @@
+import express from 'express';
+import { z } from 'zod';
+import { VppError, type VppService } from '../vpp-service.js';
+import { ApiError } from './errors.js';
+import { parseBody } from './admin-api.js';
+import type { Logger } from '../log.js';
+import type { Schedule } from '../storage/vpp-store.js';
+
+// VPP admin endpoints (SPEC §7) under /api/v1 (mounted behind the admin token), and Apple's notification
+// endpoint, which authenticates with the subscription's own notificationAuthToken instead.
+
+const ScheduleBody = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('none') }).strict(),
+  z.object({ type: z.literal('date'), at: z.string().datetime({ offset: true }) }).strict(),
+  z.object({ type: z.literal('recurring'), every: z.string().regex(/^\d+\s*(seconds?|minutes?|hours?|days?|weeks?)$/, 'like "1 day" or "6 hours"') }).strict(),
+]);
+const SubscriptionBody = z.object({
+  name: z.string().min(1).max(200), sToken: z.string().min(1).max(10_000), schedule: ScheduleBody.default({ type: 'none' }),
+  claimManagement: z.boolean().optional(),
+}).strict();
+const TargetBody = z.object({ targetType: z.enum(['user', 'device']), targetId: z.string().min(1).max(200) }).strict();
+const BundleBody = z.object({ subscriptionId: z.string().optional() }).strict();
+
+const wrap = (err: unknown): never => {
+  if (err instanceof VppError) throw new ApiError(err.status, err.code, err.message);
+  throw err;
+};
+
+export function vppAdminRouter(vpp: VppService): express.Router {
+  const r = express.Router();
+  const sub = async (id: string) => vpp.subscriptionView(await vpp.activeSubscription(id).catch(wrap));
+
+  r.post('/api/v1/vpp/subscriptions', async (req, res) => {
+    const body = parseBody(SubscriptionBody, req.body);
+    res.status(201).json(await vpp.createSubscription({ ...body, schedule: body.schedule as Schedule }).catch(wrap));
+  });
+  r.get('/api/v1/vpp/subscriptions', async (_req, res) => {
+    res.json((await vpp.deps.storage.vpp.listSubscriptions()).map((s) => vpp.subscriptionView(s)));
+  });
+  r.get('/api/v1/vpp/subscriptions/:id', async (req, res) => { res.json(await sub(String(req.params.id))); });
+  r.post('/api/v1/vpp/subscriptions/:id/claim', async (req, res) => {
+    await sub(String(req.params.id));
+    await vpp.claimAndSync(String(req.params.id), true).catch(wrap);
+    res.json(await sub(String(req.params.id)));
+  });
+  r.post('/api/v1/vpp/subscriptions/:id/run', async (req, res) => {
+    const id = String(req.params.id);
+    await sub(id);
+    void vpp.syncAssets(id).catch(() => {});
+    res.status(202).json({ id, started: true });
+  });
+  r.post('/api/v1/vpp/subscriptions/:id/reconcile', async (req, res) => {
+    const id = String(req.params.id);
+    await sub(id);
+    res.json(await vpp.reconcile(id, { graceMs: typeof req.query.graceMs === 'string' ? Number(req.query.graceMs) : undefined }).catch(wrap));
+  });
+  r.get('/api/v1/vpp/licenses', async (_req, res) => { res.json(await vpp.licenseSummary()); });
+  r.post('/api/v1/vpp/apps/:adamId/bundle', async (req, res) => {
+    const body = parseBody(BundleBody, req.body);
+    const { bundle, created } = await vpp.createBundle(String(req.params.adamId), body.subscriptionId).catch(wrap);
+    res.status(created ? 201 : 200).json(bundleView(bundle));
+  });
+  r.get('/api/v1/bundles', async (_req, res) => { res.json((await vpp.deps.storage.vpp.listBundles()).map(bundleView)); });
+  r.get('/api/v1/bundles/:id', async (req, res) => {
+    const b = await vpp.deps.storage.vpp.getBundle(String(req.params.id));
+    if (!b) throw new ApiError(404, 'not_found', `no bundle with id "${req.params.id}"`);
+    res.json(bundleView(b));
+  });
+  r.post('/api/v1/bundles/:id/assignments', async (req, res) => {
+    const body = parseBody(TargetBody, req.body);
+    res.status(201).json(await vpp.assign(String(req.params.id), body.targetType, body.targetId).catch(wrap));
+  });
+  r.get('/api/v1/bundles/:id/assignments', async (req, res) => { res.json(await vpp.listAssignments(String(req.params.id)).catch(wrap)); });
+  r.delete('/api/v1/bundles/:id/assignments/:targetType/:targetId', async (req, res) => {
+    const t = parseBody(TargetBody, { targetType: req.params.targetType, targetId: req.params.targetId });
+    await vpp.unassign(String(req.params.id), t.targetType, t.targetId).catch(wrap);
+    res.status(204).end();
+  });
+  r.post('/api/v1/bundles/:id/reservations', async (req, res) => {
+    const body = parseBody(TargetBody, req.body);
+    res.status(201).json(await vpp.reserve(String(req.params.id), body.targetType, body.targetId).catch(wrap));
+  });
+  r.get('/api/v1/bundles/:id/reservations', async (req, res) => {
+    res.json(await vpp.deps.storage.vpp.listReservations(String(req.params.id)));
+  });
+  r.post('/api/v1/devices/:udid/bundles/:bundleId/install', async (req, res) => {
+    res.status(202).json(await vpp.installNow(String(req.params.udid), String(req.params.bundleId)).catch(wrap));
+  });
+  return r;
+}
+
+export function vppNotificationRouter(vpp: VppService, log: Logger): express.Router {
+  const r = express.Router();
+  r.post('/vpp/notifications/:subscriptionId', express.json({ limit: '256kb' }), async (req, res) => {
+    try {
+      await vpp.handleNotification(String(req.params.subscriptionId), req.header('authorization'), req.body);
+      res.status(200).json({ received: true });
+    } catch (err) {
+      if (err instanceof VppError) {
+        log.warn('VPP notification refused', { status: err.status, reason: err.message });
+        res.status(err.status).json({ error: { code: err.code, message: err.message } });
+        return;
+      }
+      log.error('VPP notification failed', { error: (err as Error).message });
+      res.status(500).json({ error: { code: 'internal', message: 'internal server error' } });
+    }
+  });
+  return r;
+}
+
+function bundleView(b: { id: string; subscriptionId: string; adamId: string; pricingParam: string; name: string; bundleIdentifier: string | null; deviceAssignable: boolean; createdAt: Date }) {
+  return { id: b.id, subscriptionId: b.subscriptionId, adamId: b.adamId, pricingParam: b.pricingParam, name: b.name, bundleId: b.bundleIdentifier, deviceAssignable: b.deviceAssignable, platform: 'iOS', createdAt: b.createdAt.toISOString() };
+}

@@ -1,0 +1,767 @@
+import crypto from 'node:crypto';
+import { installApplication, inviteToProgram, managedApplicationList } from '../mdm/commands.js';
+import { AppsAndBooksClient, AppsAndBooksError, type EventStatus } from '../vpp/client.js';
+import { parseSToken, daysUntilExpiry, STokenError } from '../vpp/stoken.js';
+import { checkNotificationAuth, parseNotification, NotificationError } from '../vpp/notifications.js';
+import {
+  deviceAssignmentRefusal, summarizeLicenses, userDeviceLimitRefusal, type InstallStatus, type TargetType,
+} from '../vpp/policy.js';
+import type { ServerEventBus } from './events.js';
+import type { Logger } from './log.js';
+import type { MdmService } from './mdm-service.js';
+import type { PushService } from './push-service.js';
+import type { SecretBox } from './secrets.js';
+import type { CommandRecord, DeviceRecord, Storage } from './storage/storage.js';
+import type { BundleRow, LicenseKey, LicenseRow, Schedule, SubscriptionRow } from './storage/vpp-store.js';
+
+// License distribution (SPEC §6): subscriptions and their Apple tokens, asset sync into bundles, and the
+// device and user flows that run when a device syncs. Apple is reached only through AppsAndBooksClient;
+// every license is taken from the ledger (VppStore.acquireLicense) before Apple is asked.
+
+export class VppError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) { super(message); }
+}
+
+export interface VppServiceDeps {
+  storage: Storage; log: Logger; mdm: MdmService; push: PushService; events: ServerEventBus; secrets: SecretBox;
+  vppUrl: string; publicUrl: () => string; installationId: string; installationName: string;
+  /** How often pending Apple events are polled (Apple asks for no more than every 30 s against its servers). */
+  eventPollMs: number;
+  fetch?: typeof fetch;
+  scheduleSync(subscriptionId: string, schedule: Schedule): Promise<void>;
+}
+
+export const NOTIFICATION_TYPES = ['ASSET_MANAGEMENT', 'ASSET_COUNT', 'USER_MANAGEMENT', 'USER_ASSOCIATED'];
+const INSTALL_ACCEPTED = 'the device accepted the install';
+/** Devices that count against a user license's 10-device limit. */
+const LICENSED_STATUSES: InstallStatus[] = ['Associating', 'Licensed', 'Installing', 'Installed'];
+
+export class VppService {
+  private readonly clients = new Map<string, AppsAndBooksClient>();
+  private readonly deviceQueues = new Map<string, Promise<void>>();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private polling = false;
+  private stopped = false;
+
+  constructor(readonly deps: VppServiceDeps) {
+    deps.events.on('sync', (d) => this.enqueueForDevice(d.udid));
+    deps.events.on('checkOut', (d) => void this.onCheckOut(d).catch((e) => this.fail('check-out reclaim', e, { udid: d.udid })));
+    deps.events.on('commandResult', (d, c) => void this.onCommandResult(d, c).catch((e) => this.fail('command result', e, { udid: d.udid })));
+  }
+
+  start(): void {
+    const tick = async () => {
+      if (this.stopped) return;
+      await this.pollEvents().catch((e) => this.fail('event poll', e));
+      if (!this.stopped) this.pollTimer = setTimeout(tick, this.deps.eventPollMs);
+    };
+    this.pollTimer = setTimeout(tick, this.deps.eventPollMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    await Promise.allSettled([...this.deviceQueues.values()]);
+  }
+
+  private fail(what: string, err: unknown, fields: Record<string, unknown> = {}) {
+    this.deps.log.error(`vpp ${what} failed`, { ...fields, error: (err as Error)?.message ?? String(err) });
+  }
+
+  // ---------------------------------------------------------------- subscriptions
+  clientFor(sub: SubscriptionRow): AppsAndBooksClient {
+    let c = this.clients.get(sub.id);
+    if (!c) {
+      c = new AppsAndBooksClient({
+        baseUrl: this.deps.vppUrl, sToken: this.deps.secrets.open(sub.sealedStoken), fetch: this.deps.fetch, backoffBaseMs: 200,
+        onResponseMeta: (meta) => {
+          // Apple names the MDM holding the token on its responses: another installation took it over.
+          if (meta.mdmInfo && meta.mdmInfo.id !== this.deps.installationId) {
+            void this.deps.storage.vpp.updateSubscription(sub.id, {
+              status: 'ClaimRequired', claimHolder: { id: meta.mdmInfo.id, name: meta.mdmInfo.name },
+              statusReason: `another MDM ("${meta.mdmInfo.name}") manages this token; claim it to manage its licenses here`,
+            });
+          }
+        },
+      });
+      this.clients.set(sub.id, c);
+    }
+    return c;
+  }
+
+  async createSubscription(input: { name: string; sToken: string; schedule: Schedule; claimManagement?: boolean }) {
+    let token;
+    try {
+      token = parseSToken(input.sToken);
+    } catch (err) {
+      if (err instanceof STokenError) throw new VppError(400, 'invalid_stoken', `sToken rejected: ${err.message}`);
+      throw err;
+    }
+    const tokenHash = crypto.createHash('sha256').update(token.token).digest('hex');
+    const sub = await this.deps.storage.vpp.createSubscription({
+      id: crypto.randomUUID(), name: input.name, sealedStoken: this.deps.secrets.seal(token.raw), tokenHash, orgName: token.orgName,
+      expiresAt: token.expDate, sealedNotificationToken: this.deps.secrets.seal(crypto.randomBytes(24).toString('base64url')), schedule: input.schedule,
+    });
+    if (!sub) throw new VppError(409, 'duplicate_stoken', 'a subscription with this sToken already exists');
+    await this.claimAndSync(sub.id, input.claimManagement ?? false);
+    await this.deps.scheduleSync(sub.id, input.schedule);
+    return this.subscriptionView((await this.deps.storage.vpp.getSubscription(sub.id))!);
+  }
+
+  subscriptionView(s: SubscriptionRow) {
+    const days = daysUntilExpiry({ raw: '', token: '', orgName: s.orgName, expDate: s.expiresAt });
+    return {
+      id: s.id, name: s.name, status: s.status, statusReason: s.statusReason, orgName: s.orgName, locationName: s.locationName,
+      expiresAt: s.expiresAt.toISOString(), daysUntilExpiry: days,
+      ...(days < 30 ? { warning: `the sToken expires in ${days} days: download a new one from Apple Business/School Manager` } : {}),
+      claimHolder: s.claimHolder, schedule: s.schedule, lastSyncAt: s.lastSyncAt?.toISOString() ?? null, lastSyncError: s.lastSyncError,
+      notificationUrl: this.notificationUrl(s.id),
+    };
+  }
+
+  private notificationUrl(id: string) { return `${this.deps.publicUrl()}/vpp/notifications/${id}`; }
+
+  /** Read the token's owner; take it if free (or if the admin said to), then sync its assets. */
+  async claimAndSync(id: string, claimManagement: boolean): Promise<void> {
+    const { storage, log } = this.deps;
+    const sub = (await storage.vpp.getSubscription(id))!;
+    const client = this.clientFor(sub);
+    await storage.vpp.updateSubscription(id, { status: 'ClaimInProgress', statusReason: null });
+    try {
+      const config = await client.clientConfig();
+      const holder = config.mdmInfo;
+      if (holder && holder.id !== this.deps.installationId && !claimManagement) {
+        await storage.vpp.updateSubscription(id, {
+          status: 'ClaimRequired', claimHolder: { id: holder.id, name: holder.name }, locationName: config.locationName, locationUid: config.uId,
+          statusReason: `another MDM ("${holder.name}") manages this token; claim it (POST .../claim) to manage its licenses here`,
+        });
+        log.warn('sToken is held by another MDM', { subscriptionId: id, holder: holder.name });
+        return;
+      }
+      if (holder && holder.id !== this.deps.installationId) {
+        await this.resetForeignAssignments(sub, client);
+      }
+      await client.updateClientConfig({
+        mdmInfo: { id: this.deps.installationId, name: this.deps.installationName },
+        notificationUrl: this.notificationUrl(id),
+        notificationAuthToken: this.deps.secrets.open(sub.sealedNotificationToken),
+        notificationTypes: NOTIFICATION_TYPES,
+      });
+      await storage.vpp.updateSubscription(id, { status: 'Active', statusReason: null, claimHolder: null, locationName: config.locationName, locationUid: config.uId });
+      log.info('VPP subscription active', { subscriptionId: id, location: config.locationName });
+    } catch (err) {
+      await this.recordAppleFailure(id, err);
+      return;
+    }
+    await this.syncAssets(id);
+  }
+
+  /** Taking over a token: what the previous MDM assigned is released, so counts start from what we do. */
+  private async resetForeignAssignments(sub: SubscriptionRow, client: AppsAndBooksClient) {
+    const assignments = await client.assignments();
+    const byAsset = new Map<string, { adamId: string; pricingParam: string; serials: string[]; users: string[] }>();
+    for (const a of assignments) {
+      const key = `${a.adamId}/${a.pricingParam}`;
+      const cur = byAsset.get(key) ?? { adamId: a.adamId, pricingParam: a.pricingParam, serials: [], users: [] };
+      if (a.serialNumber) cur.serials.push(a.serialNumber);
+      if (a.clientUserId) cur.users.push(a.clientUserId);
+      byAsset.set(key, cur);
+    }
+    for (const a of byAsset.values()) {
+      const refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serials, clientUserIds: a.users });
+      for (const r of refs) await this.deps.storage.vpp.recordEvent(r.eventId, sub.id, 'reset');
+    }
+    await this.deps.storage.vpp.resetSubscriptionLedger(sub.id);
+    this.deps.log.warn('claimed an sToken from another MDM: released its assignments', { subscriptionId: sub.id, released: assignments.length });
+  }
+
+  private async recordAppleFailure(id: string, err: unknown): Promise<void> {
+    const { storage, log } = this.deps;
+    if (err instanceof AppsAndBooksError && err.kind === 'tokenInvalid') {
+      const why = err.errorNumber === 9621 ? 'expired' : err.errorNumber === 9625 ? 'revoked' : 'not accepted';
+      await storage.vpp.updateSubscription(id, { status: 'Error', statusReason: `sToken ${why} by Apple (${err.errorNumber ?? err.httpStatus}: ${err.message}); upload a new one`, lastSyncError: err.message });
+      log.error('VPP subscription stopped: token invalid', { subscriptionId: id, errorNumber: err.errorNumber });
+      return;
+    }
+    const sub = await storage.vpp.getSubscription(id);
+    // A claim that never completed leaves the subscription in Error until the admin retries (claim/run).
+    const stuck = sub && (sub.status === 'New' || sub.status === 'ClaimInProgress');
+    await storage.vpp.updateSubscription(id, {
+      lastSyncError: (err as Error).message,
+      ...(stuck ? { status: 'Error' as const, statusReason: `could not reach Apple to claim the token: ${(err as Error).message}; retry with POST .../claim` } : {}),
+    });
+    log.error('VPP call failed', { subscriptionId: id, error: (err as Error).message });
+  }
+
+  async activeSubscription(id: string): Promise<SubscriptionRow> {
+    const sub = await this.deps.storage.vpp.getSubscription(id);
+    if (!sub) throw new VppError(404, 'not_found', `no VPP subscription with id "${id}"`);
+    return sub;
+  }
+
+  /** Run Now / scheduled: read all assets, refresh counts, one bundle per app. */
+  async syncAssets(id: string): Promise<{ assets: number; bundlesCreated: number }> {
+    const { storage, log } = this.deps;
+    const sub = await this.activeSubscription(id);
+    if (sub.status !== 'Active') {
+      log.warn('asset sync skipped: subscription not active', { subscriptionId: id, status: sub.status });
+      return { assets: 0, bundlesCreated: 0 };
+    }
+    let assets;
+    try {
+      assets = await this.clientFor(sub).assets();
+    } catch (err) {
+      await this.recordAppleFailure(id, err);
+      return { assets: 0, bundlesCreated: 0 };
+    }
+    // Names and bundle identifiers come from the store's metadata lookup; a failed lookup only costs names.
+    const known = new Set((await storage.vpp.listAssets(id)).filter((a) => a.name).map((a) => a.adamId));
+    const metadata = await this.clientFor(sub).contentMetadata(assets.filter((a) => a.productType === 'App' && !known.has(a.adamId)).map((a) => a.adamId))
+      .catch((err) => { log.warn('app metadata lookup failed; bundles keep placeholder names', { error: (err as Error).message }); return {} as Record<string, { name?: string; bundleId?: string }>; });
+    let bundlesCreated = 0;
+    for (const a of assets) {
+      await storage.vpp.upsertAsset({
+        subscriptionId: id, adamId: a.adamId, pricingParam: a.pricingParam, productType: a.productType, name: metadata[a.adamId]?.name ?? null,
+        bundleIdentifier: metadata[a.adamId]?.bundleId ?? null, deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.assignedCount,
+      });
+      // Books are listed with their counts but get no bundle: they are not installed by InstallApplication.
+      if (a.productType !== 'App') continue;
+      if ((await this.createBundleFor(id, a.adamId, a.pricingParam)).created) bundlesCreated++;
+    }
+    await storage.vpp.updateSubscription(id, { lastSyncAt: new Date(), lastSyncError: null });
+    log.info('VPP asset sync done', { subscriptionId: id, assets: assets.length, bundlesCreated });
+    return { assets: assets.length, bundlesCreated };
+  }
+
+  private async createBundleFor(subscriptionId: string, adamId: string, pricingParam: string) {
+    const asset = (await this.deps.storage.vpp.getAsset({ subscriptionId, adamId, pricingParam }))!;
+    return this.deps.storage.vpp.createBundle({
+      id: crypto.randomUUID(), subscriptionId, adamId, pricingParam, name: asset.name ?? `App ${adamId}`,
+      bundleIdentifier: asset.bundleIdentifier, deviceAssignable: asset.deviceAssignable,
+    });
+  }
+
+  /** Create Bundle for one app (from the synced assets). */
+  async createBundle(adamId: string, subscriptionId?: string): Promise<{ bundle: BundleRow; created: boolean }> {
+    const assets = (await this.deps.storage.vpp.findAssetsByAdamId(adamId)).filter((a) => a.productType === 'App' && (!subscriptionId || a.subscriptionId === subscriptionId));
+    if (assets.length === 0) throw new VppError(404, 'not_found', `no purchased app with adamId ${adamId} in the synced assets; run the subscription's asset sync first`);
+    const a = assets[0]!;
+    return this.createBundleFor(a.subscriptionId, a.adamId, a.pricingParam);
+  }
+
+  // ---------------------------------------------------------------- assignments
+  async assign(bundleId: string, targetType: TargetType, targetId: string) {
+    const { storage } = this.deps;
+    const bundle = await this.bundle(bundleId);
+    const devices = await this.targetDevices(targetType, targetId);
+    if (targetType === 'device' && !bundle.deviceAssignable) {
+      throw new VppError(409, 'not_device_assignable', `${bundle.name} cannot be assigned to devices (Apple: not device-assignable); assign it to users`);
+    }
+    await storage.vpp.addAssignment(bundleId, targetType, targetId);
+    for (const d of devices) {
+      if (!(await storage.vpp.getInstall(bundleId, d.udid))) {
+        await storage.vpp.setInstall({ bundleId, udid: d.udid, viaTargetType: targetType, viaTargetId: targetId, status: 'Waiting', reason: 'waiting for the device to sync' });
+      }
+    }
+    return this.assignmentView(bundle, targetType, targetId);
+  }
+
+  async unassign(bundleId: string, targetType: TargetType, targetId: string): Promise<void> {
+    const { storage } = this.deps;
+    const bundle = await this.bundle(bundleId);
+    if (!(await storage.vpp.removeAssignment(bundleId, targetType, targetId))) {
+      throw new VppError(404, 'not_found', `bundle ${bundleId} is not assigned to ${targetType} ${targetId}`);
+    }
+    await storage.vpp.deleteInstalls({ bundleId, viaTargetType: targetType, viaTargetId: targetId });
+    await this.reclaim(bundle, targetType, targetId, 'unassigned');
+  }
+
+  async reserve(bundleId: string, targetType: TargetType, targetId: string) {
+    const bundle = await this.bundle(bundleId);
+    await this.targetDevices(targetType, targetId);
+    await this.deps.storage.vpp.addReservation(bundle.id, targetType, targetId);
+    return { bundleId, targetType, targetId };
+  }
+
+  private async bundle(id: string): Promise<BundleRow> {
+    const b = await this.deps.storage.vpp.getBundle(id);
+    if (!b) throw new VppError(404, 'not_found', `no bundle with id "${id}"`);
+    return b;
+  }
+
+  private async targetDevices(targetType: TargetType, targetId: string): Promise<DeviceRecord[]> {
+    const { storage } = this.deps;
+    if (targetType === 'device') {
+      const d = await storage.getDevice(targetId);
+      if (!d) throw new VppError(404, 'not_found', `no device with UDID "${targetId}"`);
+      return d.enrolled ? [d] : [];
+    }
+    if (!(await storage.getUser(targetId))) throw new VppError(404, 'not_found', `no user with id "${targetId}"`);
+    return (await storage.listDevices({ userId: targetId })).filter((d) => d.enrolled);
+  }
+
+  async assignmentView(bundle: BundleRow, targetType: TargetType, targetId: string) {
+    const installs = await this.deps.storage.vpp.installsVia(bundle.id, targetType, targetId);
+    const license = await this.deps.storage.vpp.getLicense(bundle, targetType, targetId);
+    const statuses = installs.map((i) => i.status);
+    // One status for the target: the furthest its devices got, else why they wait.
+    const order: InstallStatus[] = ['Installed', 'Installing', 'Licensed', 'Associating', 'InvitationSent', 'Waiting', 'DeviceLimitReached', 'OSVersionTooOld', 'Failed'];
+    const status = order.find((s) => statuses.includes(s)) ?? (license?.state === 'Associated' ? 'Licensed' : 'Waiting');
+    const reason = installs.find((i) => i.status === status)?.reason ?? (installs.length === 0 ? 'no enrolled device has synced yet' : null);
+    return {
+      bundleId: bundle.id, targetType, targetId, status, reason,
+      license: license ? { state: license.state, failure: license.failure } : null,
+      devices: installs.map((i) => ({ udid: i.udid, status: i.status, reason: i.reason, commandUUID: i.commandUuid })),
+    };
+  }
+
+  async listAssignments(bundleId: string) {
+    const bundle = await this.bundle(bundleId);
+    const out = [];
+    for (const a of await this.deps.storage.vpp.listAssignments(bundleId)) out.push(await this.assignmentView(bundle, a.targetType, a.targetId));
+    return out;
+  }
+
+  async licenseSummary() {
+    return summarizeLicenses(await this.deps.storage.vpp.licenseSummaryRows());
+  }
+
+  // ---------------------------------------------------------------- reclaim
+  private async reclaim(bundle: BundleRow, targetType: TargetType, targetId: string, why: string): Promise<void> {
+    const { storage } = this.deps;
+    const license = await storage.vpp.getLicense(bundle, targetType, targetId);
+    if (!license) return;
+    if (targetType === 'user') {
+      // The user's license stays while another assignment of this bundle still reaches them.
+      if (await storage.vpp.hasAssignment(bundle.id, 'user', targetId)) return;
+    }
+    await this.disassociate(license, why);
+  }
+
+  /** Disassociate at Apple; the license stays counted (Disassociating) until Apple confirms. */
+  private async disassociate(license: LicenseRow, why: string): Promise<void> {
+    const { storage, log } = this.deps;
+    const sub = (await storage.vpp.getSubscription(license.subscriptionId))!;
+    if (license.state === 'Associating' && !license.eventId) {
+      // Apple was never asked: give it straight back.
+      await storage.vpp.deleteLicense(license.id);
+      await this.wakeWaiting(license);
+      return;
+    }
+    try {
+      const refs = await this.clientFor(sub).disassociate({
+        assets: [{ adamId: license.adamId, pricingParam: license.pricingParam }],
+        ...(license.targetType === 'device' ? { serialNumbers: [license.serialNumber!] } : { clientUserIds: [license.targetId] }),
+      });
+      const eventId = refs[0]!.eventId;
+      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId });
+      await storage.vpp.recordEvent(eventId, sub.id, 'disassociate');
+      log.info('license reclaim requested', { adamId: license.adamId, targetType: license.targetType, targetId: license.targetId, why });
+    } catch (err) {
+      this.fail('disassociate', err, { adamId: license.adamId, targetId: license.targetId });
+      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId: null, failure: `reclaim failed, retried by reconcile: ${(err as Error).message}` });
+    }
+  }
+
+  private async onCheckOut(device: DeviceRecord): Promise<void> {
+    const { storage } = this.deps;
+    for (const license of await storage.vpp.licensesForTarget('device', device.udid)) await this.disassociate(license, 'device checked out');
+    await storage.vpp.deleteInstalls({ udid: device.udid });
+  }
+
+  private async wakeWaiting(k: LicenseKey): Promise<void> {
+    const waiting = await this.deps.storage.vpp.waitingDevices(k);
+    if (waiting.length) await this.deps.push.request(waiting, 'a VPP license freed up');
+  }
+
+  // ---------------------------------------------------------------- distribution on sync
+  /** Syncs of one device run one after another in this process; the ledger guards across processes. */
+  enqueueForDevice(udid: string): Promise<void> {
+    const prev = this.deviceQueues.get(udid) ?? Promise.resolve();
+    const next = prev.then(() => this.distributeForDevice(udid)).catch((e) => this.fail('distribution', e, { udid }));
+    this.deviceQueues.set(udid, next);
+    void next.finally(() => { if (this.deviceQueues.get(udid) === next) this.deviceQueues.delete(udid); });
+    return next;
+  }
+
+  /** Wait until distribution work queued for these devices (or all) has finished in this process. */
+  async settled(): Promise<void> {
+    while (this.deviceQueues.size) await Promise.allSettled([...this.deviceQueues.values()]);
+  }
+
+  async distributeForDevice(udid: string): Promise<void> {
+    const { storage } = this.deps;
+    const device = await storage.getDevice(udid);
+    if (!device || !device.enrolled) return;
+    for (const a of await storage.vpp.assignmentsForDevice(udid, device.userId)) {
+      const sub = await storage.vpp.getSubscription(a.subscriptionId);
+      const via = { viaTargetType: a.targetType, viaTargetId: a.targetId };
+      const install = await storage.vpp.getInstall(a.id, udid);
+      if (install && (install.status === 'Installed' || install.status === 'Installing')) continue;
+      if (!sub || sub.status !== 'Active') {
+        await storage.vpp.setInstall({ bundleId: a.id, udid, ...via, status: 'Waiting', reason: `VPP subscription is ${sub?.status ?? 'missing'}: ${sub?.statusReason ?? ''}`.trim() });
+        continue;
+      }
+      if (a.targetType === 'device') await this.deviceFlow(sub, a, device);
+      else await this.userFlow(sub, a, device, a.targetId);
+    }
+    await this.checkInstalls(device);
+  }
+
+  /** Installs the device accepted but has not finished: ask it which managed apps it has. */
+  private async checkInstalls(device: DeviceRecord): Promise<void> {
+    const { storage } = this.deps;
+    const open = (await storage.vpp.installsForDevice(device.udid)).filter((i) => i.status === 'Installing' && i.reason?.startsWith(INSTALL_ACCEPTED));
+    if (open.length === 0) return;
+    const pending = (await storage.listCommands(device.udid)).some((c) => c.origin === 'vpp:check' && ['Queued', 'Sent', 'NotNow'].includes(c.status));
+    if (pending) return;
+    const ids: string[] = [];
+    for (const i of open) { const b = await storage.vpp.getBundle(i.bundleId); if (b?.bundleIdentifier) ids.push(b.bundleIdentifier); }
+    // No push: the question rides along with the device's next sync, so checking never wakes it in a loop.
+    await this.deps.mdm.enqueue(device.udid, managedApplicationList(ids.length ? ids : undefined), 'vpp:check', { push: false });
+  }
+
+  private async deviceFlow(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord): Promise<void> {
+    const { storage } = this.deps;
+    const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: 'device' as const, viaTargetId: device.udid };
+    const refusal = deviceAssignmentRefusal(device.osVersion);
+    if (refusal) { await storage.vpp.setInstall({ ...via, status: 'OSVersionTooOld', reason: refusal }); return; }
+    if (!device.serialNumber) { await storage.vpp.setInstall({ ...via, status: 'Failed', reason: 'the device has not reported a serial number' }); return; }
+    const license = await storage.vpp.getLicense(bundle, 'device', device.udid);
+    if (license?.state === 'Associated') { await this.queueInstall(bundle, device, 'device', device.udid); return; }
+    if (license) { await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
+    await this.takeAndAssociate(sub, bundle, device, { type: 'device', id: device.udid, serialNumber: device.serialNumber });
+  }
+
+  private async userFlow(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord, userId: string): Promise<void> {
+    const { storage } = this.deps;
+    const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: 'user' as const, viaTargetId: userId };
+    const others = (await storage.vpp.installsVia(bundle.id, 'user', userId))
+      .filter((i) => i.udid !== device.udid && LICENSED_STATUSES.includes(i.status));
+    const limit = userDeviceLimitRefusal(others.length);
+    if (limit) { await storage.vpp.setInstall({ ...via, status: 'DeviceLimitReached', reason: limit }); return; }
+
+    let vppUser = await storage.vpp.getVppUser(sub.id, userId);
+    if (!vppUser) {
+      await this.registerUser(sub, userId, device);
+      return;
+    }
+    if (vppUser.status === 'Registered') {
+      // The user may have accepted since we last looked (the USER_ASSOCIATED notification also says so).
+      vppUser = await this.refreshUserStatus(sub, userId) ?? vppUser;
+    }
+    if (vppUser.status === 'Creating') {
+      await storage.vpp.setInstall({ ...via, status: 'Waiting', reason: 'registering the user with Apple' });
+      return;
+    }
+    if (vppUser.status === 'Registered') {
+      if (!vppUser.invitedUdids.includes(device.udid)) await this.sendInvitation(sub, userId, device, vppUser.inviteCode);
+      else await storage.vpp.setInstall({ ...via, status: 'InvitationSent', reason: 'waiting for the user to accept the invitation with their Apple Account' });
+      return;
+    }
+    if (vppUser.status !== 'Associated') {
+      await storage.vpp.setInstall({ ...via, status: 'Failed', reason: `the user's Apple Account link is ${vppUser.status}: unenroll and re-enroll their devices after they sign in with the new Apple Account` });
+      return;
+    }
+    const license = await storage.vpp.getLicense(bundle, 'user', userId);
+    if (license?.state === 'Associated') { await this.queueInstall(bundle, device, 'user', userId); return; }
+    if (license) { await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
+    await this.takeAndAssociate(sub, bundle, device, { type: 'user', id: userId });
+  }
+
+  /** First refresh of the user flow: register the user at Apple; the invitation follows when Apple confirms. */
+  private async registerUser(sub: SubscriptionRow, userId: string, device: DeviceRecord): Promise<void> {
+    const { storage } = this.deps;
+    const bundleInstalls = await storage.vpp.assignmentsForDevice(device.udid, userId);
+    for (const b of bundleInstalls.filter((x) => x.targetType === 'user' && x.subscriptionId === sub.id)) {
+      await storage.vpp.setInstall({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'Waiting', reason: 'registering the user with Apple' });
+    }
+    if (!(await storage.vpp.claimVppUserRegistration(sub.id, userId))) return;
+    const user = await storage.getUser(userId);
+    try {
+      const refs = await this.clientFor(sub).createUsers([{ clientUserId: userId, email: user?.email }]);
+      await storage.vpp.updateVppUser(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
+      await storage.vpp.recordEvent(refs[0]!.eventId, sub.id, 'createUser');
+      this.kickEventPoll();
+    } catch (err) {
+      await storage.vpp.updateVppUser(sub.id, userId, { status: 'Failed' });
+      this.fail('user registration', err, { userId });
+      throw err;
+    }
+  }
+
+  private async refreshUserStatus(sub: SubscriptionRow, userId: string) {
+    const { storage } = this.deps;
+    const users = await this.clientFor(sub).users({ clientUserId: userId });
+    const u = users.find((x) => x.clientUserId === userId);
+    if (!u) return undefined;
+    await storage.vpp.updateVppUser(sub.id, userId, { status: u.status, inviteCode: u.inviteCode ?? undefined, idHash: u.idHash ?? undefined });
+    return storage.vpp.getVppUser(sub.id, userId);
+  }
+
+  private async sendInvitation(sub: SubscriptionRow, userId: string, device: DeviceRecord, inviteCode: string | null): Promise<void> {
+    const { storage } = this.deps;
+    let code = inviteCode;
+    if (!code) code = (await this.refreshUserStatus(sub, userId))?.inviteCode ?? null;
+    if (!code) return;
+    const url = await this.clientFor(sub).invitationUrl(code);
+    const vppUser = (await storage.vpp.getVppUser(sub.id, userId))!;
+    await storage.vpp.updateVppUser(sub.id, userId, { invitedUdids: [...new Set([...vppUser.invitedUdids, device.udid])] });
+    await this.deps.mdm.enqueue(device.udid, inviteToProgram(url), 'vpp:invite');
+    for (const b of (await storage.vpp.assignmentsForDevice(device.udid, userId)).filter((x) => x.targetType === 'user' && x.subscriptionId === sub.id)) {
+      await storage.vpp.setInstall({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'InvitationSent', reason: 'invitation sent to the device; the user accepts with their Apple Account, then the next sync installs' });
+    }
+  }
+
+  private async takeAndAssociate(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord, target: { type: TargetType; id: string; serialNumber?: string }): Promise<'acquired' | 'none'> {
+    const { storage, log } = this.deps;
+    const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: target.type, viaTargetId: target.id };
+    const got = await storage.vpp.acquireLicense(bundle, target);
+    if (got.outcome === 'none') {
+      const reason = got.reservedForOthers > 0
+        ? `no license available: ${got.held} of ${got.total} in use and ${got.reservedForOthers} reserved for others; waiting for one to free up`
+        : `no license available: ${got.held} of ${got.total} in use; waiting for one to free up`;
+      await storage.vpp.setInstall({ ...via, status: 'Waiting', reason });
+      return 'none';
+    }
+    if (got.outcome === 'held') return 'acquired';
+    await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'license taken; waiting for Apple to confirm the association' });
+    try {
+      const refs = await this.clientFor(sub).associate({
+        assets: [{ adamId: bundle.adamId, pricingParam: bundle.pricingParam }],
+        ...(target.type === 'device' ? { serialNumbers: [target.serialNumber!] } : { clientUserIds: [target.id] }),
+      });
+      const eventId = refs[0]!.eventId;
+      await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId });
+      await storage.vpp.recordEvent(eventId, sub.id, 'associate');
+      this.kickEventPoll();
+    } catch (err) {
+      await storage.vpp.deleteLicense(got.license.id);
+      const reason = err instanceof AppsAndBooksError ? `Apple refused the association (${err.errorNumber ?? err.httpStatus}): ${err.message}` : (err as Error).message;
+      await storage.vpp.setInstall({ ...via, status: 'Failed', reason });
+      log.warn('license association failed; license returned', { adamId: bundle.adamId, targetId: target.id, reason });
+      if (err instanceof AppsAndBooksError && err.kind === 'tokenInvalid') await this.recordAppleFailure(sub.id, err);
+    }
+    return 'acquired';
+  }
+
+  /** Install Bundle quick task: take the license for this device now and push it. */
+  async installNow(udid: string, bundleId: string) {
+    const { storage } = this.deps;
+    const bundle = await this.bundle(bundleId);
+    const device = await storage.getDevice(udid);
+    if (!device) throw new VppError(404, 'not_found', `no device with UDID "${udid}"`);
+    if (!(await storage.vpp.hasAssignment(bundleId, 'device', udid))) {
+      throw new VppError(409, 'not_device_assigned', `Install Bundle works on device assignments only: bundle ${bundle.name} is not assigned to device ${udid}`);
+    }
+    await this.enqueueForDevice(udid);
+    await this.deps.push.request([udid], 'install bundle');
+    return this.assignmentView(bundle, 'device', udid);
+  }
+
+  private async queueInstall(bundle: BundleRow, device: DeviceRecord, viaType: TargetType, viaId: string): Promise<void> {
+    const { storage } = this.deps;
+    const existing = await storage.vpp.getInstall(bundle.id, device.udid);
+    if (existing && (existing.status === 'Installing' || existing.status === 'Installed')) return;
+    const cmd = await this.deps.mdm.enqueue(device.udid, installApplication({ iTunesStoreID: Number(bundle.adamId), purchaseMethod: 1, managementFlags: 1 }), `vpp:${bundle.id}`);
+    await storage.vpp.setInstall({ bundleId: bundle.id, udid: device.udid, viaTargetType: viaType, viaTargetId: viaId, status: 'Installing', reason: 'InstallApplication queued', commandUuid: cmd.commandUuid });
+  }
+
+  private async onCommandResult(device: DeviceRecord, command: CommandRecord): Promise<void> {
+    const { storage } = this.deps;
+    if (command.origin === 'vpp:check' && command.requestType === 'ManagedApplicationList' && command.status === 'Acknowledged') {
+      const list = ((command.result ?? {}) as { ManagedApplicationList?: Record<string, { Status?: string }> }).ManagedApplicationList ?? {};
+      for (const i of await storage.vpp.installsForDevice(device.udid)) {
+        const bundle = await storage.vpp.getBundle(i.bundleId);
+        const state = bundle?.bundleIdentifier ? list[bundle.bundleIdentifier]?.Status : undefined;
+        if (i.status === 'Installing' && state === 'Managed') await storage.vpp.setInstall({ ...i, status: 'Installed', reason: 'installed and managed' });
+        else if (i.status === 'Installing' && state === 'Failed') await storage.vpp.setInstall({ ...i, status: 'Failed', reason: 'the device reports the install failed' });
+      }
+      return;
+    }
+    if (!command.origin.startsWith('vpp:') || command.requestType !== 'InstallApplication') return;
+    const install = await storage.vpp.installByCommand(command.commandUuid);
+    if (!install) return;
+    const result = (command.result ?? {}) as { State?: string; Identifier?: string };
+    if (command.status === 'Acknowledged' && result.Identifier) await storage.vpp.learnBundleIdentifier(install.bundleId, result.Identifier);
+    if (command.status === 'Acknowledged') {
+      // The device queues the download; ManagedApplicationList at its next sync tells when it is managed.
+      const managed = result.State === 'Managed';
+      await storage.vpp.setInstall({ ...install, status: managed ? 'Installed' : 'Installing', reason: managed ? 'installed and managed' : `${INSTALL_ACCEPTED} (State ${result.State ?? 'unknown'})` });
+    } else if (command.status === 'Error' || command.status === 'CommandFormatError') {
+      const chain = (command.errorChain as Array<{ USEnglishDescription?: string; LocalizedDescription?: string; ErrorCode?: number }> | null) ?? [];
+      await storage.vpp.setInstall({ ...install, status: 'Failed', reason: `device refused InstallApplication: ${chain.map((c) => `${c.ErrorCode} ${c.USEnglishDescription ?? c.LocalizedDescription ?? ''}`).join('; ') || command.status}` });
+    }
+  }
+
+  // ---------------------------------------------------------------- Apple events
+  private kickEventPoll(): void {
+    if (this.stopped) return;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(async () => {
+      await this.pollEvents().catch((e) => this.fail('event poll', e));
+      if (!this.stopped) this.start();
+    }, Math.min(this.deps.eventPollMs, 100));
+  }
+
+  async pollEvents(onlyEventId?: string): Promise<number> {
+    if (this.polling && !onlyEventId) return 0;
+    if (!onlyEventId) this.polling = true;
+    let applied = 0;
+    try {
+      const events = await this.deps.storage.vpp.claimPendingEvents(50, 60_000, onlyEventId);
+      for (const e of events) {
+        try {
+          const sub = await this.deps.storage.vpp.getSubscription(e.subscriptionId);
+          if (!sub) continue;
+          const status = await this.clientFor(sub).status(e.eventId);
+          if (status.eventStatus === 'PENDING') { await this.deps.storage.vpp.releaseEvent(e.eventId); continue; }
+          await this.applyEvent(sub, e.eventId, e.kind, status);
+          applied++;
+        } catch (err) {
+          await this.deps.storage.vpp.releaseEvent(e.eventId);
+          this.fail('event status', err, { eventId: e.eventId });
+        }
+      }
+    } finally {
+      if (!onlyEventId) this.polling = false;
+    }
+    return applied;
+  }
+
+  private async applyEvent(sub: SubscriptionRow, eventId: string, kind: string, status: EventStatus): Promise<void> {
+    const { storage, log } = this.deps;
+    const failures = status.failures ?? [];
+    const failureFor = (serial?: string | null, clientUserId?: string) => failures.find((f) =>
+      (serial && f.errorInfo?.serialNumbers?.includes(serial)) || (clientUserId && f.errorInfo?.clientUserIds?.includes(clientUserId)))
+      ?? (status.eventStatus === 'FAILED' ? failures[0] ?? { errorNumber: 0, errorMessage: 'event failed' } : undefined);
+    if (kind === 'associate') {
+      for (const lic of await storage.vpp.licensesForEvent(eventId)) {
+        if (lic.state !== 'Associating') continue;
+        const failure = failureFor(lic.serialNumber, lic.targetType === 'user' ? lic.targetId : undefined);
+        const bundle = await storage.vpp.bundleFor(lic);
+        if (failure) {
+          await storage.vpp.deleteLicense(lic.id);
+          const reason = `Apple did not associate the license (${failure.errorNumber}${failure.errorNumber === 9709 ? ' not enough licenses' : ''}): ${failure.errorMessage}`;
+          if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Failed', reason });
+          log.warn('license association failed at Apple; license returned', { adamId: lic.adamId, targetId: lic.targetId, errorNumber: failure.errorNumber });
+          continue;
+        }
+        await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
+        if (!bundle) continue;
+        // Apple confirmed: now, and only now, the app may be installed.
+        const devices = lic.targetType === 'device' ? [lic.targetId] : (await storage.vpp.installsVia(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
+        for (const udid of devices) {
+          const device = await storage.getDevice(udid);
+          if (device?.enrolled) await this.queueInstall(bundle, device, lic.targetType, lic.targetId);
+        }
+      }
+    } else if (kind === 'disassociate' || kind === 'reset') {
+      for (const lic of await storage.vpp.licensesForEvent(eventId)) {
+        if (lic.state !== 'Disassociating') continue;
+        await storage.vpp.deleteLicense(lic.id);
+        await this.wakeWaiting(lic);
+      }
+    } else if (kind === 'createUser') {
+      for (const u of await storage.vpp.vppUsersByEvent(eventId)) {
+        const failure = failureFor(undefined, u.userId);
+        if (failure) { await storage.vpp.updateVppUser(sub.id, u.userId, { status: 'Failed' }); continue; }
+        const fresh = await this.refreshUserStatus(sub, u.userId);
+        if (!fresh) continue;
+        // The invitation goes to the device(s) of the user that synced: the end of the first refresh.
+        for (const d of (await storage.listDevices({ userId: u.userId })).filter((x) => x.enrolled)) {
+          if (fresh.status === 'Registered') await this.sendInvitation(sub, u.userId, d, fresh.inviteCode);
+          else await this.enqueueForDevice(d.udid);
+        }
+      }
+    }
+    await storage.vpp.completeEvent(eventId, status.eventStatus === 'FAILED' ? 'FAILED' : 'COMPLETE', status);
+  }
+
+  // ---------------------------------------------------------------- notifications
+  async handleNotification(subscriptionId: string, authorization: string | undefined, body: unknown): Promise<void> {
+    const { storage, log } = this.deps;
+    const sub = await storage.vpp.getSubscription(subscriptionId);
+    if (!sub) throw new VppError(404, 'not_found', 'unknown subscription');
+    if (!checkNotificationAuth(authorization, this.deps.secrets.open(sub.sealedNotificationToken))) throw new VppError(401, 'unauthorized', 'wrong notification token');
+    let n;
+    try { n = parseNotification(body); } catch (err) {
+      if (err instanceof NotificationError) throw new VppError(400, 'invalid_notification', err.message);
+      throw err;
+    }
+    if (!(await storage.vpp.recordNotification(sub.id, n.notificationId, n.notificationType))) {
+      log.debug('duplicate notification ignored', { notificationId: n.notificationId });
+      return;
+    }
+    const payload = n.notification as { eventId?: string; users?: Array<{ clientUserId?: string }>; clientUserId?: string };
+    if (n.notificationType === 'ASSET_MANAGEMENT' && payload.eventId) {
+      await this.pollEvents(payload.eventId);
+    } else if (n.notificationType === 'USER_ASSOCIATED' || n.notificationType === 'USER_MANAGEMENT') {
+      const ids = [payload.clientUserId, ...(payload.users ?? []).map((u) => u.clientUserId)].filter((x): x is string => !!x);
+      for (const id of ids) {
+        const vu = await storage.vpp.getVppUser(sub.id, id);
+        if (!vu) continue;
+        const fresh = await this.refreshUserStatus(sub, id).catch(() => undefined);
+        // The second refresh: push the user's devices so they sync and get the license.
+        if (fresh?.status === 'Associated') await this.deps.push.request((await storage.listDevices({ userId: id })).filter((d) => d.enrolled).map((d) => d.udid), 'VPP user associated');
+      }
+    } else if (n.notificationType === 'ASSET_COUNT') {
+      await this.syncAssets(sub.id).catch((e) => this.fail('asset sync after ASSET_COUNT', e));
+    }
+    log.info('VPP notification handled', { subscriptionId: sub.id, type: n.notificationType });
+  }
+
+  // ---------------------------------------------------------------- reconcile
+  /**
+   * Compare the ledger with Apple's /assignments and repair drift left by crashes: licenses Apple holds
+   * that we never recorded are released; licenses we hold that Apple lost are re-requested by the next sync.
+   */
+  async reconcile(subscriptionId: string, opts: { graceMs?: number } = {}): Promise<{ confirmed: number; dropped: number; released: number }> {
+    const { storage, log } = this.deps;
+    const sub = await this.activeSubscription(subscriptionId);
+    if (sub.status !== 'Active') return { confirmed: 0, dropped: 0, released: 0 };
+    const grace = opts.graceMs ?? 60_000;
+    const client = this.clientFor(sub);
+    const apple = await client.assignments();
+    const key = (adamId: string, pricingParam: string, t: string) => `${adamId}/${pricingParam}/${t}`;
+    const appleKeys = new Set(apple.map((a) => key(a.adamId, a.pricingParam, a.serialNumber ? `s:${a.serialNumber}` : `u:${a.clientUserId}`)));
+    const ours = await storage.vpp.licensesOfSubscription(sub.id);
+    const ourKeys = new Set<string>();
+    let confirmed = 0; let dropped = 0; let released = 0;
+    const now = Date.now();
+    for (const lic of ours) {
+      const k = key(lic.adamId, lic.pricingParam, lic.targetType === 'device' ? `s:${lic.serialNumber}` : `u:${lic.targetId}`);
+      ourKeys.add(k);
+      const settled = now - lic.updatedAt.getTime() > grace;
+      if (!settled) continue;
+      if (lic.state === 'Associating' && !lic.eventId) {
+        // Crashed between taking the license and asking Apple (or before recording Apple's answer).
+        if (appleKeys.has(k)) {
+          await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
+          confirmed++;
+          const bundle = await storage.vpp.bundleFor(lic);
+          if (bundle && lic.targetType === 'device') { await storage.vpp.setInstall({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: 'license confirmed by reconcile; installs at next sync' }); await this.deps.push.request([lic.targetId], 'reconciled license'); }
+        } else {
+          await storage.vpp.deleteLicense(lic.id);
+          dropped++;
+          await this.wakeWaiting(lic);
+        }
+      } else if (lic.state === 'Associated' && !appleKeys.has(k)) {
+        await storage.vpp.deleteLicense(lic.id);
+        dropped++;
+        const bundle = await storage.vpp.bundleFor(lic);
+        if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'Apple no longer shows this license; it is requested again at the next sync' });
+      } else if (lic.state === 'Disassociating' && !lic.eventId) {
+        await this.disassociate({ ...lic, state: 'Associated' }, 'reconcile retry');
+      }
+    }
+    const orphans = apple.filter((a) => !ourKeys.has(key(a.adamId, a.pricingParam, a.serialNumber ? `s:${a.serialNumber}` : `u:${a.clientUserId}`)));
+    for (const o of orphans) {
+      const refs = await client.disassociate({ assets: [{ adamId: o.adamId, pricingParam: o.pricingParam }], ...(o.serialNumber ? { serialNumbers: [o.serialNumber] } : { clientUserIds: [o.clientUserId!] }) });
+      for (const r of refs) await storage.vpp.recordEvent(r.eventId, sub.id, 'reset');
+      released++;
+    }
+    log.info('VPP reconcile', { subscriptionId, confirmed, dropped, released });
+    return { confirmed, dropped, released };
+  }
+}
