@@ -190,6 +190,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       runRefreshNow: async () => runDeviceRefresh(refreshDeps, await loadRefreshSchedule(storage)),
       sandboxInfo: sandbox && (() => ({ apnsControlUrl: sandbox!.apnsControlUrl, apnsUrl: sandbox!.apns.url, appsAndBooksUrl: sandbox!.appsAndBooks.url, demoSToken: sandbox!.demoSToken })),
       extraRouters: [vppAdminRouter(vpp)],
+      deviceExtras: async (udid) => ({ apps: await storage.vpp.deviceApps(udid) }),
     }));
 
     const server = http.createServer({ keepAliveTimeout: 65_000 }, app);

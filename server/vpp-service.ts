@@ -32,6 +32,7 @@ export interface VppServiceDeps {
 }
 
 export const NOTIFICATION_TYPES = ['ASSET_MANAGEMENT', 'ASSET_COUNT', 'USER_MANAGEMENT', 'USER_ASSOCIATED'];
+const ACCOUNT_CHANGED = 'the user changed Apple Account: Apple keeps the license with the old account; unenroll and re-enroll their devices, then they sign in with the new account';
 const INSTALL_ACCEPTED = 'the device accepted the install';
 /** Devices that count against a user license's 10-device limit. */
 const LICENSED_STATUSES: InstallStatus[] = ['Associating', 'Licensed', 'Installing', 'Installed'];
@@ -363,6 +364,40 @@ export class VppService {
     }
   }
 
+  /** Deleting a device: its device licenses go back first, then its records. */
+  async deleteDevice(udid: string): Promise<boolean> {
+    const device = await this.deps.storage.getDevice(udid);
+    if (!device) return false;
+    await this.onCheckOut(device);
+    return this.deps.storage.deleteDevice(udid);
+  }
+
+  /** Deleting a user: the user's licenses are disassociated and their assignments removed. */
+  async deleteUser(userId: string): Promise<boolean> {
+    const { storage } = this.deps;
+    if (!(await storage.getUser(userId))) return false;
+    for (const license of await storage.vpp.licensesForTarget('user', userId)) await this.disassociate(license, 'user deleted');
+    await storage.vpp.removeUserTargets(userId);
+    return storage.deleteUser(userId);
+  }
+
+  /**
+   * A user who signs in with another Apple Account cannot carry the license over: Apple ties it to the
+   * account that accepted the invitation. Their devices must be unenrolled and re-enrolled.
+   */
+  async appleAccountChanged(userId: string): Promise<void> {
+    const { storage } = this.deps;
+    for (const sub of await storage.vpp.listSubscriptions()) {
+      const vu = await storage.vpp.getVppUser(sub.id, userId);
+      if (vu && vu.status === 'Associated') await storage.vpp.updateVppUser(sub.id, userId, { status: 'AccountChanged' });
+    }
+    for (const d of await storage.listDevices({ userId })) {
+      for (const i of (await storage.vpp.installsForDevice(d.udid)).filter((x) => x.viaTargetType === 'user')) {
+        await storage.vpp.setInstall({ ...i, status: 'Failed', reason: ACCOUNT_CHANGED });
+      }
+    }
+  }
+
   private async onCheckOut(device: DeviceRecord): Promise<void> {
     const { storage } = this.deps;
     for (const license of await storage.vpp.licensesForTarget('device', device.udid)) await this.disassociate(license, 'device checked out');
@@ -460,7 +495,7 @@ export class VppService {
       return;
     }
     if (vppUser.status !== 'Associated') {
-      await storage.vpp.setInstall({ ...via, status: 'Failed', reason: `the user's Apple Account link is ${vppUser.status}: unenroll and re-enroll their devices after they sign in with the new Apple Account` });
+      await storage.vpp.setInstall({ ...via, status: 'Failed', reason: vppUser.status === 'AccountChanged' ? ACCOUNT_CHANGED : `the user's Apps and Books registration is ${vppUser.status}` });
       return;
     }
     const license = await storage.vpp.getLicense(bundle, 'user', userId);

@@ -276,6 +276,74 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     expect(sim().assignments(s.sToken).map((a) => a.serialNumber)).toEqual([second.serialNumber]);
   });
 
+  it('reclaims licenses when a device or a user is deleted, and shows apps on the device', async () => {
+    const s = await w.subscribe([{ ...IMOVIE, totalCount: 3 }, { ...NUMBERS, totalCount: 3 }]);
+    const imovie = s.bundles[IMOVIE.adamId]!;
+    const numbers = s.bundles[NUMBERS.adamId]!;
+    const d = await w.enroll();
+    await api('POST', `/api/v1/bundles/${imovie}/assignments`, { targetType: 'device', targetId: d.udid });
+    await w.sync(d);
+    await until('device licensed', () => sim().assignedCount(s.sToken, IMOVIE.adamId) === 1);
+    await until('installing', async () => ['Installing', 'Installed'].includes(await w.installStatus(imovie, 'device', d.udid)));
+    const view = (await api('GET', `/api/v1/devices/${d.udid}`)).body;
+    expect(view.apps).toEqual([expect.objectContaining({ adamId: IMOVIE.adamId, name: 'iMovie', license: 'Associated', via: `device:${d.udid}` })]);
+    expect((await api('DELETE', `/api/v1/devices/${d.udid}`)).status).toBe(204);
+    expect((await api('GET', `/api/v1/devices/${d.udid}`)).status).toBe(404);
+    await until('device license released at Apple', () => sim().assignedCount(s.sToken, IMOVIE.adamId) === 0);
+
+    await api('POST', '/api/v1/users', { id: 'u-gone', email: 'gone@school.example', appleAccount: 'gone@icloud.example' });
+    const phone = await w.enroll({ userId: 'u-gone', appleAccount: 'gone@icloud.example' });
+    await api('POST', `/api/v1/bundles/${numbers}/assignments`, { targetType: 'user', targetId: 'u-gone' });
+    await w.sync(phone);
+    await until('user associated', () => sim().users(s.sToken).find((u) => u.clientUserId === 'u-gone')?.status === 'Associated');
+    await w.sync(phone);
+    await until('user licensed', () => sim().assignedCount(s.sToken, NUMBERS.adamId) === 1);
+    expect((await api('DELETE', '/api/v1/users/u-gone')).status).toBe(204);
+    await until('user license released at Apple', () => sim().assignedCount(s.sToken, NUMBERS.adamId) === 0);
+    expect((await api('GET', `/api/v1/bundles/${numbers}/assignments`)).body).toEqual([]);
+    expect((await api('DELETE', '/api/v1/users/u-gone')).status).toBe(404);
+  });
+
+  it('says a user who changed Apple Account needs their devices re-enrolled', async () => {
+    const s = await w.subscribe([{ ...PAGES, totalCount: 3 }]);
+    const pages = s.bundles[PAGES.adamId]!;
+    await api('POST', '/api/v1/users', { id: 'u-switch', email: 'switch@school.example', appleAccount: 'old@icloud.example' });
+    const phone = await w.enroll({ userId: 'u-switch', appleAccount: 'old@icloud.example' });
+    await api('POST', `/api/v1/bundles/${pages}/assignments`, { targetType: 'user', targetId: 'u-switch' });
+    await w.sync(phone);
+    await until('user associated', () => sim().users(s.sToken).find((u) => u.clientUserId === 'u-switch')?.status === 'Associated');
+    const patched = await api('PATCH', '/api/v1/users/u-switch', { appleAccount: 'new@icloud.example' });
+    expect(patched.status).toBe(200);
+    expect((await api('PATCH', '/api/v1/users/u-switch', { appleAccount: 7 })).status).toBe(400);
+    await w.sync(phone);
+    const a = (await api('GET', `/api/v1/bundles/${pages}/assignments`)).body[0];
+    expect(a.status).toBe('Failed');
+    expect(a.reason).toContain('unenroll and re-enroll');
+  });
+
+  it('stops a subscription whose token Apple revoked, and rides out 5xx with Retry-After', async () => {
+    const s = await w.subscribe([{ ...KEYNOTE, totalCount: 2 }]);
+    sim().setFault({ kind: 'error5xx', retryAfterSeconds: 0, times: 2 });
+    sim().addAssets(s.sToken, [{ ...GARAGEBAND, totalCount: 1 }]);
+    await api('POST', `/api/v1/vpp/subscriptions/${s.id}/run`);
+    await until('sync through 5xx', async () => (await api('GET', '/api/v1/bundles')).body.some((b: { adamId: string; subscriptionId: string }) => b.adamId === GARAGEBAND.adamId && b.subscriptionId === s.id));
+    expect((await api('GET', `/api/v1/vpp/subscriptions/${s.id}`)).body.status).toBe('Active');
+    sim().revokeToken(s.sToken);
+    await api('POST', `/api/v1/vpp/subscriptions/${s.id}/run`);
+    const stopped = await until('subscription stopped', async () => {
+      const v = (await api('GET', `/api/v1/vpp/subscriptions/${s.id}`)).body;
+      return v.status === 'Error' ? v : undefined;
+    });
+    expect(stopped.statusReason).toContain('revoked');
+    // A stopped subscription takes no licenses: its assigned devices wait with the reason.
+    const d = await w.enroll();
+    await api('POST', `/api/v1/bundles/${s.bundles[KEYNOTE.adamId]}/assignments`, { targetType: 'device', targetId: d.udid });
+    await w.sync(d);
+    const a = (await api('GET', `/api/v1/bundles/${s.bundles[KEYNOTE.adamId]}/assignments`)).body[0];
+    expect(a.status).toBe('Waiting');
+    expect(a.reason).toContain('Error');
+  });
+
   it('accepts Apple notifications only with the subscription\'s token, once per notificationId', async () => {
     const s = await w.subscribe([{ ...PAGES, totalCount: 1 }]);
     const url = `${w.server.url}/vpp/notifications/${s.id}`;

@@ -25,6 +25,8 @@ export interface AdminApiDeps {
   setRefreshSchedule(s: RefreshSchedule): Promise<void>;
   runRefreshNow(): Promise<RefreshRunSummary>;
   sandboxInfo?: () => Record<string, unknown>;
+  /** More facts for GET /devices/:udid (the VPP apps and their license/install status). */
+  deviceExtras?: (udid: string) => Promise<Record<string, unknown>>;
   /** Further routers (VPP) mounted under /api/v1 with the same auth and error handling. */
   extraRouters?: express.Router[];
 }
@@ -116,7 +118,10 @@ export function adminApi(deps: AdminApiDeps): express.Router {
     const userId = typeof req.query.userId === 'string' ? req.query.userId : undefined;
     res.json((await deps.storage.listDevices({ userId })).map(deviceView));
   });
-  router.get('/api/v1/devices/:udid', async (req, res) => { res.json(deviceView(await device(String(req.params.udid)))); });
+  router.get('/api/v1/devices/:udid', async (req, res) => {
+    const d = await device(String(req.params.udid));
+    res.json({ ...deviceView(d), ...(await deps.deviceExtras?.(d.udid)) });
+  });
   router.post('/api/v1/devices/:udid/commands', async (req, res) => {
     const d = await device(String(req.params.udid));
     if (!d.enrolled) throw conflict(`device ${d.udid} is not enrolled`, 'not_enrolled');

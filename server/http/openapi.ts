@@ -1,5 +1,5 @@
-// The admin API as an OpenAPI 3.1 document, served at GET /api/v1/openapi.json. Kept next to the routes
-// it describes; a test checks every route here answers and every routed path is listed.
+// The admin API as an OpenAPI 3.1 document, served at GET /api/v1/openapi.json. Each router adds the
+// paths it serves (addOpenApiPaths), so the document stays next to the routes it describes.
 
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
 const error = { description: 'Error', ...json({ $ref: '#/components/schemas/Error' }) };
@@ -12,7 +12,11 @@ const paths: Record<string, Record<string, object>> = {
     get: { summary: 'List users', responses: { 200: ok('Users', { type: 'array', items: { $ref: '#/components/schemas/User' } }) } },
     post: { summary: 'Create a user', requestBody: json({ $ref: '#/components/schemas/UserInput' }), responses: { 201: ok('Created', { $ref: '#/components/schemas/User' }), 400: error, 409: error } },
   },
-  '/users/{id}': { get: { summary: 'Get a user and their devices', parameters: [id], responses: { 200: ok('User'), 404: error } } },
+  '/users/{id}': {
+    get: { summary: 'Get a user and their devices', parameters: [id], responses: { 200: ok('User'), 404: error } },
+    patch: { summary: "Change the user's Apple Account (their user-based licenses then need the devices re-enrolled)", parameters: [id], responses: { 200: ok('User'), 404: error } },
+    delete: { summary: "Delete a user; their licenses are disassociated at Apple", parameters: [id], responses: { 204: { description: 'Deleted' }, 404: error } },
+  },
   '/enrollments': {
     post: {
       summary: 'Create a single-use, expiring enrollment token (optionally for a user)',
@@ -21,7 +25,10 @@ const paths: Record<string, Record<string, object>> = {
     },
   },
   '/devices': { get: { summary: 'List devices', parameters: [{ name: 'userId', in: 'query', schema: { type: 'string' } }], responses: { 200: ok('Devices', { type: 'array', items: { $ref: '#/components/schemas/Device' } }) } } },
-  '/devices/{udid}': { get: { summary: 'Get a device', parameters: [udid], responses: { 200: ok('Device', { $ref: '#/components/schemas/Device' }), 404: error } } },
+  '/devices/{udid}': {
+    get: { summary: 'Get a device with its VPP apps and their license/install status', parameters: [udid], responses: { 200: ok('Device', { $ref: '#/components/schemas/Device' }), 404: error } },
+    delete: { summary: 'Delete a device; its device licenses are disassociated at Apple', parameters: [udid], responses: { 204: { description: 'Deleted' }, 404: error } },
+  },
   '/devices/{udid}/commands': {
     get: { summary: 'List commands of a device with status and result', parameters: [udid], responses: { 200: ok('Commands'), 404: error } },
     post: { summary: "Queue a raw command (the command dictionary, checked against Apple's schema) and push the device", parameters: [udid], requestBody: json({ type: 'object', required: ['RequestType'] }), responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error, 404: error, 409: error } },

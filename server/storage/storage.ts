@@ -56,6 +56,12 @@ export class Storage {
   async getUser(id: string): Promise<UserRecord | undefined> {
     return (await this.db.select().from(t.users).where(eq(t.users.id, id)))[0];
   }
+  async deleteUser(id: string): Promise<boolean> {
+    return (await this.db.delete(t.users).where(eq(t.users.id, id)).returning({ id: t.users.id })).length > 0;
+  }
+  async setAppleAccount(id: string, appleAccount: string | null): Promise<UserRecord | undefined> {
+    return (await this.db.update(t.users).set({ appleAccount }).where(eq(t.users.id, id)).returning())[0];
+  }
   async listUsers(): Promise<UserRecord[]> {
     return this.db.select().from(t.users).orderBy(asc(t.users.createdAt), asc(t.users.id));
   }

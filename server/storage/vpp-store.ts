@@ -311,6 +311,21 @@ export class VppStore {
     return this.q<VppUserRow>('SELECT * FROM vpp_users WHERE subscription_id = $1', [subscriptionId]);
   }
 
+  async removeUserTargets(userId: string): Promise<void> {
+    await this.pool.query(`DELETE FROM bundle_assignments WHERE target_type = 'user' AND target_id = $1`, [userId]);
+    await this.pool.query(`DELETE FROM bundle_reservations WHERE target_type = 'user' AND target_id = $1`, [userId]);
+    await this.pool.query(`DELETE FROM bundle_installs WHERE via_target_type = 'user' AND via_target_id = $1`, [userId]);
+  }
+
+  /** What the device has of each bundle, for the device view. */
+  async deviceApps(udid: string): Promise<Array<{ bundleId: string; adamId: string; name: string; bundleIdentifier: string | null; via: string; status: string; reason: string | null; license: string | null }>> {
+    return this.q(
+      `SELECT i.bundle_id, b.adam_id, b.name, b.bundle_identifier, i.via_target_type || ':' || i.via_target_id AS via, i.status, i.reason,
+              (SELECT l.state FROM vpp_licenses l WHERE l.subscription_id = b.subscription_id AND l.adam_id = b.adam_id AND l.pricing_param = b.pricing_param
+                  AND l.target_type = i.via_target_type AND l.target_id = i.via_target_id) AS license
+         FROM bundle_installs i JOIN bundles b ON b.id = i.bundle_id WHERE i.udid = $1 ORDER BY b.name`, [udid]);
+  }
+
   // ---- Apple events ----
   async recordEvent(eventId: string, subscriptionId: string, kind: string): Promise<void> {
     await this.pool.query('INSERT INTO vpp_events (event_id, subscription_id, kind) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING', [eventId, subscriptionId, kind]);
