@@ -150,11 +150,21 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     agenda.define('vpp:reconcile', async () => {
       for (const s of await storage.vpp.listSubscriptions()) if (s.status === 'Active') await vpp.reconcile(s.id).catch((e) => log.error('reconcile failed', { subscriptionId: s.id, error: (e as Error).message }));
     });
-    agenda.define('apns:retry-due', async () => {
-      // Another process may have uploaded a new push certificate.
-      await usePushCertificate(await loadPushCertificate(storage, secrets));
-      await push.drain();
-    });
+    agenda.define('apns:retry-due', async () => { await push.drain(); });
+    // Each process holds its own APNs session: notice a certificate another process stored. Agenda jobs run
+    // on one process at a time, so this is a per-process timer, comparing only the row's timestamp.
+    let pushCertStamp = await storage.settingUpdatedAt('push_certificate');
+    const certWatch = setInterval(() => {
+      void (async () => {
+        const stamp = await storage.settingUpdatedAt('push_certificate');
+        if (stamp?.getTime() === pushCertStamp?.getTime()) return;
+        pushCertStamp = stamp;
+        await usePushCertificate(await loadPushCertificate(storage, secrets));
+        void push.drain();
+      })().catch((e) => log.error('push certificate reload failed', { error: (e as Error).message }));
+    }, 2000);
+    certWatch.unref();
+    cleanups.push(async () => clearInterval(certWatch));
     agenda.define('devices:refresh', async () => { await runDeviceRefresh(refreshDeps, await loadRefreshSchedule(storage)); });
     const applyRefreshSchedule = async (s: RefreshSchedule) => {
       await agenda.cancel({ name: 'devices:refresh' });

@@ -35,6 +35,9 @@ export class Storage {
     const rows = await this.db.select().from(t.settings).where(eq(t.settings.key, key));
     return rows[0]?.value as T | undefined;
   }
+  async settingUpdatedAt(key: string): Promise<Date | undefined> {
+    return (await this.db.select({ at: t.settings.updatedAt }).from(t.settings).where(eq(t.settings.key, key)))[0]?.at;
+  }
   async putSetting(key: string, value: unknown): Promise<void> {
     await this.db.insert(t.settings).values({ key, value }).onConflictDoUpdate({
       target: t.settings.key, set: { value, updatedAt: new Date() },
