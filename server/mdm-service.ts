@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { buildPlist } from '../mdm/plist.js';
-import { commandEnvelope, type Command } from '../mdm/commands.js';
+import { commandEnvelope, deviceConfigured, type Command } from '../mdm/commands.js';
 import { validateCommand } from '../mdm/apple-schema.js';
 import type { CheckInMessage, CommandReport } from '../mdm/messages.js';
 import type { ServerEventBus } from './events.js';
@@ -64,6 +64,8 @@ export class MdmService {
       log.info('device token updated', { udid: device.udid });
       const updated = (await storage.getDevice(device.udid))!;
       events.emit('tokenUpdate', updated);
+      // A device waiting in Setup Assistant stays there until told the server is done with it.
+      if (msg.AwaitingConfiguration) await this.enqueue(device.udid, deviceConfigured(), 'mdm:setup', { push: false });
       // Commands queued before the device had a push channel can go now.
       if (await storage.countPendingCommands(device.udid) > 0) await this.deps.push.request([device.udid], 'commands waiting at TokenUpdate');
       return;

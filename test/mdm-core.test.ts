@@ -147,6 +147,16 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     expect(after).toMatchObject({ status: 'Error', errorChain: chain });
   });
 
+  it('releases a device waiting in Setup Assistant with DeviceConfigured', async () => {
+    const device = new TestDevice();
+    await device.enroll((await server.api('POST', '/api/v1/enrollments', {})).body.url, reachAt());
+    await device.authenticate();
+    server.sandbox!.apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
+    await device.checkin({ MessageType: 'TokenUpdate', Token: device.token, PushMagic: device.pushMagic, AwaitingConfiguration: true });
+    const cmd = parsePlistDict((await device.connect({ Status: 'Idle' })).body);
+    expect((cmd.Command as { RequestType: string }).RequestType).toBe('DeviceConfigured');
+  });
+
   it('refuses commands that are unknown or do not fit Apple\'s schema', async () => {
     const device = await enrolledDevice();
     const cases: Array<[unknown, string]> = [
