@@ -4,7 +4,7 @@ import { AppsAndBooksClient, AppsAndBooksError, type EventStatus } from '../vpp/
 import { parseSToken, daysUntilExpiry, STokenError } from '../vpp/stoken.js';
 import { checkNotificationAuth, parseNotification, NotificationError } from '../vpp/notifications.js';
 import {
-  deviceAssignmentRefusal, summarizeLicenses, userDeviceLimitRefusal, type InstallStatus, type TargetType,
+  deviceAssignmentRefusal, summarizeLicenses, userDeviceLimitRefusal, MAX_DEVICES_PER_USER_LICENSE, type InstallStatus, type TargetType,
 } from '../vpp/policy.js';
 import type { ServerEventBus } from './events.js';
 import type { Logger } from './log.js';
@@ -355,8 +355,8 @@ export class VppService {
         ...(license.targetType === 'device' ? { serialNumbers: [license.serialNumber!] } : { clientUserIds: [license.targetId] }),
       });
       const eventId = refs[0]!.eventId;
-      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId });
       await storage.vpp.recordEvent(eventId, sub.id, 'disassociate');
+      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId });
       log.info('license reclaim requested', { adamId: license.adamId, targetType: license.targetType, targetId: license.targetId, why });
     } catch (err) {
       this.fail('disassociate', err, { adamId: license.adamId, targetId: license.targetId });
@@ -389,7 +389,7 @@ export class VppService {
     const { storage } = this.deps;
     for (const sub of await storage.vpp.listSubscriptions()) {
       const vu = await storage.vpp.getVppUser(sub.id, userId);
-      if (vu && vu.status === 'Associated') await storage.vpp.updateVppUser(sub.id, userId, { status: 'AccountChanged' });
+      if (vu && vu.status !== 'Retired') await storage.vpp.updateVppUser(sub.id, userId, { status: 'AccountChanged' });
     }
     for (const d of await storage.listDevices({ userId })) {
       for (const i of (await storage.vpp.installsForDevice(d.udid)).filter((x) => x.viaTargetType === 'user')) {
@@ -471,11 +471,6 @@ export class VppService {
   private async userFlow(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord, userId: string): Promise<void> {
     const { storage } = this.deps;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: 'user' as const, viaTargetId: userId };
-    const others = (await storage.vpp.installsVia(bundle.id, 'user', userId))
-      .filter((i) => i.udid !== device.udid && LICENSED_STATUSES.includes(i.status));
-    const limit = userDeviceLimitRefusal(others.length);
-    if (limit) { await storage.vpp.setInstall({ ...via, status: 'DeviceLimitReached', reason: limit }); return; }
-
     let vppUser = await storage.vpp.getVppUser(sub.id, userId);
     if (!vppUser) {
       await this.registerUser(sub, userId, device);
@@ -498,6 +493,8 @@ export class VppService {
       await storage.vpp.setInstall({ ...via, status: 'Failed', reason: vppUser.status === 'AccountChanged' ? ACCOUNT_CHANGED : `the user's Apps and Books registration is ${vppUser.status}` });
       return;
     }
+    const slot = await storage.vpp.claimUserDeviceSlot({ bundleId: bundle.id, udid: device.udid, userId, status: 'Associating', reason: 'waiting for Apple to confirm the license' }, LICENSED_STATUSES, MAX_DEVICES_PER_USER_LICENSE);
+    if (!slot) { await storage.vpp.setInstall({ ...via, status: 'DeviceLimitReached', reason: userDeviceLimitRefusal(MAX_DEVICES_PER_USER_LICENSE)! }); return; }
     const license = await storage.vpp.getLicense(bundle, 'user', userId);
     if (license?.state === 'Associated') { await this.queueInstall(bundle, device, 'user', userId); return; }
     if (license) { await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
@@ -515,8 +512,8 @@ export class VppService {
     const user = await storage.getUser(userId);
     try {
       const refs = await this.clientFor(sub).createUsers([{ clientUserId: userId, email: user?.email }]);
-      await storage.vpp.updateVppUser(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
       await storage.vpp.recordEvent(refs[0]!.eventId, sub.id, 'createUser');
+      await storage.vpp.updateVppUser(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
       this.kickEventPoll();
     } catch (err) {
       await storage.vpp.updateVppUser(sub.id, userId, { status: 'Failed' });
@@ -530,7 +527,10 @@ export class VppService {
     const users = await this.clientFor(sub).users({ clientUserId: userId });
     const u = users.find((x) => x.clientUserId === userId);
     if (!u) return undefined;
-    await storage.vpp.updateVppUser(sub.id, userId, { status: u.status, inviteCode: u.inviteCode ?? undefined, idHash: u.idHash ?? undefined });
+    // Apple still shows the old account's link; only re-enrollment clears a changed account.
+    const current = await storage.vpp.getVppUser(sub.id, userId);
+    const status = current?.status === 'AccountChanged' ? 'AccountChanged' : u.status;
+    await storage.vpp.updateVppUser(sub.id, userId, { status, inviteCode: u.inviteCode ?? undefined, idHash: u.idHash ?? undefined });
     return storage.vpp.getVppUser(sub.id, userId);
   }
 
@@ -567,8 +567,9 @@ export class VppService {
         ...(target.type === 'device' ? { serialNumbers: [target.serialNumber!] } : { clientUserIds: [target.id] }),
       });
       const eventId = refs[0]!.eventId;
-      await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId });
+      // Event first: a crash between the two leaves a license without an event id, which reconcile settles.
       await storage.vpp.recordEvent(eventId, sub.id, 'associate');
+      await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId });
       this.kickEventPoll();
     } catch (err) {
       await storage.vpp.deleteLicense(got.license.id);
@@ -672,7 +673,7 @@ export class VppService {
       ?? (status.eventStatus === 'FAILED' ? failures[0] ?? { errorNumber: 0, errorMessage: 'event failed' } : undefined);
     if (kind === 'associate') {
       for (const lic of await storage.vpp.licensesForEvent(eventId)) {
-        if (lic.state !== 'Associating') continue;
+        if (lic.state === 'Disassociating') continue;
         const failure = failureFor(lic.serialNumber, lic.targetType === 'user' ? lic.targetId : undefined);
         const bundle = await storage.vpp.bundleFor(lic);
         if (failure) {
@@ -682,7 +683,8 @@ export class VppService {
           log.warn('license association failed at Apple; license returned', { adamId: lic.adamId, targetId: lic.targetId, errorNumber: failure.errorNumber });
           continue;
         }
-        await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
+        // Re-applying after a crash finds the license already Associated: queueing installs again is harmless.
+        if (lic.state === 'Associating') await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
         if (!bundle) continue;
         // Apple confirmed: now, and only now, the app may be installed.
         const devices = lic.targetType === 'device' ? [lic.targetId] : (await storage.vpp.installsVia(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
@@ -757,6 +759,8 @@ export class VppService {
     if (sub.status !== 'Active') return { confirmed: 0, dropped: 0, released: 0 };
     const grace = opts.graceMs ?? 60_000;
     const client = this.clientFor(sub);
+    // Read before our licenses: an event recorded after this read belongs to a license too fresh to touch.
+    const pending = new Set(await storage.vpp.pendingEventIds(sub.id));
     const apple = await client.assignments();
     const key = (adamId: string, pricingParam: string, t: string) => `${adamId}/${pricingParam}/${t}`;
     const appleKeys = new Set(apple.map((a) => key(a.adamId, a.pricingParam, a.serialNumber ? `s:${a.serialNumber}` : `u:${a.clientUserId}`)));
@@ -769,16 +773,21 @@ export class VppService {
       ourKeys.add(k);
       const settled = now - lic.updatedAt.getTime() > grace;
       if (!settled) continue;
-      if (lic.state === 'Associating' && !lic.eventId) {
-        // Crashed between taking the license and asking Apple (or before recording Apple's answer).
+      // No pending event will ever settle this license: the process crashed between taking it and asking
+      // Apple, or between Apple's answer and recording the event (the event id was stored, the event not).
+      const stranded = !lic.eventId || !pending.has(lic.eventId);
+      if (lic.state === 'Associating' && stranded) {
         if (appleKeys.has(k)) {
-          await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
+          if (!(await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating'))) continue;
           confirmed++;
           const bundle = await storage.vpp.bundleFor(lic);
           if (bundle && lic.targetType === 'device') { await storage.vpp.setInstall({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: 'license confirmed by reconcile; installs at next sync' }); await this.deps.push.request([lic.targetId], 'reconciled license'); }
         } else {
           await storage.vpp.deleteLicense(lic.id);
           dropped++;
+          // Its device would otherwise show Associating for a request Apple never got, and never be woken.
+          const bundle = await storage.vpp.bundleFor(lic);
+          if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'the license request never reached Apple; it is requested again at the next sync' });
           await this.wakeWaiting(lic);
         }
       } else if (lic.state === 'Associated' && !appleKeys.has(k)) {
@@ -786,7 +795,7 @@ export class VppService {
         dropped++;
         const bundle = await storage.vpp.bundleFor(lic);
         if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'Apple no longer shows this license; it is requested again at the next sync' });
-      } else if (lic.state === 'Disassociating' && !lic.eventId) {
+      } else if (lic.state === 'Disassociating' && stranded) {
         await this.disassociate({ ...lic, state: 'Associated' }, 'reconcile retry');
       }
     }

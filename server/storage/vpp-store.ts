@@ -252,6 +252,37 @@ export class VppStore {
          status = excluded.status, reason = excluded.reason, command_uuid = COALESCE(excluded.command_uuid, bundle_installs.command_uuid), updated_at = now()`,
       [i.bundleId, i.udid, i.viaTargetType, i.viaTargetId, i.status, i.reason, i.commandUuid ?? null]);
   }
+  /**
+   * Count this device against a user license's device limit, atomically: the (bundle, user) pair is locked
+   * while the user's licensed devices are counted, so concurrent syncs of the user's devices (on any server
+   * process) cannot all squeeze in. False when the limit is reached.
+   */
+  async claimUserDeviceSlot(i: { bundleId: string; udid: string; userId: string; status: InstallStatus; reason: string }, licensedStatuses: InstallStatus[], limit: number): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`user-slot/${i.bundleId}/${i.userId}`]);
+      const mine = await client.query('SELECT status FROM bundle_installs WHERE bundle_id = $1 AND udid = $2', [i.bundleId, i.udid]);
+      const already = mine.rows[0] && licensedStatuses.includes(mine.rows[0].status);
+      if (!already) {
+        const n = await client.query(
+          `SELECT count(*)::int AS n FROM bundle_installs WHERE bundle_id = $1 AND via_target_type = 'user' AND via_target_id = $2
+             AND udid <> $3 AND status = ANY($4)`, [i.bundleId, i.userId, i.udid, licensedStatuses]);
+        if (n.rows[0].n >= limit) { await client.query('ROLLBACK'); return false; }
+        await client.query(
+          `INSERT INTO bundle_installs (bundle_id, udid, via_target_type, via_target_id, status, reason) VALUES ($1,$2,'user',$3,$4,$5)
+           ON CONFLICT (bundle_id, udid) DO UPDATE SET via_target_type = 'user', via_target_id = $3, status = $4, reason = $5, updated_at = now()`,
+          [i.bundleId, i.udid, i.userId, i.status, i.reason]);
+      }
+      await client.query('COMMIT');
+      return true;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
   async installsForBundle(bundleId: string): Promise<InstallRow[]> {
     return this.q<InstallRow>('SELECT * FROM bundle_installs WHERE bundle_id = $1 ORDER BY udid', [bundleId]);
   }
@@ -343,6 +374,9 @@ export class VppStore {
   }
   async completeEvent(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void> {
     await this.pool.query('UPDATE vpp_events SET status = $2, result = $3, completed_at = now(), locked_until = NULL WHERE event_id = $1', [eventId, status, JSON.stringify(result)]);
+  }
+  async pendingEventIds(subscriptionId: string): Promise<string[]> {
+    return (await this.q<{ eventId: string }>(`SELECT event_id FROM vpp_events WHERE subscription_id = $1 AND status = 'PENDING'`, [subscriptionId])).map((r) => r.eventId);
   }
   async pendingEventCount(): Promise<number> {
     return (await this.q<{ n: number }>(`SELECT count(*)::int AS n FROM vpp_events WHERE status = 'PENDING'`))[0]!.n;
