@@ -39,6 +39,7 @@ const LICENSED_STATUSES: InstallStatus[] = ['Associating', 'Licensed', 'Installi
 
 export class VppService {
   private readonly clients = new Map<string, AppsAndBooksClient>();
+  private readonly claiming = new Set<string>();
   private readonly deviceQueues = new Map<string, Promise<void>>();
   private pollTimer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -77,11 +78,12 @@ export class VppService {
         baseUrl: this.deps.vppUrl, sToken: this.deps.secrets.open(sub.sealedStoken), fetch: this.deps.fetch, backoffBaseMs: 200,
         onResponseMeta: (meta) => {
           // Apple names the MDM holding the token on its responses: another installation took it over.
-          if (meta.mdmInfo && meta.mdmInfo.id !== this.deps.installationId) {
+          // During a claim the old holder is expected in the answers; the claim itself decides the status.
+          if (meta.mdmInfo && meta.mdmInfo.id !== this.deps.installationId && !this.claiming.has(sub.id)) {
             void this.deps.storage.vpp.updateSubscription(sub.id, {
               status: 'ClaimRequired', claimHolder: { id: meta.mdmInfo.id, name: meta.mdmInfo.name },
               statusReason: `another MDM ("${meta.mdmInfo.name}") manages this token; claim it to manage its licenses here`,
-            });
+            }).catch((e) => this.fail('recording a foreign claim', e, { subscriptionId: sub.id }));
           }
         },
       });
@@ -124,6 +126,16 @@ export class VppService {
 
   /** Read the token's owner; take it if free (or if the admin said to), then sync its assets. */
   async claimAndSync(id: string, claimManagement: boolean): Promise<void> {
+    this.claiming.add(id);
+    try {
+      await this.claim(id, claimManagement);
+    } finally {
+      this.claiming.delete(id);
+    }
+    if ((await this.deps.storage.vpp.getSubscription(id))?.status === 'Active') await this.syncAssets(id);
+  }
+
+  private async claim(id: string, claimManagement: boolean): Promise<void> {
     const { storage, log } = this.deps;
     const sub = (await storage.vpp.getSubscription(id))!;
     const client = this.clientFor(sub);
@@ -152,9 +164,7 @@ export class VppService {
       log.info('VPP subscription active', { subscriptionId: id, location: config.locationName });
     } catch (err) {
       await this.recordAppleFailure(id, err);
-      return;
     }
-    await this.syncAssets(id);
   }
 
   /** Taking over a token: what the previous MDM assigned is released, so counts start from what we do. */
