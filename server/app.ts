@@ -182,6 +182,18 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     app.disable('x-powered-by');
     app.set('trust proxy', false);
     let ready = false;
+    app.use((req, res, next) => {
+      // NUL cannot be stored or looked up in PostgreSQL text: answer 400 before any route touches it.
+      let path = req.path;
+      try { path = decodeURIComponent(req.path); } catch { /* undecodable: the route answers 404 */ }
+      if (path.includes('\0')) {
+        log.warn('request refused', { path: req.path, reason: 'NUL character in the path' });
+        if (req.path.startsWith('/api/')) res.status(400).json({ error: { code: 'bad_request', message: 'NUL character in the path' } });
+        else res.status(400).type('text/plain').send('NUL character in the path');
+        return;
+      }
+      next();
+    });
     app.get('/healthz', (_req, res) => {
       res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database: database.kind });
     });

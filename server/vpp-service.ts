@@ -100,6 +100,7 @@ export class VppService {
       if (err instanceof STokenError) throw new VppError(400, 'invalid_stoken', `sToken rejected: ${err.message}`);
       throw err;
     }
+    if (token.orgName.includes('\0') || token.token.includes('\0')) throw new VppError(400, 'invalid_stoken', 'sToken rejected: it contains NUL characters');
     const tokenHash = crypto.createHash('sha256').update(token.token).digest('hex');
     const sub = await this.deps.storage.vpp.createSubscription({
       id: crypto.randomUUID(), name: input.name, sealedStoken: this.deps.secrets.seal(token.raw), tokenHash, orgName: token.orgName,
@@ -354,9 +355,9 @@ export class VppService {
     const { storage, log } = this.deps;
     const sub = (await storage.vpp.getSubscription(license.subscriptionId))!;
     if (license.state === 'Associating' && !license.eventId) {
-      // Apple was never asked: give it straight back.
-      await storage.vpp.deleteLicense(license.id);
-      await this.wakeWaiting(license);
+      // Apple may be answering the association right now: keep the license counted until that settles
+      // (takeAndAssociate then disassociates it, or reconcile does).
+      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId: null, failure: `reclaimed (${why}) while Apple was associating it` });
       return;
     }
     try {
@@ -526,7 +527,8 @@ export class VppService {
       await storage.vpp.updateVppUser(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
       this.kickEventPoll();
     } catch (err) {
-      await storage.vpp.updateVppUser(sub.id, userId, { status: 'Failed' });
+      // Free the claim so the next sync registers again.
+      await storage.vpp.deleteVppUser(sub.id, userId);
       this.fail('user registration', err, { userId });
       throw err;
     }
@@ -562,6 +564,7 @@ export class VppService {
     const { storage, log } = this.deps;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: target.type, viaTargetId: target.id };
     const got = await storage.vpp.acquireLicense(bundle, target);
+    if (got.outcome === 'notEntitled') return 'none';
     if (got.outcome === 'none') {
       const reason = got.reservedForOthers > 0
         ? `no license available: ${got.held} of ${got.total} in use and ${got.reservedForOthers} reserved for others; waiting for one to free up`
@@ -579,7 +582,11 @@ export class VppService {
       const eventId = refs[0]!.eventId;
       // Event first: a crash between the two leaves a license without an event id, which reconcile settles.
       await storage.vpp.recordEvent(eventId, sub.id, 'associate');
-      await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId });
+      if (!(await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId }, 'Associating'))) {
+        // Reclaimed while Apple was associating: undo at Apple; the row stays counted until Apple confirms.
+        await this.disassociate({ ...got.license, state: 'Associated' }, 'reclaimed during association');
+        return 'acquired';
+      }
       this.kickEventPoll();
     } catch (err) {
       await storage.vpp.deleteLicense(got.license.id);
@@ -706,6 +713,12 @@ export class VppService {
     } else if (kind === 'disassociate' || kind === 'reset') {
       for (const lic of await storage.vpp.licensesForEvent(eventId)) {
         if (lic.state !== 'Disassociating') continue;
+        const failure = failureFor(lic.serialNumber, lic.targetType === 'user' ? lic.targetId : undefined);
+        if (failure) {
+          // Apple still holds it: keep it counted; reconcile asks again.
+          await storage.vpp.setLicenseState(lic.id, 'Disassociating', { eventId: null, failure: `Apple did not disassociate (${failure.errorNumber}): ${failure.errorMessage}` });
+          continue;
+        }
         await storage.vpp.deleteLicense(lic.id);
         await this.wakeWaiting(lic);
       }

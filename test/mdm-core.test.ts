@@ -147,6 +147,14 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     expect(after).toMatchObject({ status: 'Error', errorChain: chain });
   });
 
+  it('answers 400 to NUL characters in paths and bodies instead of failing at the database', async () => {
+    expect((await fetch(`${server.url}/mdm/enroll/a%00b`)).status).toBe(400);
+    expect((await server.api('GET', '/api/v1/devices/a%00b')).status).toBe(400);
+    const user = await server.api('POST', '/api/v1/users', { id: 'nul-user', email: 'nul@school.example', appleAccount: 'a\u0000b' });
+    expect(user.status).toBe(400);
+    expect((await server.api('GET', '/api/v1/users/nul-user')).status).toBe(404);
+  });
+
   it('releases a device waiting in Setup Assistant with DeviceConfigured', async () => {
     const device = new TestDevice();
     await device.enroll((await server.api('POST', '/api/v1/enrollments', {})).body.url, reachAt());

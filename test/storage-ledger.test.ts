@@ -41,6 +41,18 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
       await s.vpp.upsertAsset({ subscriptionId: 'sub', adamId, pricingParam: 'STDQ', productType: 'App', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true, totalCount: total, appleAssignedCount: 0 });
       await s.vpp.createBundle({ id: `bundle-${adamId}`, subscriptionId: 'sub', adamId, pricingParam: 'STDQ', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true });
     }
+    // Only enrolled, assigned targets may take a license.
+    const entitle = async (adamId: string, ids: string[], type: 'device' | 'user' = 'device') => {
+      for (const id of ids) {
+        if (type === 'device') await db.pool.query(`INSERT INTO devices (udid, topic, cert_fingerprint) VALUES ($1, 't', $2) ON CONFLICT DO NOTHING`, [id, `fp-${id}`]);
+        await s.vpp.addAssignment(`bundle-${adamId}`, type, id);
+      }
+    };
+    const range = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+    await entitle('100', [...range('dev', 300), ...range('late', 20)]);
+    await entitle('200', ['a', 'b', 'c', 'vip-1']);
+    await entitle('200', ['vip-user'], 'user');
+    await entitle('300', ['p', 'q', 'r']);
   });
   afterAll(async () => {
     for (const p of extraPools) await p.end();
@@ -81,6 +93,14 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
     expect((await s.vpp.acquireLicense(key('200'), { type: 'device', id: 'vip-1' })).outcome).toBe('acquired');
     expect((await s.vpp.acquireLicense(key('200'), { type: 'user', id: 'vip-user' })).outcome).toBe('acquired');
     expect(await s.vpp.countLicenses(key('200'))).toBe(3);
+  });
+
+  it('refuses targets that lost their assignment or enrollment', async () => {
+    const s = storages[0]!;
+    expect((await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'stranger' })).outcome).toBe('notEntitled');
+    await db.pool.query(`UPDATE devices SET enrolled = false WHERE udid = 'r'`);
+    expect((await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'r' })).outcome).toBe('notEntitled');
+    await db.pool.query(`UPDATE devices SET enrolled = true WHERE udid = 'r'`);
   });
 
   it('runs license claims in transactions that roll back on failure', async () => {

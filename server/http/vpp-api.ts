@@ -54,7 +54,9 @@ export function vppAdminRouter(vpp: VppService): express.Router {
   r.post('/api/v1/vpp/subscriptions/:id/reconcile', async (req, res) => {
     const id = String(req.params.id);
     await sub(id);
-    res.json(await vpp.reconcile(id, { graceMs: typeof req.query.graceMs === 'string' ? Number(req.query.graceMs) : undefined }).catch(wrap));
+    const graceMs = typeof req.query.graceMs === 'string' ? Number(req.query.graceMs) : undefined;
+    if (graceMs !== undefined && !(Number.isInteger(graceMs) && graceMs >= 0)) throw new ApiError(400, 'bad_request', 'graceMs must be a non-negative integer (milliseconds a license must be untouched before reconcile may change it)');
+    res.json(await vpp.reconcile(id, { graceMs }).catch(wrap));
   });
   r.get('/api/v1/vpp/licenses', async (_req, res) => { res.json(await vpp.licenseSummary()); });
   r.post('/api/v1/vpp/apps/:adamId/bundle', async (req, res) => {
@@ -112,6 +114,7 @@ export function vppNotificationRouter(vpp: VppService, log: Logger): express.Rou
   const r = express.Router();
   r.post('/vpp/notifications/:subscriptionId', express.json({ limit: '256kb' }), async (req, res) => {
     try {
+      if (JSON.stringify(req.body ?? {}).includes('\\u0000')) throw new VppError(400, 'invalid_notification', 'NUL characters are not allowed');
       await vpp.handleNotification(String(req.params.subscriptionId), req.header('authorization'), req.body);
       res.status(200).json({ received: true });
     } catch (err) {

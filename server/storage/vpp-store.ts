@@ -42,7 +42,11 @@ function rowsOf<T>(res: pg.QueryResult): T[] {
   return res.rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [camel(k), v])) as T);
 }
 
-export type AcquireResult = { outcome: 'acquired'; license: LicenseRow } | { outcome: 'held'; license: LicenseRow } | { outcome: 'none'; total: number; held: number; reservedForOthers: number };
+export type AcquireResult =
+  | { outcome: 'acquired'; license: LicenseRow } | { outcome: 'held'; license: LicenseRow }
+  | { outcome: 'none'; total: number; held: number; reservedForOthers: number }
+  /** The target lost its assignment or enrollment meanwhile. */
+  | { outcome: 'notEntitled' };
 
 export class VppStore {
   constructor(private readonly pool: pg.Pool) {}
@@ -183,6 +187,18 @@ export class VppStore {
         'SELECT * FROM vpp_licenses WHERE subscription_id = $1 AND adam_id = $2 AND pricing_param = $3 AND target_type = $4 AND target_id = $5',
         [k.subscriptionId, k.adamId, k.pricingParam, target.type, target.id]));
       if (existing[0]) { await client.query('COMMIT'); return { outcome: 'held', license: existing[0] }; }
+      // Still entitled? The share locks make a concurrent check-out, deletion or unassignment wait for this
+      // transaction, so its reclaim then sees the license instead of missing it.
+      const entitled = await client.query(
+        `SELECT 1 FROM bundle_assignments a JOIN bundles b ON b.id = a.bundle_id
+          WHERE b.subscription_id = $1 AND b.adam_id = $2 AND b.pricing_param = $3 AND a.target_type = $4 AND a.target_id = $5
+          FOR SHARE OF a`, [k.subscriptionId, k.adamId, k.pricingParam, target.type, target.id]);
+      const enrolled = target.type === 'user' ? [1]
+        : (await client.query('SELECT 1 FROM devices WHERE udid = $1 AND enrolled FOR SHARE', [target.id])).rows;
+      if (entitled.rows.length === 0 || enrolled.length === 0) {
+        await client.query('ROLLBACK');
+        return { outcome: 'notEntitled' };
+      }
       const counts = await client.query(
         `SELECT
            (SELECT count(*)::int FROM vpp_licenses WHERE subscription_id = $1 AND adam_id = $2 AND pricing_param = $3) AS held,
@@ -320,8 +336,16 @@ export class VppStore {
   }
   /** Returns true when this call created the row (and so must register the user at Apple). */
   async claimVppUserRegistration(subscriptionId: string, userId: string): Promise<boolean> {
-    const res = await this.pool.query(`INSERT INTO vpp_users (subscription_id, user_id, status) VALUES ($1,$2,'Creating') ON CONFLICT DO NOTHING`, [subscriptionId, userId]);
+    // A claim whose process died before Apple's event was recorded is free again after two minutes.
+    const res = await this.pool.query(
+      `INSERT INTO vpp_users (subscription_id, user_id, status) VALUES ($1,$2,'Creating')
+       ON CONFLICT (subscription_id, user_id) DO UPDATE SET updated_at = now()
+         WHERE vpp_users.status = 'Creating' AND vpp_users.event_id IS NULL AND vpp_users.updated_at < now() - interval '2 minutes'`,
+      [subscriptionId, userId]);
     return (res.rowCount ?? 0) > 0;
+  }
+  async deleteVppUser(subscriptionId: string, userId: string): Promise<void> {
+    await this.pool.query('DELETE FROM vpp_users WHERE subscription_id = $1 AND user_id = $2', [subscriptionId, userId]);
   }
   async updateVppUser(subscriptionId: string, userId: string, patch: Partial<Pick<VppUserRow, 'status' | 'inviteCode' | 'idHash' | 'eventId' | 'invitedUdids'>>): Promise<void> {
     const cols: string[] = [];
