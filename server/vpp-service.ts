@@ -813,6 +813,10 @@ export class VppService {
           if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'the license request never reached Apple; it is requested again at the next sync' });
           await this.wakeWaiting(lic);
         }
+      } else if (lic.state === 'Associated' && !(await storage.vpp.isEntitled(lic, lic.targetType, lic.targetId))) {
+        // Its device checked out or its assignment went while the reclaim was lost (e.g. a crash in between).
+        await this.disassociate(lic, 'reconcile: no longer assigned or enrolled');
+        released++;
       } else if (lic.state === 'Associated' && !appleKeys.has(k)) {
         await storage.vpp.deleteLicense(lic.id);
         dropped++;

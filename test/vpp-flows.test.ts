@@ -321,6 +321,24 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     expect(a.reason).toContain('unenroll and re-enroll');
   });
 
+  it('reconcile releases a license whose device checked out without its reclaim (a crash in between)', async () => {
+    const s = await w.subscribe([{ ...KEYNOTE, totalCount: 2 }]);
+    const bundle = s.bundles[KEYNOTE.adamId]!;
+    const d = await w.enroll();
+    await api('POST', `/api/v1/bundles/${bundle}/assignments`, { targetType: 'device', targetId: d.udid });
+    await w.sync(d);
+    await until('licensed', () => sim().assignedCount(s.sToken, KEYNOTE.adamId) === 1);
+    await until('associated', async () => (await w.server.storage.vpp.licensesForTarget('device', d.udid))[0]?.state === 'Associated');
+    // The CheckOut is stored but the process died before its in-memory reclaim ran.
+    await w.server.storage.checkOutDevice(d.udid);
+    const res = await api('POST', `/api/v1/vpp/subscriptions/${s.id}/reconcile?graceMs=0`);
+    expect(res.status).toBe(200);
+    expect(res.body.released).toBeGreaterThanOrEqual(1);
+    await until('released at Apple', () => sim().assignedCount(s.sToken, KEYNOTE.adamId) === 0);
+    await until('released in the ledger', async () => (await w.server.storage.vpp.licensesForTarget('device', d.udid)).length === 0);
+    expect((await api('POST', `/api/v1/vpp/subscriptions/${s.id}/reconcile?graceMs=-5`)).status).toBe(400);
+  });
+
   it('stops a subscription whose token Apple revoked, and rides out 5xx with Retry-After', async () => {
     const s = await w.subscribe([{ ...KEYNOTE, totalCount: 2 }]);
     sim().setFault({ kind: 'error5xx', retryAfterSeconds: 0, times: 2 });

@@ -227,6 +227,15 @@ export class VppStore {
       client.release();
     }
   }
+  /** The target still has this asset's bundle assigned (and, for a device, is enrolled). */
+  async isEntitled(k: LicenseKey, targetType: TargetType, targetId: string): Promise<boolean> {
+    const rows = await this.q(
+      `SELECT 1 FROM bundle_assignments a JOIN bundles b ON b.id = a.bundle_id
+        WHERE b.subscription_id = $1 AND b.adam_id = $2 AND b.pricing_param = $3 AND a.target_type = $4 AND a.target_id = $5
+          AND ($4 = 'user' OR EXISTS (SELECT 1 FROM devices d WHERE d.udid = $5 AND d.enrolled))`,
+      [k.subscriptionId, k.adamId, k.pricingParam, targetType, targetId]);
+    return rows.length > 0;
+  }
   async getLicense(k: LicenseKey, targetType: TargetType, targetId: string): Promise<LicenseRow | undefined> {
     return (await this.q<LicenseRow>(
       'SELECT * FROM vpp_licenses WHERE subscription_id = $1 AND adam_id = $2 AND pricing_param = $3 AND target_type = $4 AND target_id = $5',
