@@ -11,8 +11,8 @@ import { loadConfig, type Config } from './config.js';
 import { createLogger, type Logger, type LogSink } from './log.js';
 import { SecretBox, decodeKey, loadOrCreateFileSecret } from './secrets.js';
 import { openDatabase, type Database } from './storage/database.js';
-import { migrate } from './storage/migrations.js';
-import { Storage } from './storage/storage.js';
+import { migrate } from './storage/migrate.js';
+import { postgresStorage } from './storage/postgres/index.js';
 import { loadOrCreateServerCA, loadPushCertificate, storePushCertificate, type PushCertificateInfo } from './pki.js';
 import { PushService } from './push-service.js';
 import { MdmService } from './mdm-service.js';
@@ -26,7 +26,8 @@ import { startSimulatedApns, type SimulatedApns } from '../simulator/apns.js';
 import { startSimulatedAppsAndBooks, type SimulatedAppsAndBooks } from '../simulator/apps-and-books.js';
 import { VppService } from './vpp-service.js';
 import { vppAdminRouter, vppNotificationRouter } from './http/vpp-api.js';
-import type { Schedule } from './storage/vpp-store.js';
+import type { Schedule } from '../vpp/subscription-state.js';
+import type { Storage } from './storage/ports.js';
 import { demoSandboxAssets } from '../simulator/sandbox-catalogue.js';
 
 export interface RunningServer {
@@ -59,7 +60,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   const config = loadConfig(env, overrides);
   const log = createLogger(config.logLevel, logSink);
   const cleanups: Array<() => Promise<void>> = [];
-  const closeAll = async () => { for (const c of cleanups.reverse()) await c().catch((e) => log.error('shutdown step failed', { error: (e as Error).message })); };
+  const closeAll = async () => { for (const c of cleanups.reverse()) await c().catch((e) => log.error({ error: (e as Error).message }, 'shutdown step failed')); };
 
   try {
     const secrets = new SecretBox(decodeKey(await loadOrCreateFileSecret({
@@ -74,7 +75,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
     cleanups.push(() => database.close());
     await migrate(database.pool, log);
-    const storage = new Storage(database.pool);
+    const storage = postgresStorage(database.pool);
     const ca = await loadOrCreateServerCA(storage, secrets);
     let verifier: MdmSignatureVerifier = createSignatureVerifier(ca.certPem);
 
@@ -97,7 +98,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       vppUrl = appsAndBooks.url;
       const demoSToken = appsAndBooks.issueToken({ orgName: 'Sandbox School', locationName: 'Sandbox Campus', assets: demoSandboxAssets() });
       sandbox = { apns, apnsControlUrl: apns.controlUrl, appsAndBooks, demoSToken };
-      log.warn('sandbox mode: simulated APNs and Apps and Books in-process; nothing reaches Apple', { apnsUrl: apns.url, apnsControlUrl: apns.controlUrl, appsAndBooksUrl: vppUrl });
+      log.warn({ apnsUrl: apns.url, apnsControlUrl: apns.controlUrl, appsAndBooksUrl: vppUrl }, 'sandbox mode: simulated APNs and Apps and Books in-process; nothing reaches Apple');
     }
 
     let pushCert: (PushCertificateInfo & CertifiedKey) | undefined;
@@ -130,7 +131,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       processEvery: 1000, defaultLockLifetime: 5 * 60_000,
     });
     const refreshDeps = { storage, push, log, events };
-    const installationId = await storage.putSettingIfAbsent('installation_id', crypto.randomUUID());
+    const installationId = await storage.settings.putIfAbsent('installation_id', crypto.randomUUID());
     const vpp = new VppService({
       storage, log, mdm, push, events, secrets, vppUrl, publicUrl: () => publicUrl, installationId,
       installationName: config.installationName, eventPollMs: config.vppEventPollMs,
@@ -145,23 +146,23 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     cleanups.push(() => vpp.stop());
     agenda.define('vpp:sync', async (job) => {
       const { subscriptionId } = job.attrs.data as { subscriptionId: string };
-      if (await storage.vpp.getSubscription(subscriptionId)) await vpp.syncAssets(subscriptionId);
+      if (await storage.subscriptions.get(subscriptionId)) await vpp.syncAssets(subscriptionId);
     });
     agenda.define('vpp:reconcile', async () => {
-      for (const s of await storage.vpp.listSubscriptions()) if (s.status === 'Active') await vpp.reconcile(s.id).catch((e) => log.error('reconcile failed', { subscriptionId: s.id, error: (e as Error).message }));
+      for (const s of await storage.subscriptions.list()) if (s.status === 'Active') await vpp.reconcile(s.id).catch((e) => log.error({ subscriptionId: s.id, error: (e as Error).message }, 'reconcile failed'));
     });
     agenda.define('apns:retry-due', async () => { await push.drain(); });
     // Each process holds its own APNs session: notice a certificate another process stored. Agenda jobs run
     // on one process at a time, so this is a per-process timer, comparing only the row's timestamp.
-    let pushCertStamp = await storage.settingUpdatedAt('push_certificate');
+    let pushCertStamp = await storage.settings.updatedAt('push_certificate');
     const certWatch = setInterval(() => {
       void (async () => {
-        const stamp = await storage.settingUpdatedAt('push_certificate');
+        const stamp = await storage.settings.updatedAt('push_certificate');
         if (stamp?.getTime() === pushCertStamp?.getTime()) return;
         pushCertStamp = stamp;
         await usePushCertificate(await loadPushCertificate(storage, secrets));
         void push.drain();
-      })().catch((e) => log.error('push certificate reload failed', { error: (e as Error).message }));
+      })().catch((e) => log.error({ error: (e as Error).message }, 'push certificate reload failed'));
     }, 2000);
     certWatch.unref();
     cleanups.push(async () => clearInterval(certWatch));
@@ -187,7 +188,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       let path = req.path;
       try { path = decodeURIComponent(req.path); } catch { /* undecodable: the route answers 404 */ }
       if (path.includes('\0')) {
-        log.warn('request refused', { path: req.path, reason: 'NUL character in the path' });
+        log.warn({ path: req.path, reason: 'NUL character in the path' }, 'request refused');
         if (req.path.startsWith('/api/')) res.status(400).json({ error: { code: 'bad_request', message: 'NUL character in the path' } });
         else res.status(400).type('text/plain').send('NUL character in the path');
         return;
@@ -208,11 +209,11 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
         return { topic: stored.topic, notAfter: stored.notAfter, notBefore: stored.notBefore };
       },
       pushCertificate: () => pushCert && { topic: pushCert.topic, notAfter: pushCert.notAfter, notBefore: pushCert.notBefore },
-      setRefreshSchedule: async (s) => { await storage.putSetting('device_refresh_schedule', s); await applyRefreshSchedule(s); },
+      setRefreshSchedule: async (s) => { await storage.settings.put('device_refresh_schedule', s); await applyRefreshSchedule(s); },
       runRefreshNow: async () => runDeviceRefresh(refreshDeps, await loadRefreshSchedule(storage)),
       sandboxInfo: sandbox && (() => ({ apnsControlUrl: sandbox!.apnsControlUrl, apnsUrl: sandbox!.apns.url, appsAndBooksUrl: sandbox!.appsAndBooks.url, demoSToken: sandbox!.demoSToken })),
       extraRouters: [vppAdminRouter(vpp)],
-      deviceExtras: async (udid) => ({ apps: await storage.vpp.deviceApps(udid) }),
+      deviceExtras: async (udid) => ({ apps: await storage.installs.deviceApps(udid) }),
     }));
 
     const server = http.createServer({ keepAliveTimeout: 65_000 }, app);
@@ -224,11 +225,11 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const { port } = server.address() as AddressInfo;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     if (!publicUrl) publicUrl = url;
-    if (publicUrl.startsWith('http://')) log.warn('PUBLIC_URL is plain http: fine for simulated devices and local tests; real devices need https', { publicUrl });
+    if (publicUrl.startsWith('http://')) log.warn({ publicUrl }, 'PUBLIC_URL is plain http: fine for simulated devices and local tests; real devices need https');
     ready = true;
     void push.drain();
     const startupMs = Date.now() - started;
-    log.info('server ready', { url, publicUrl, database: database.kind, startupMs, sandbox: config.sandbox });
+    log.info({ url, publicUrl, database: database.kind, startupMs, sandbox: config.sandbox }, 'server ready');
 
     return {
       url, config, adminToken, storage, database, events, push, mdm, vpp, log, sandbox, startupMs,

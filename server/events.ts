@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { CommandRecord, DeviceRecord } from './storage/storage.js';
+import type { CommandRecord, DeviceRecord } from './storage/ports.js';
 
 // In-process hooks between the protocol service and the parts built on it (license distribution):
 // they run after the device's request is stored, never inside it.

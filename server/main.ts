@@ -27,7 +27,7 @@ try {
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
-    server.log.info('shutting down', { signal });
+    server.log.info({ signal }, 'shutting down');
     await server.close();
     process.exit(0);
   };

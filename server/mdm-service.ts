@@ -7,7 +7,7 @@ import type { ServerEventBus } from './events.js';
 import type { Logger } from './log.js';
 import type { PushService } from './push-service.js';
 import type { SecretBox } from './secrets.js';
-import { ConflictError, type CommandRecord, type DeviceRecord, type Storage } from './storage/storage.js';
+import { ConflictError, type CommandRecord, type DeviceRecord, type Storage } from './storage/ports.js';
 
 // The device side of the server (NanoMDM's "service" layer): check-in and command-report handling over
 // the storage interface. Inputs arrive parsed, typed and signature-checked; outputs are what to reply.
@@ -37,9 +37,9 @@ export class MdmService {
     const topic = this.deps.expectedTopic();
     if (topic && msg.Topic !== topic) throw new DeviceRequestError(400, `Topic ${msg.Topic} is not this server's push topic`);
     if (msg.MessageType === 'Authenticate') {
-      const enrollment = await storage.identityEnrollment(signer.fingerprint);
+      const enrollment = await storage.enrollments.enrollmentOfIdentity(signer.fingerprint);
       try {
-        await storage.authenticateDevice({
+        await storage.devices.authenticate({
           udid: msg.UDID, topic: msg.Topic, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion, buildVersion: msg.BuildVersion,
           productName: msg.ProductName, deviceName: msg.DeviceName, model: msg.Model, imei: msg.IMEI, meid: msg.MEID,
         }, signer.fingerprint, enrollment?.userId ?? null);
@@ -47,31 +47,32 @@ export class MdmService {
         if (err instanceof ConflictError) throw new DeviceRequestError(400, `${err.message}; refusing UDID ${msg.UDID}`);
         throw err;
       }
-      log.info('device authenticated', { udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion });
+      log.info({ udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion }, 'device authenticated');
       return;
     }
     const device = await this.boundDevice(msg.UDID, signer);
     if (msg.MessageType === 'TokenUpdate') {
       if (msg.UserID) {
         // The user channel (macOS, Shared iPad) has its own token; this server manages the device channel.
-        log.info('user-channel TokenUpdate accepted, not stored', { udid: device.udid });
+        log.info({ udid: device.udid }, 'user-channel TokenUpdate accepted, not stored');
         return;
       }
-      await storage.tokenUpdate(device.udid, {
+      await storage.devices.tokenUpdate(device.udid, {
         pushToken: msg.Token.toString('hex'), pushMagic: msg.PushMagic, awaitingConfiguration: msg.AwaitingConfiguration,
         unlockToken: msg.UnlockToken ? this.deps.secrets.seal(msg.UnlockToken.toString('base64')) : undefined,
       });
-      log.info('device token updated', { udid: device.udid });
-      const updated = (await storage.getDevice(device.udid))!;
+      log.info({ udid: device.udid }, 'device token updated');
+      const updated = (await storage.devices.get(device.udid))!;
       events.emit('tokenUpdate', updated);
       // A device waiting in Setup Assistant stays there until told the server is done with it.
       if (msg.AwaitingConfiguration) await this.enqueue(device.udid, deviceConfigured(), 'mdm:setup', { push: false });
       // Commands queued before the device had a push channel can go now.
-      if (await storage.countPendingCommands(device.udid) > 0) await this.deps.push.request([device.udid], 'commands waiting at TokenUpdate');
+      if (await storage.commands.countPending(device.udid) > 0) await this.deps.push.request([device.udid], 'commands waiting at TokenUpdate');
       return;
     }
-    await storage.checkOutDevice(device.udid);
-    log.info('device checked out', { udid: device.udid });
+    await storage.devices.checkOut(device.udid);
+    await storage.pushQueue.complete([device.udid], false);
+    log.info({ udid: device.udid }, 'device checked out');
     events.emit('checkOut', device);
   }
 
@@ -80,18 +81,18 @@ export class MdmService {
     const { storage, log, events } = this.deps;
     const device = await this.boundDevice(report.UDID, signer);
     if (report.Status !== 'Idle' && report.CommandUUID) {
-      const stored = await storage.recordCommandResult(device.udid, {
+      const stored = await storage.commands.recordResult(device.udid, {
         commandUuid: report.CommandUUID, status: report.Status, result: jsonSafe(report.result) as Record<string, unknown>,
         errorChain: report.ErrorChain ? jsonSafe(report.ErrorChain) : undefined,
       });
-      if (!stored) log.warn('report for a command this device was not sent', { udid: device.udid, commandUUID: report.CommandUUID, status: report.Status });
+      if (!stored) log.warn({ udid: device.udid, commandUUID: report.CommandUUID, status: report.Status }, 'report for a command this device was not sent');
       else events.emit('commandResult', device, stored);
     }
     // Seen only once its report is stored: a refused report leaves no trace.
-    await storage.touchDevice(device.udid);
+    await storage.devices.touch(device.udid);
     if (report.Status === 'Idle') events.emit('sync', device);
-    const next = await storage.nextCommand(device.udid, report.Status !== 'Idle');
-    if (next) log.debug('command sent', { udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType });
+    const next = await storage.commands.next(device.udid, report.Status !== 'Idle');
+    if (next) log.debug({ udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType }, 'command sent');
     return next?.payload;
   }
 
@@ -100,7 +101,7 @@ export class MdmService {
     const check = validateCommand(command);
     if (!check.ok) throw new CommandValidationError(check.errors);
     const commandUuid = crypto.randomUUID().toUpperCase();
-    const stored = await this.deps.storage.enqueueCommand({
+    const stored = await this.deps.storage.commands.enqueue({
       commandUuid, udid, requestType: command.RequestType, origin, payload: buildPlist(commandEnvelope(commandUuid, command)),
     });
     if (opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
@@ -108,7 +109,7 @@ export class MdmService {
   }
 
   private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {
-    const device = await this.deps.storage.getDevice(udid);
+    const device = await this.deps.storage.devices.get(udid);
     if (!device || !device.enrolled) throw new UnrecognizedDeviceError(udid);
     if (device.certFingerprint !== signer.fingerprint) {
       throw new DeviceRequestError(400, `the signing certificate is not the one bound to device ${udid}`);

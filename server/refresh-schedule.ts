@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Logger } from './log.js';
 import type { PushService } from './push-service.js';
 import type { ServerEventBus } from './events.js';
-import type { Storage } from './storage/storage.js';
+import type { Storage } from './storage/ports.js';
 
 // The Device Refresh and Removal schedule (SPEC §5): periodic pushes to every enrolled device (the
 // scheduled refresh of FCFS distribution), re-pushes for devices whose queued commands wait, and flagging
@@ -28,7 +28,7 @@ export const defaultRefreshSchedule: RefreshSchedule = {
 };
 
 export async function loadRefreshSchedule(storage: Storage): Promise<RefreshSchedule> {
-  const stored = await storage.getSetting<RefreshSchedule>('device_refresh_schedule');
+  const stored = await storage.settings.get<RefreshSchedule>('device_refresh_schedule');
   return { ...defaultRefreshSchedule, ...(stored ?? {}) };
 }
 
@@ -38,25 +38,26 @@ export async function runDeviceRefresh(deps: { storage: Storage; push: PushServi
   const { storage, push, log } = deps;
   const summary: RefreshRunSummary = { pushedAll: 0, pushedWaiting: 0, flaggedSilent: 0, removedSilent: 0 };
   if (schedule.pushAllDevices) {
-    const all = await storage.pushableDevices();
+    const all = await storage.devices.pushable();
     await push.request(all, 'scheduled refresh');
     summary.pushedAll = all.length;
   }
-  const waiting = await storage.devicesWithWaitingCommands(new Date(now.getTime() - schedule.waitingCommandsAfterMinutes * 60_000));
+  const waiting = await storage.devices.withWaitingCommands(new Date(now.getTime() - schedule.waitingCommandsAfterMinutes * 60_000));
   if (!schedule.pushAllDevices) await push.request(waiting, 'commands waiting');
   summary.pushedWaiting = waiting.length;
-  const silent = await storage.silentDevices(new Date(now.getTime() - schedule.silentDays * 24 * 3600_000));
+  const silent = await storage.devices.silent(new Date(now.getTime() - schedule.silentDays * 24 * 3600_000));
   if (schedule.removeSilent) {
     for (const d of silent) {
-      await storage.checkOutDevice(d.udid);
+      await storage.devices.checkOut(d.udid);
+      await storage.pushQueue.complete([d.udid], false);
       deps.events.emit('checkOut', d);
-      log.warn('removed silent device', { udid: d.udid, lastSeenAt: d.lastSeenAt?.toISOString() });
+      log.warn({ udid: d.udid, lastSeenAt: d.lastSeenAt?.toISOString() }, 'removed silent device');
     }
     summary.removedSilent = silent.length;
   } else {
-    await storage.flagSilent(silent.map((d) => d.udid), now);
+    await storage.devices.flagSilent(silent.map((d) => d.udid), now);
     summary.flaggedSilent = silent.length;
   }
-  log.info('device refresh run', { ...summary });
+  log.info({ ...summary }, 'device refresh run');
   return summary;
 }

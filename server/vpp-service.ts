@@ -11,8 +11,8 @@ import type { Logger } from './log.js';
 import type { MdmService } from './mdm-service.js';
 import type { PushService } from './push-service.js';
 import type { SecretBox } from './secrets.js';
-import type { CommandRecord, DeviceRecord, Storage } from './storage/storage.js';
-import type { BundleRow, LicenseKey, LicenseRow, Schedule, SubscriptionRow } from './storage/vpp-store.js';
+import type { BundleRecord as BundleRow, CommandRecord, DeviceRecord, LicenseKey, LicenseRecord as LicenseRow, Storage, SubscriptionRecord as SubscriptionRow } from './storage/ports.js';
+import type { Schedule } from '../vpp/subscription-state.js';
 
 // License distribution (SPEC §6): subscriptions and their Apple tokens, asset sync into bundles, and the
 // device and user flows that run when a device syncs. Apple is reached only through AppsAndBooksClient;
@@ -67,7 +67,7 @@ export class VppService {
   }
 
   private fail(what: string, err: unknown, fields: Record<string, unknown> = {}) {
-    this.deps.log.error(`vpp ${what} failed`, { ...fields, error: (err as Error)?.message ?? String(err) });
+    this.deps.log.error({ ...fields, error: (err as Error)?.message ?? String(err) }, `vpp ${what} failed`);
   }
 
   // ---------------------------------------------------------------- subscriptions
@@ -80,7 +80,7 @@ export class VppService {
           // Apple names the MDM holding the token on its responses: another installation took it over.
           // During a claim the old holder is expected in the answers; the claim itself decides the status.
           if (meta.mdmInfo && meta.mdmInfo.id !== this.deps.installationId && !this.claiming.has(sub.id)) {
-            void this.deps.storage.vpp.updateSubscription(sub.id, {
+            void this.deps.storage.subscriptions.update(sub.id, {
               status: 'ClaimRequired', claimHolder: { id: meta.mdmInfo.id, name: meta.mdmInfo.name },
               statusReason: `another MDM ("${meta.mdmInfo.name}") manages this token; claim it to manage its licenses here`,
             }).catch((e) => this.fail('recording a foreign claim', e, { subscriptionId: sub.id }));
@@ -102,14 +102,14 @@ export class VppService {
     }
     if (token.orgName.includes('\0') || token.token.includes('\0')) throw new VppError(400, 'invalid_stoken', 'sToken rejected: it contains NUL characters');
     const tokenHash = crypto.createHash('sha256').update(token.token).digest('hex');
-    const sub = await this.deps.storage.vpp.createSubscription({
+    const sub = await this.deps.storage.subscriptions.create({
       id: crypto.randomUUID(), name: input.name, sealedStoken: this.deps.secrets.seal(token.raw), tokenHash, orgName: token.orgName,
       expiresAt: token.expDate, sealedNotificationToken: this.deps.secrets.seal(crypto.randomBytes(24).toString('base64url')), schedule: input.schedule,
     });
     if (!sub) throw new VppError(409, 'duplicate_stoken', 'a subscription with this sToken already exists');
     await this.claimAndSync(sub.id, input.claimManagement ?? false);
     await this.deps.scheduleSync(sub.id, input.schedule);
-    return this.subscriptionView((await this.deps.storage.vpp.getSubscription(sub.id))!);
+    return this.subscriptionView((await this.deps.storage.subscriptions.get(sub.id))!);
   }
 
   subscriptionView(s: SubscriptionRow) {
@@ -133,23 +133,23 @@ export class VppService {
     } finally {
       this.claiming.delete(id);
     }
-    if ((await this.deps.storage.vpp.getSubscription(id))?.status === 'Active') await this.syncAssets(id);
+    if ((await this.deps.storage.subscriptions.get(id))?.status === 'Active') await this.syncAssets(id);
   }
 
   private async claim(id: string, claimManagement: boolean): Promise<void> {
     const { storage, log } = this.deps;
-    const sub = (await storage.vpp.getSubscription(id))!;
+    const sub = (await storage.subscriptions.get(id))!;
     const client = this.clientFor(sub);
-    await storage.vpp.updateSubscription(id, { status: 'ClaimInProgress', statusReason: null });
+    await storage.subscriptions.update(id, { status: 'ClaimInProgress', statusReason: null });
     try {
       const config = await client.clientConfig();
       const holder = config.mdmInfo;
       if (holder && holder.id !== this.deps.installationId && !claimManagement) {
-        await storage.vpp.updateSubscription(id, {
+        await storage.subscriptions.update(id, {
           status: 'ClaimRequired', claimHolder: { id: holder.id, name: holder.name }, locationName: config.locationName, locationUid: config.uId,
           statusReason: `another MDM ("${holder.name}") manages this token; claim it (POST .../claim) to manage its licenses here`,
         });
-        log.warn('sToken is held by another MDM', { subscriptionId: id, holder: holder.name });
+        log.warn({ subscriptionId: id, holder: holder.name }, 'sToken is held by another MDM');
         return;
       }
       if (holder && holder.id !== this.deps.installationId) {
@@ -161,8 +161,8 @@ export class VppService {
         notificationAuthToken: this.deps.secrets.open(sub.sealedNotificationToken),
         notificationTypes: NOTIFICATION_TYPES,
       });
-      await storage.vpp.updateSubscription(id, { status: 'Active', statusReason: null, claimHolder: null, locationName: config.locationName, locationUid: config.uId });
-      log.info('VPP subscription active', { subscriptionId: id, location: config.locationName });
+      await storage.subscriptions.update(id, { status: 'Active', statusReason: null, claimHolder: null, locationName: config.locationName, locationUid: config.uId });
+      log.info({ subscriptionId: id, location: config.locationName }, 'VPP subscription active');
     } catch (err) {
       await this.recordAppleFailure(id, err);
     }
@@ -181,32 +181,35 @@ export class VppService {
     }
     for (const a of byAsset.values()) {
       const refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serials, clientUserIds: a.users });
-      for (const r of refs) await this.deps.storage.vpp.recordEvent(r.eventId, sub.id, 'reset');
+      for (const r of refs) await this.deps.storage.appleEvents.record(r.eventId, sub.id, 'reset');
     }
-    await this.deps.storage.vpp.resetSubscriptionLedger(sub.id);
-    this.deps.log.warn('claimed an sToken from another MDM: released its assignments', { subscriptionId: sub.id, released: assignments.length });
+    // Its license records are no longer ours to trust.
+    await this.deps.storage.ledger.releaseAllOf(sub.id);
+    await this.deps.storage.vppUsers.deleteAllOf(sub.id);
+    await this.deps.storage.installs.deleteForSubscription(sub.id);
+    this.deps.log.warn({ subscriptionId: sub.id, released: assignments.length }, 'claimed an sToken from another MDM: released its assignments');
   }
 
   private async recordAppleFailure(id: string, err: unknown): Promise<void> {
     const { storage, log } = this.deps;
     if (err instanceof AppsAndBooksError && err.kind === 'tokenInvalid') {
       const why = err.errorNumber === 9621 ? 'expired' : err.errorNumber === 9625 ? 'revoked' : 'not accepted';
-      await storage.vpp.updateSubscription(id, { status: 'Error', statusReason: `sToken ${why} by Apple (${err.errorNumber ?? err.httpStatus}: ${err.message}); upload a new one`, lastSyncError: err.message });
-      log.error('VPP subscription stopped: token invalid', { subscriptionId: id, errorNumber: err.errorNumber });
+      await storage.subscriptions.update(id, { status: 'Error', statusReason: `sToken ${why} by Apple (${err.errorNumber ?? err.httpStatus}: ${err.message}); upload a new one`, lastSyncError: err.message });
+      log.error({ subscriptionId: id, errorNumber: err.errorNumber }, 'VPP subscription stopped: token invalid');
       return;
     }
-    const sub = await storage.vpp.getSubscription(id);
+    const sub = await storage.subscriptions.get(id);
     // A claim that never completed leaves the subscription in Error until the admin retries (claim/run).
     const stuck = sub && (sub.status === 'New' || sub.status === 'ClaimInProgress');
-    await storage.vpp.updateSubscription(id, {
+    await storage.subscriptions.update(id, {
       lastSyncError: (err as Error).message,
       ...(stuck ? { status: 'Error' as const, statusReason: `could not reach Apple to claim the token: ${(err as Error).message}; retry with POST .../claim` } : {}),
     });
-    log.error('VPP call failed', { subscriptionId: id, error: (err as Error).message });
+    log.error({ subscriptionId: id, error: (err as Error).message }, 'VPP call failed');
   }
 
   async activeSubscription(id: string): Promise<SubscriptionRow> {
-    const sub = await this.deps.storage.vpp.getSubscription(id);
+    const sub = await this.deps.storage.subscriptions.get(id);
     if (!sub) throw new VppError(404, 'not_found', `no VPP subscription with id "${id}"`);
     return sub;
   }
@@ -216,7 +219,7 @@ export class VppService {
     const { storage, log } = this.deps;
     const sub = await this.activeSubscription(id);
     if (sub.status !== 'Active') {
-      log.warn('asset sync skipped: subscription not active', { subscriptionId: id, status: sub.status });
+      log.warn({ subscriptionId: id, status: sub.status }, 'asset sync skipped: subscription not active');
       return { assets: 0, bundlesCreated: 0 };
     }
     let assets;
@@ -227,12 +230,12 @@ export class VppService {
       return { assets: 0, bundlesCreated: 0 };
     }
     // Names and bundle identifiers come from the store's metadata lookup; a failed lookup only costs names.
-    const known = new Set((await storage.vpp.listAssets(id)).filter((a) => a.name).map((a) => a.adamId));
+    const known = new Set((await storage.catalogue.listAssets(id)).filter((a) => a.name).map((a) => a.adamId));
     const metadata = await this.clientFor(sub).contentMetadata(assets.filter((a) => a.productType === 'App' && !known.has(a.adamId)).map((a) => a.adamId))
-      .catch((err) => { log.warn('app metadata lookup failed; bundles keep placeholder names', { error: (err as Error).message }); return {} as Record<string, { name?: string; bundleId?: string }>; });
+      .catch((err) => { log.warn({ error: (err as Error).message }, 'app metadata lookup failed; bundles keep placeholder names'); return {} as Record<string, { name?: string; bundleId?: string }>; });
     let bundlesCreated = 0;
     for (const a of assets) {
-      await storage.vpp.upsertAsset({
+      await storage.catalogue.upsertAsset({
         subscriptionId: id, adamId: a.adamId, pricingParam: a.pricingParam, productType: a.productType, name: metadata[a.adamId]?.name ?? null,
         bundleIdentifier: metadata[a.adamId]?.bundleId ?? null, deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.assignedCount,
       });
@@ -240,14 +243,14 @@ export class VppService {
       if (a.productType !== 'App') continue;
       if ((await this.createBundleFor(id, a.adamId, a.pricingParam)).created) bundlesCreated++;
     }
-    await storage.vpp.updateSubscription(id, { lastSyncAt: new Date(), lastSyncError: null });
-    log.info('VPP asset sync done', { subscriptionId: id, assets: assets.length, bundlesCreated });
+    await storage.subscriptions.update(id, { lastSyncAt: new Date(), lastSyncError: null });
+    log.info({ subscriptionId: id, assets: assets.length, bundlesCreated }, 'VPP asset sync done');
     return { assets: assets.length, bundlesCreated };
   }
 
   private async createBundleFor(subscriptionId: string, adamId: string, pricingParam: string) {
-    const asset = (await this.deps.storage.vpp.getAsset({ subscriptionId, adamId, pricingParam }))!;
-    return this.deps.storage.vpp.createBundle({
+    const asset = (await this.deps.storage.catalogue.getAsset({ subscriptionId, adamId, pricingParam }))!;
+    return this.deps.storage.catalogue.createBundle({
       id: crypto.randomUUID(), subscriptionId, adamId, pricingParam, name: asset.name ?? `App ${adamId}`,
       bundleIdentifier: asset.bundleIdentifier, deviceAssignable: asset.deviceAssignable,
     });
@@ -255,7 +258,7 @@ export class VppService {
 
   /** Create Bundle for one app (from the synced assets). */
   async createBundle(adamId: string, subscriptionId?: string): Promise<{ bundle: BundleRow; created: boolean }> {
-    const assets = (await this.deps.storage.vpp.findAssetsByAdamId(adamId)).filter((a) => a.productType === 'App' && (!subscriptionId || a.subscriptionId === subscriptionId));
+    const assets = (await this.deps.storage.catalogue.assetsByAdamId(adamId)).filter((a) => a.productType === 'App' && (!subscriptionId || a.subscriptionId === subscriptionId));
     if (assets.length === 0) throw new VppError(404, 'not_found', `no purchased app with adamId ${adamId} in the synced assets; run the subscription's asset sync first`);
     const a = assets[0]!;
     return this.createBundleFor(a.subscriptionId, a.adamId, a.pricingParam);
@@ -269,10 +272,10 @@ export class VppService {
     if (targetType === 'device' && !bundle.deviceAssignable) {
       throw new VppError(409, 'not_device_assignable', `${bundle.name} cannot be assigned to devices (Apple: not device-assignable); assign it to users`);
     }
-    await storage.vpp.addAssignment(bundleId, targetType, targetId);
+    await storage.assignments.add(bundleId, targetType, targetId);
     for (const d of devices) {
-      if (!(await storage.vpp.getInstall(bundleId, d.udid))) {
-        await storage.vpp.setInstall({ bundleId, udid: d.udid, viaTargetType: targetType, viaTargetId: targetId, status: 'Waiting', reason: 'waiting for the device to sync' });
+      if (!(await storage.installs.get(bundleId, d.udid))) {
+        await storage.installs.put({ bundleId, udid: d.udid, viaTargetType: targetType, viaTargetId: targetId, status: 'Waiting', reason: 'waiting for the device to sync' });
       }
     }
     return this.assignmentView(bundle, targetType, targetId);
@@ -281,22 +284,22 @@ export class VppService {
   async unassign(bundleId: string, targetType: TargetType, targetId: string): Promise<void> {
     const { storage } = this.deps;
     const bundle = await this.bundle(bundleId);
-    if (!(await storage.vpp.removeAssignment(bundleId, targetType, targetId))) {
+    if (!(await storage.assignments.remove(bundleId, targetType, targetId))) {
       throw new VppError(404, 'not_found', `bundle ${bundleId} is not assigned to ${targetType} ${targetId}`);
     }
-    await storage.vpp.deleteInstalls({ bundleId, viaTargetType: targetType, viaTargetId: targetId });
+    await storage.installs.delete({ bundleId, viaTargetType: targetType, viaTargetId: targetId });
     await this.reclaim(bundle, targetType, targetId, 'unassigned');
   }
 
   async reserve(bundleId: string, targetType: TargetType, targetId: string) {
     const bundle = await this.bundle(bundleId);
     await this.targetDevices(targetType, targetId);
-    await this.deps.storage.vpp.addReservation(bundle.id, targetType, targetId);
+    await this.deps.storage.reservations.add(bundle.id, targetType, targetId);
     return { bundleId, targetType, targetId };
   }
 
   private async bundle(id: string): Promise<BundleRow> {
-    const b = await this.deps.storage.vpp.getBundle(id);
+    const b = await this.deps.storage.catalogue.getBundle(id);
     if (!b) throw new VppError(404, 'not_found', `no bundle with id "${id}"`);
     return b;
   }
@@ -304,17 +307,17 @@ export class VppService {
   private async targetDevices(targetType: TargetType, targetId: string): Promise<DeviceRecord[]> {
     const { storage } = this.deps;
     if (targetType === 'device') {
-      const d = await storage.getDevice(targetId);
+      const d = await storage.devices.get(targetId);
       if (!d) throw new VppError(404, 'not_found', `no device with UDID "${targetId}"`);
       return d.enrolled ? [d] : [];
     }
-    if (!(await storage.getUser(targetId))) throw new VppError(404, 'not_found', `no user with id "${targetId}"`);
-    return (await storage.listDevices({ userId: targetId })).filter((d) => d.enrolled);
+    if (!(await storage.users.get(targetId))) throw new VppError(404, 'not_found', `no user with id "${targetId}"`);
+    return (await storage.devices.list({ userId: targetId })).filter((d) => d.enrolled);
   }
 
   async assignmentView(bundle: BundleRow, targetType: TargetType, targetId: string) {
-    const installs = await this.deps.storage.vpp.installsVia(bundle.id, targetType, targetId);
-    const license = await this.deps.storage.vpp.getLicense(bundle, targetType, targetId);
+    const installs = await this.deps.storage.installs.via(bundle.id, targetType, targetId);
+    const license = await this.deps.storage.ledger.get(bundle, targetType, targetId);
     const statuses = installs.map((i) => i.status);
     // One status for the target: the furthest its devices got, else why they wait.
     const order: InstallStatus[] = ['Installed', 'Installing', 'Licensed', 'Associating', 'InvitationSent', 'Waiting', 'DeviceLimitReached', 'OSVersionTooOld', 'Failed'];
@@ -330,22 +333,22 @@ export class VppService {
   async listAssignments(bundleId: string) {
     const bundle = await this.bundle(bundleId);
     const out = [];
-    for (const a of await this.deps.storage.vpp.listAssignments(bundleId)) out.push(await this.assignmentView(bundle, a.targetType, a.targetId));
+    for (const a of await this.deps.storage.assignments.list(bundleId)) out.push(await this.assignmentView(bundle, a.targetType, a.targetId));
     return out;
   }
 
   async licenseSummary() {
-    return summarizeLicenses(await this.deps.storage.vpp.licenseSummaryRows());
+    return summarizeLicenses(await this.deps.storage.ledger.summarySources());
   }
 
   // ---------------------------------------------------------------- reclaim
   private async reclaim(bundle: BundleRow, targetType: TargetType, targetId: string, why: string): Promise<void> {
     const { storage } = this.deps;
-    const license = await storage.vpp.getLicense(bundle, targetType, targetId);
+    const license = await storage.ledger.get(bundle, targetType, targetId);
     if (!license) return;
     if (targetType === 'user') {
       // The user's license stays while another assignment of this bundle still reaches them.
-      if (await storage.vpp.hasAssignment(bundle.id, 'user', targetId)) return;
+      if (await storage.assignments.has(bundle.id, 'user', targetId)) return;
     }
     await this.disassociate(license, why);
   }
@@ -353,11 +356,11 @@ export class VppService {
   /** Disassociate at Apple; the license stays counted (Disassociating) until Apple confirms. */
   private async disassociate(license: LicenseRow, why: string): Promise<void> {
     const { storage, log } = this.deps;
-    const sub = (await storage.vpp.getSubscription(license.subscriptionId))!;
+    const sub = (await storage.subscriptions.get(license.subscriptionId))!;
     if (license.state === 'Associating' && !license.eventId) {
       // Apple may be answering the association right now: keep the license counted until that settles
       // (takeAndAssociate then disassociates it, or reconcile does).
-      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId: null, failure: `reclaimed (${why}) while Apple was associating it` });
+      await storage.ledger.setState(license.id, 'Disassociating', { eventId: null, failure: `reclaimed (${why}) while Apple was associating it` });
       return;
     }
     try {
@@ -366,30 +369,32 @@ export class VppService {
         ...(license.targetType === 'device' ? { serialNumbers: [license.serialNumber!] } : { clientUserIds: [license.targetId] }),
       });
       const eventId = refs[0]!.eventId;
-      await storage.vpp.recordEvent(eventId, sub.id, 'disassociate');
-      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId });
-      log.info('license reclaim requested', { adamId: license.adamId, targetType: license.targetType, targetId: license.targetId, why });
+      await storage.appleEvents.record(eventId, sub.id, 'disassociate');
+      await storage.ledger.setState(license.id, 'Disassociating', { eventId });
+      log.info({ adamId: license.adamId, targetType: license.targetType, targetId: license.targetId, why }, 'license reclaim requested');
     } catch (err) {
       this.fail('disassociate', err, { adamId: license.adamId, targetId: license.targetId });
-      await storage.vpp.setLicenseState(license.id, 'Disassociating', { eventId: null, failure: `reclaim failed, retried by reconcile: ${(err as Error).message}` });
+      await storage.ledger.setState(license.id, 'Disassociating', { eventId: null, failure: `reclaim failed, retried by reconcile: ${(err as Error).message}` });
     }
   }
 
   /** Deleting a device: its device licenses go back first, then its records. */
   async deleteDevice(udid: string): Promise<boolean> {
-    const device = await this.deps.storage.getDevice(udid);
+    const device = await this.deps.storage.devices.get(udid);
     if (!device) return false;
     await this.onCheckOut(device);
-    return this.deps.storage.deleteDevice(udid);
+    return this.deps.storage.devices.delete(udid);
   }
 
   /** Deleting a user: the user's licenses are disassociated and their assignments removed. */
   async deleteUser(userId: string): Promise<boolean> {
     const { storage } = this.deps;
-    if (!(await storage.getUser(userId))) return false;
-    for (const license of await storage.vpp.licensesForTarget('user', userId)) await this.disassociate(license, 'user deleted');
-    await storage.vpp.removeUserTargets(userId);
-    return storage.deleteUser(userId);
+    if (!(await storage.users.get(userId))) return false;
+    for (const license of await storage.ledger.forTarget('user', userId)) await this.disassociate(license, 'user deleted');
+    await storage.assignments.removeTarget('user', userId);
+    await storage.reservations.removeTarget('user', userId);
+    await storage.installs.delete({ viaTargetType: 'user', viaTargetId: userId });
+    return storage.users.delete(userId);
   }
 
   /**
@@ -398,25 +403,25 @@ export class VppService {
    */
   async appleAccountChanged(userId: string): Promise<void> {
     const { storage } = this.deps;
-    for (const sub of await storage.vpp.listSubscriptions()) {
-      const vu = await storage.vpp.getVppUser(sub.id, userId);
-      if (vu && vu.status !== 'Retired') await storage.vpp.updateVppUser(sub.id, userId, { status: 'AccountChanged' });
+    for (const sub of await storage.subscriptions.list()) {
+      const vu = await storage.vppUsers.get(sub.id, userId);
+      if (vu && vu.status !== 'Retired') await storage.vppUsers.update(sub.id, userId, { status: 'AccountChanged' });
     }
-    for (const d of await storage.listDevices({ userId })) {
-      for (const i of (await storage.vpp.installsForDevice(d.udid)).filter((x) => x.viaTargetType === 'user')) {
-        await storage.vpp.setInstall({ ...i, status: 'Failed', reason: ACCOUNT_CHANGED });
+    for (const d of await storage.devices.list({ userId })) {
+      for (const i of (await storage.installs.forDevice(d.udid)).filter((x) => x.viaTargetType === 'user')) {
+        await storage.installs.put({ ...i, status: 'Failed', reason: ACCOUNT_CHANGED });
       }
     }
   }
 
   private async onCheckOut(device: DeviceRecord): Promise<void> {
     const { storage } = this.deps;
-    for (const license of await storage.vpp.licensesForTarget('device', device.udid)) await this.disassociate(license, 'device checked out');
-    await storage.vpp.deleteInstalls({ udid: device.udid });
+    for (const license of await storage.ledger.forTarget('device', device.udid)) await this.disassociate(license, 'device checked out');
+    await storage.installs.delete({ udid: device.udid });
   }
 
   private async wakeWaiting(k: LicenseKey): Promise<void> {
-    const waiting = await this.deps.storage.vpp.waitingDevices(k);
+    const waiting = await this.deps.storage.installs.waitingDevices(k);
     if (waiting.length) await this.deps.push.request(waiting, 'a VPP license freed up');
   }
 
@@ -437,15 +442,15 @@ export class VppService {
 
   async distributeForDevice(udid: string): Promise<void> {
     const { storage } = this.deps;
-    const device = await storage.getDevice(udid);
+    const device = await storage.devices.get(udid);
     if (!device || !device.enrolled) return;
-    for (const a of await storage.vpp.assignmentsForDevice(udid, device.userId)) {
-      const sub = await storage.vpp.getSubscription(a.subscriptionId);
+    for (const a of await storage.assignments.bundlesForDevice(udid, device.userId)) {
+      const sub = await storage.subscriptions.get(a.subscriptionId);
       const via = { viaTargetType: a.targetType, viaTargetId: a.targetId };
-      const install = await storage.vpp.getInstall(a.id, udid);
+      const install = await storage.installs.get(a.id, udid);
       if (install && (install.status === 'Installed' || install.status === 'Installing')) continue;
       if (!sub || sub.status !== 'Active') {
-        await storage.vpp.setInstall({ bundleId: a.id, udid, ...via, status: 'Waiting', reason: `VPP subscription is ${sub?.status ?? 'missing'}: ${sub?.statusReason ?? ''}`.trim() });
+        await storage.installs.put({ bundleId: a.id, udid, ...via, status: 'Waiting', reason: `VPP subscription is ${sub?.status ?? 'missing'}: ${sub?.statusReason ?? ''}`.trim() });
         continue;
       }
       if (a.targetType === 'device') await this.deviceFlow(sub, a, device);
@@ -457,12 +462,12 @@ export class VppService {
   /** Installs the device accepted but has not finished: ask it which managed apps it has. */
   private async checkInstalls(device: DeviceRecord): Promise<void> {
     const { storage } = this.deps;
-    const open = (await storage.vpp.installsForDevice(device.udid)).filter((i) => i.status === 'Installing' && i.reason?.startsWith(INSTALL_ACCEPTED));
+    const open = (await storage.installs.forDevice(device.udid)).filter((i) => i.status === 'Installing' && i.reason?.startsWith(INSTALL_ACCEPTED));
     if (open.length === 0) return;
-    const pending = (await storage.listCommands(device.udid)).some((c) => c.origin === 'vpp:check' && ['Queued', 'Sent', 'NotNow'].includes(c.status));
+    const pending = (await storage.commands.list(device.udid)).some((c) => c.origin === 'vpp:check' && ['Queued', 'Sent', 'NotNow'].includes(c.status));
     if (pending) return;
     const ids: string[] = [];
-    for (const i of open) { const b = await storage.vpp.getBundle(i.bundleId); if (b?.bundleIdentifier) ids.push(b.bundleIdentifier); }
+    for (const i of open) { const b = await storage.catalogue.getBundle(i.bundleId); if (b?.bundleIdentifier) ids.push(b.bundleIdentifier); }
     // No push: the question rides along with the device's next sync, so checking never wakes it in a loop.
     await this.deps.mdm.enqueue(device.udid, managedApplicationList(ids.length ? ids : undefined), 'vpp:check', { push: false });
   }
@@ -471,18 +476,18 @@ export class VppService {
     const { storage } = this.deps;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: 'device' as const, viaTargetId: device.udid };
     const refusal = deviceAssignmentRefusal(device.osVersion);
-    if (refusal) { await storage.vpp.setInstall({ ...via, status: 'OSVersionTooOld', reason: refusal }); return; }
-    if (!device.serialNumber) { await storage.vpp.setInstall({ ...via, status: 'Failed', reason: 'the device has not reported a serial number' }); return; }
-    const license = await storage.vpp.getLicense(bundle, 'device', device.udid);
+    if (refusal) { await storage.installs.put({ ...via, status: 'OSVersionTooOld', reason: refusal }); return; }
+    if (!device.serialNumber) { await storage.installs.put({ ...via, status: 'Failed', reason: 'the device has not reported a serial number' }); return; }
+    const license = await storage.ledger.get(bundle, 'device', device.udid);
     if (license?.state === 'Associated') { await this.queueInstall(bundle, device, 'device', device.udid); return; }
-    if (license) { await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
+    if (license) { await storage.installs.put({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
     await this.takeAndAssociate(sub, bundle, device, { type: 'device', id: device.udid, serialNumber: device.serialNumber });
   }
 
   private async userFlow(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord, userId: string): Promise<void> {
     const { storage } = this.deps;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: 'user' as const, viaTargetId: userId };
-    let vppUser = await storage.vpp.getVppUser(sub.id, userId);
+    let vppUser = await storage.vppUsers.get(sub.id, userId);
     if (!vppUser) {
       await this.registerUser(sub, userId, device);
       return;
@@ -492,43 +497,43 @@ export class VppService {
       vppUser = await this.refreshUserStatus(sub, userId) ?? vppUser;
     }
     if (vppUser.status === 'Creating') {
-      await storage.vpp.setInstall({ ...via, status: 'Waiting', reason: 'registering the user with Apple' });
+      await storage.installs.put({ ...via, status: 'Waiting', reason: 'registering the user with Apple' });
       return;
     }
     if (vppUser.status === 'Registered') {
       if (!vppUser.invitedUdids.includes(device.udid)) await this.sendInvitation(sub, userId, device, vppUser.inviteCode);
-      else await storage.vpp.setInstall({ ...via, status: 'InvitationSent', reason: 'waiting for the user to accept the invitation with their Apple Account' });
+      else await storage.installs.put({ ...via, status: 'InvitationSent', reason: 'waiting for the user to accept the invitation with their Apple Account' });
       return;
     }
     if (vppUser.status !== 'Associated') {
-      await storage.vpp.setInstall({ ...via, status: 'Failed', reason: vppUser.status === 'AccountChanged' ? ACCOUNT_CHANGED : `the user's Apps and Books registration is ${vppUser.status}` });
+      await storage.installs.put({ ...via, status: 'Failed', reason: vppUser.status === 'AccountChanged' ? ACCOUNT_CHANGED : `the user's Apps and Books registration is ${vppUser.status}` });
       return;
     }
-    const slot = await storage.vpp.claimUserDeviceSlot({ bundleId: bundle.id, udid: device.udid, userId, status: 'Associating', reason: 'waiting for Apple to confirm the license' }, LICENSED_STATUSES, MAX_DEVICES_PER_USER_LICENSE);
-    if (!slot) { await storage.vpp.setInstall({ ...via, status: 'DeviceLimitReached', reason: userDeviceLimitRefusal(MAX_DEVICES_PER_USER_LICENSE)! }); return; }
-    const license = await storage.vpp.getLicense(bundle, 'user', userId);
+    const slot = await storage.installs.claimUserDeviceSlot({ bundleId: bundle.id, udid: device.udid, userId, status: 'Associating', reason: 'waiting for Apple to confirm the license' }, LICENSED_STATUSES, MAX_DEVICES_PER_USER_LICENSE);
+    if (!slot) { await storage.installs.put({ ...via, status: 'DeviceLimitReached', reason: userDeviceLimitRefusal(MAX_DEVICES_PER_USER_LICENSE)! }); return; }
+    const license = await storage.ledger.get(bundle, 'user', userId);
     if (license?.state === 'Associated') { await this.queueInstall(bundle, device, 'user', userId); return; }
-    if (license) { await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
+    if (license) { await storage.installs.put({ ...via, status: 'Associating', reason: 'waiting for Apple to confirm the license' }); return; }
     await this.takeAndAssociate(sub, bundle, device, { type: 'user', id: userId });
   }
 
   /** First refresh of the user flow: register the user at Apple; the invitation follows when Apple confirms. */
   private async registerUser(sub: SubscriptionRow, userId: string, device: DeviceRecord): Promise<void> {
     const { storage } = this.deps;
-    const bundleInstalls = await storage.vpp.assignmentsForDevice(device.udid, userId);
+    const bundleInstalls = await storage.assignments.bundlesForDevice(device.udid, userId);
     for (const b of bundleInstalls.filter((x) => x.targetType === 'user' && x.subscriptionId === sub.id)) {
-      await storage.vpp.setInstall({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'Waiting', reason: 'registering the user with Apple' });
+      await storage.installs.put({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'Waiting', reason: 'registering the user with Apple' });
     }
-    if (!(await storage.vpp.claimVppUserRegistration(sub.id, userId))) return;
-    const user = await storage.getUser(userId);
+    if (!(await storage.vppUsers.claimRegistration(sub.id, userId))) return;
+    const user = await storage.users.get(userId);
     try {
       const refs = await this.clientFor(sub).createUsers([{ clientUserId: userId, email: user?.email }]);
-      await storage.vpp.recordEvent(refs[0]!.eventId, sub.id, 'createUser');
-      await storage.vpp.updateVppUser(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
+      await storage.appleEvents.record(refs[0]!.eventId, sub.id, 'createUser');
+      await storage.vppUsers.update(sub.id, userId, { eventId: refs[0]!.eventId, invitedUdids: [] });
       this.kickEventPoll();
     } catch (err) {
       // Free the claim so the next sync registers again.
-      await storage.vpp.deleteVppUser(sub.id, userId);
+      await storage.vppUsers.delete(sub.id, userId);
       this.fail('user registration', err, { userId });
       throw err;
     }
@@ -540,10 +545,10 @@ export class VppService {
     const u = users.find((x) => x.clientUserId === userId);
     if (!u) return undefined;
     // Apple still shows the old account's link; only re-enrollment clears a changed account.
-    const current = await storage.vpp.getVppUser(sub.id, userId);
+    const current = await storage.vppUsers.get(sub.id, userId);
     const status = current?.status === 'AccountChanged' ? 'AccountChanged' : u.status;
-    await storage.vpp.updateVppUser(sub.id, userId, { status, inviteCode: u.inviteCode ?? undefined, idHash: u.idHash ?? undefined });
-    return storage.vpp.getVppUser(sub.id, userId);
+    await storage.vppUsers.update(sub.id, userId, { status, inviteCode: u.inviteCode ?? undefined, idHash: u.idHash ?? undefined });
+    return storage.vppUsers.get(sub.id, userId);
   }
 
   private async sendInvitation(sub: SubscriptionRow, userId: string, device: DeviceRecord, inviteCode: string | null): Promise<void> {
@@ -552,28 +557,28 @@ export class VppService {
     if (!code) code = (await this.refreshUserStatus(sub, userId))?.inviteCode ?? null;
     if (!code) return;
     const url = await this.clientFor(sub).invitationUrl(code);
-    const vppUser = (await storage.vpp.getVppUser(sub.id, userId))!;
-    await storage.vpp.updateVppUser(sub.id, userId, { invitedUdids: [...new Set([...vppUser.invitedUdids, device.udid])] });
+    const vppUser = (await storage.vppUsers.get(sub.id, userId))!;
+    await storage.vppUsers.update(sub.id, userId, { invitedUdids: [...new Set([...vppUser.invitedUdids, device.udid])] });
     await this.deps.mdm.enqueue(device.udid, inviteToProgram(url), 'vpp:invite');
-    for (const b of (await storage.vpp.assignmentsForDevice(device.udid, userId)).filter((x) => x.targetType === 'user' && x.subscriptionId === sub.id)) {
-      await storage.vpp.setInstall({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'InvitationSent', reason: 'invitation sent to the device; the user accepts with their Apple Account, then the next sync installs' });
+    for (const b of (await storage.assignments.bundlesForDevice(device.udid, userId)).filter((x) => x.targetType === 'user' && x.subscriptionId === sub.id)) {
+      await storage.installs.put({ bundleId: b.id, udid: device.udid, viaTargetType: 'user', viaTargetId: userId, status: 'InvitationSent', reason: 'invitation sent to the device; the user accepts with their Apple Account, then the next sync installs' });
     }
   }
 
   private async takeAndAssociate(sub: SubscriptionRow, bundle: BundleRow, device: DeviceRecord, target: { type: TargetType; id: string; serialNumber?: string }): Promise<'acquired' | 'none'> {
     const { storage, log } = this.deps;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: target.type, viaTargetId: target.id };
-    const got = await storage.vpp.acquireLicense(bundle, target);
+    const got = await storage.ledger.acquire(bundle, target);
     if (got.outcome === 'notEntitled') return 'none';
     if (got.outcome === 'none') {
       const reason = got.reservedForOthers > 0
         ? `no license available: ${got.held} of ${got.total} in use and ${got.reservedForOthers} reserved for others; waiting for one to free up`
         : `no license available: ${got.held} of ${got.total} in use; waiting for one to free up`;
-      await storage.vpp.setInstall({ ...via, status: 'Waiting', reason });
+      await storage.installs.put({ ...via, status: 'Waiting', reason });
       return 'none';
     }
     if (got.outcome === 'held') return 'acquired';
-    await storage.vpp.setInstall({ ...via, status: 'Associating', reason: 'license taken; waiting for Apple to confirm the association' });
+    await storage.installs.put({ ...via, status: 'Associating', reason: 'license taken; waiting for Apple to confirm the association' });
     try {
       const refs = await this.clientFor(sub).associate({
         assets: [{ adamId: bundle.adamId, pricingParam: bundle.pricingParam }],
@@ -581,18 +586,18 @@ export class VppService {
       });
       const eventId = refs[0]!.eventId;
       // Event first: a crash between the two leaves a license without an event id, which reconcile settles.
-      await storage.vpp.recordEvent(eventId, sub.id, 'associate');
-      if (!(await storage.vpp.setLicenseState(got.license.id, 'Associating', { eventId }, 'Associating'))) {
+      await storage.appleEvents.record(eventId, sub.id, 'associate');
+      if (!(await storage.ledger.setState(got.license.id, 'Associating', { eventId }, 'Associating'))) {
         // Reclaimed while Apple was associating: undo at Apple; the row stays counted until Apple confirms.
         await this.disassociate({ ...got.license, state: 'Associated' }, 'reclaimed during association');
         return 'acquired';
       }
       this.kickEventPoll();
     } catch (err) {
-      await storage.vpp.deleteLicense(got.license.id);
+      await storage.ledger.release(got.license.id);
       const reason = err instanceof AppsAndBooksError ? `Apple refused the association (${err.errorNumber ?? err.httpStatus}): ${err.message}` : (err as Error).message;
-      await storage.vpp.setInstall({ ...via, status: 'Failed', reason });
-      log.warn('license association failed; license returned', { adamId: bundle.adamId, targetId: target.id, reason });
+      await storage.installs.put({ ...via, status: 'Failed', reason });
+      log.warn({ adamId: bundle.adamId, targetId: target.id, reason }, 'license association failed; license returned');
       if (err instanceof AppsAndBooksError && err.kind === 'tokenInvalid') await this.recordAppleFailure(sub.id, err);
     }
     return 'acquired';
@@ -602,9 +607,9 @@ export class VppService {
   async installNow(udid: string, bundleId: string) {
     const { storage } = this.deps;
     const bundle = await this.bundle(bundleId);
-    const device = await storage.getDevice(udid);
+    const device = await storage.devices.get(udid);
     if (!device) throw new VppError(404, 'not_found', `no device with UDID "${udid}"`);
-    if (!(await storage.vpp.hasAssignment(bundleId, 'device', udid))) {
+    if (!(await storage.assignments.has(bundleId, 'device', udid))) {
       throw new VppError(409, 'not_device_assigned', `Install Bundle works on device assignments only: bundle ${bundle.name} is not assigned to device ${udid}`);
     }
     await this.enqueueForDevice(udid);
@@ -614,36 +619,36 @@ export class VppService {
 
   private async queueInstall(bundle: BundleRow, device: DeviceRecord, viaType: TargetType, viaId: string): Promise<void> {
     const { storage } = this.deps;
-    const existing = await storage.vpp.getInstall(bundle.id, device.udid);
+    const existing = await storage.installs.get(bundle.id, device.udid);
     if (existing && (existing.status === 'Installing' || existing.status === 'Installed')) return;
     const cmd = await this.deps.mdm.enqueue(device.udid, installApplication({ iTunesStoreID: Number(bundle.adamId), purchaseMethod: 1, managementFlags: 1 }), `vpp:${bundle.id}`);
-    await storage.vpp.setInstall({ bundleId: bundle.id, udid: device.udid, viaTargetType: viaType, viaTargetId: viaId, status: 'Installing', reason: 'InstallApplication queued', commandUuid: cmd.commandUuid });
+    await storage.installs.put({ bundleId: bundle.id, udid: device.udid, viaTargetType: viaType, viaTargetId: viaId, status: 'Installing', reason: 'InstallApplication queued', commandUuid: cmd.commandUuid });
   }
 
   private async onCommandResult(device: DeviceRecord, command: CommandRecord): Promise<void> {
     const { storage } = this.deps;
     if (command.origin === 'vpp:check' && command.requestType === 'ManagedApplicationList' && command.status === 'Acknowledged') {
       const list = ((command.result ?? {}) as { ManagedApplicationList?: Record<string, { Status?: string }> }).ManagedApplicationList ?? {};
-      for (const i of await storage.vpp.installsForDevice(device.udid)) {
-        const bundle = await storage.vpp.getBundle(i.bundleId);
+      for (const i of await storage.installs.forDevice(device.udid)) {
+        const bundle = await storage.catalogue.getBundle(i.bundleId);
         const state = bundle?.bundleIdentifier ? list[bundle.bundleIdentifier]?.Status : undefined;
-        if (i.status === 'Installing' && state === 'Managed') await storage.vpp.setInstall({ ...i, status: 'Installed', reason: 'installed and managed' });
-        else if (i.status === 'Installing' && state === 'Failed') await storage.vpp.setInstall({ ...i, status: 'Failed', reason: 'the device reports the install failed' });
+        if (i.status === 'Installing' && state === 'Managed') await storage.installs.put({ ...i, status: 'Installed', reason: 'installed and managed' });
+        else if (i.status === 'Installing' && state === 'Failed') await storage.installs.put({ ...i, status: 'Failed', reason: 'the device reports the install failed' });
       }
       return;
     }
     if (!command.origin.startsWith('vpp:') || command.requestType !== 'InstallApplication') return;
-    const install = await storage.vpp.installByCommand(command.commandUuid);
+    const install = await storage.installs.byCommand(command.commandUuid);
     if (!install) return;
     const result = (command.result ?? {}) as { State?: string; Identifier?: string };
-    if (command.status === 'Acknowledged' && result.Identifier) await storage.vpp.learnBundleIdentifier(install.bundleId, result.Identifier);
+    if (command.status === 'Acknowledged' && result.Identifier) await storage.catalogue.learnBundleIdentifier(install.bundleId, result.Identifier);
     if (command.status === 'Acknowledged') {
       // The device queues the download; ManagedApplicationList at its next sync tells when it is managed.
       const managed = result.State === 'Managed';
-      await storage.vpp.setInstall({ ...install, status: managed ? 'Installed' : 'Installing', reason: managed ? 'installed and managed' : `${INSTALL_ACCEPTED} (State ${result.State ?? 'unknown'})` });
+      await storage.installs.put({ ...install, status: managed ? 'Installed' : 'Installing', reason: managed ? 'installed and managed' : `${INSTALL_ACCEPTED} (State ${result.State ?? 'unknown'})` });
     } else if (command.status === 'Error' || command.status === 'CommandFormatError') {
       const chain = (command.errorChain as Array<{ USEnglishDescription?: string; LocalizedDescription?: string; ErrorCode?: number }> | null) ?? [];
-      await storage.vpp.setInstall({ ...install, status: 'Failed', reason: `device refused InstallApplication: ${chain.map((c) => `${c.ErrorCode} ${c.USEnglishDescription ?? c.LocalizedDescription ?? ''}`).join('; ') || command.status}` });
+      await storage.installs.put({ ...install, status: 'Failed', reason: `device refused InstallApplication: ${chain.map((c) => `${c.ErrorCode} ${c.USEnglishDescription ?? c.LocalizedDescription ?? ''}`).join('; ') || command.status}` });
     }
   }
 
@@ -662,17 +667,17 @@ export class VppService {
     if (!onlyEventId) this.polling = true;
     let applied = 0;
     try {
-      const events = await this.deps.storage.vpp.claimPendingEvents(50, 60_000, onlyEventId);
+      const events = await this.deps.storage.appleEvents.claimPending(50, 60_000, onlyEventId);
       for (const e of events) {
         try {
-          const sub = await this.deps.storage.vpp.getSubscription(e.subscriptionId);
+          const sub = await this.deps.storage.subscriptions.get(e.subscriptionId);
           if (!sub) continue;
           const status = await this.clientFor(sub).status(e.eventId);
-          if (status.eventStatus === 'PENDING') { await this.deps.storage.vpp.releaseEvent(e.eventId); continue; }
+          if (status.eventStatus === 'PENDING') { await this.deps.storage.appleEvents.release(e.eventId); continue; }
           await this.applyEvent(sub, e.eventId, e.kind, status);
           applied++;
         } catch (err) {
-          await this.deps.storage.vpp.releaseEvent(e.eventId);
+          await this.deps.storage.appleEvents.release(e.eventId);
           this.fail('event status', err, { eventId: e.eventId });
         }
       }
@@ -689,59 +694,59 @@ export class VppService {
       (serial && f.errorInfo?.serialNumbers?.includes(serial)) || (clientUserId && f.errorInfo?.clientUserIds?.includes(clientUserId)))
       ?? (status.eventStatus === 'FAILED' ? failures[0] ?? { errorNumber: 0, errorMessage: 'event failed' } : undefined);
     if (kind === 'associate') {
-      for (const lic of await storage.vpp.licensesForEvent(eventId)) {
+      for (const lic of await storage.ledger.forEvent(eventId)) {
         if (lic.state === 'Disassociating') continue;
         const failure = failureFor(lic.serialNumber, lic.targetType === 'user' ? lic.targetId : undefined);
-        const bundle = await storage.vpp.bundleFor(lic);
+        const bundle = await storage.catalogue.bundleFor(lic);
         if (failure) {
-          await storage.vpp.deleteLicense(lic.id);
+          await storage.ledger.release(lic.id);
           const reason = `Apple did not associate the license (${failure.errorNumber}${failure.errorNumber === 9709 ? ' not enough licenses' : ''}): ${failure.errorMessage}`;
-          if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Failed', reason });
-          log.warn('license association failed at Apple; license returned', { adamId: lic.adamId, targetId: lic.targetId, errorNumber: failure.errorNumber });
+          if (bundle) for (const i of await storage.installs.via(bundle.id, lic.targetType, lic.targetId)) await storage.installs.put({ ...i, status: 'Failed', reason });
+          log.warn({ adamId: lic.adamId, targetId: lic.targetId, errorNumber: failure.errorNumber }, 'license association failed at Apple; license returned');
           continue;
         }
         // Re-applying after a crash finds the license already Associated: queueing installs again is harmless.
-        if (lic.state === 'Associating') await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating');
+        if (lic.state === 'Associating') await storage.ledger.setState(lic.id, 'Associated', {}, 'Associating');
         if (!bundle) continue;
         // Apple confirmed: now, and only now, the app may be installed.
-        const devices = lic.targetType === 'device' ? [lic.targetId] : (await storage.vpp.installsVia(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
+        const devices = lic.targetType === 'device' ? [lic.targetId] : (await storage.installs.via(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
         for (const udid of devices) {
-          const device = await storage.getDevice(udid);
+          const device = await storage.devices.get(udid);
           if (device?.enrolled) await this.queueInstall(bundle, device, lic.targetType, lic.targetId);
         }
       }
     } else if (kind === 'disassociate' || kind === 'reset') {
-      for (const lic of await storage.vpp.licensesForEvent(eventId)) {
+      for (const lic of await storage.ledger.forEvent(eventId)) {
         if (lic.state !== 'Disassociating') continue;
         const failure = failureFor(lic.serialNumber, lic.targetType === 'user' ? lic.targetId : undefined);
         if (failure) {
           // Apple still holds it: keep it counted; reconcile asks again.
-          await storage.vpp.setLicenseState(lic.id, 'Disassociating', { eventId: null, failure: `Apple did not disassociate (${failure.errorNumber}): ${failure.errorMessage}` });
+          await storage.ledger.setState(lic.id, 'Disassociating', { eventId: null, failure: `Apple did not disassociate (${failure.errorNumber}): ${failure.errorMessage}` });
           continue;
         }
-        await storage.vpp.deleteLicense(lic.id);
+        await storage.ledger.release(lic.id);
         await this.wakeWaiting(lic);
       }
     } else if (kind === 'createUser') {
-      for (const u of await storage.vpp.vppUsersByEvent(eventId)) {
+      for (const u of await storage.vppUsers.byEvent(eventId)) {
         const failure = failureFor(undefined, u.userId);
-        if (failure) { await storage.vpp.updateVppUser(sub.id, u.userId, { status: 'Failed' }); continue; }
+        if (failure) { await storage.vppUsers.update(sub.id, u.userId, { status: 'Failed' }); continue; }
         const fresh = await this.refreshUserStatus(sub, u.userId);
         if (!fresh) continue;
         // The invitation goes to the device(s) of the user that synced: the end of the first refresh.
-        for (const d of (await storage.listDevices({ userId: u.userId })).filter((x) => x.enrolled)) {
+        for (const d of (await storage.devices.list({ userId: u.userId })).filter((x) => x.enrolled)) {
           if (fresh.status === 'Registered') await this.sendInvitation(sub, u.userId, d, fresh.inviteCode);
           else await this.enqueueForDevice(d.udid);
         }
       }
     }
-    await storage.vpp.completeEvent(eventId, status.eventStatus === 'FAILED' ? 'FAILED' : 'COMPLETE', status);
+    await storage.appleEvents.complete(eventId, status.eventStatus === 'FAILED' ? 'FAILED' : 'COMPLETE', status);
   }
 
   // ---------------------------------------------------------------- notifications
   async handleNotification(subscriptionId: string, authorization: string | undefined, body: unknown): Promise<void> {
     const { storage, log } = this.deps;
-    const sub = await storage.vpp.getSubscription(subscriptionId);
+    const sub = await storage.subscriptions.get(subscriptionId);
     if (!sub) throw new VppError(404, 'not_found', 'unknown subscription');
     if (!checkNotificationAuth(authorization, this.deps.secrets.open(sub.sealedNotificationToken))) throw new VppError(401, 'unauthorized', 'wrong notification token');
     let n;
@@ -749,8 +754,8 @@ export class VppService {
       if (err instanceof NotificationError) throw new VppError(400, 'invalid_notification', err.message);
       throw err;
     }
-    if (!(await storage.vpp.recordNotification(sub.id, n.notificationId, n.notificationType))) {
-      log.debug('duplicate notification ignored', { notificationId: n.notificationId });
+    if (!(await storage.notifications.record(sub.id, n.notificationId, n.notificationType))) {
+      log.debug({ notificationId: n.notificationId }, 'duplicate notification ignored');
       return;
     }
     const payload = n.notification as { eventId?: string; users?: Array<{ clientUserId?: string }>; clientUserId?: string };
@@ -759,16 +764,16 @@ export class VppService {
     } else if (n.notificationType === 'USER_ASSOCIATED' || n.notificationType === 'USER_MANAGEMENT') {
       const ids = [payload.clientUserId, ...(payload.users ?? []).map((u) => u.clientUserId)].filter((x): x is string => !!x);
       for (const id of ids) {
-        const vu = await storage.vpp.getVppUser(sub.id, id);
+        const vu = await storage.vppUsers.get(sub.id, id);
         if (!vu) continue;
         const fresh = await this.refreshUserStatus(sub, id).catch(() => undefined);
         // The second refresh: push the user's devices so they sync and get the license.
-        if (fresh?.status === 'Associated') await this.deps.push.request((await storage.listDevices({ userId: id })).filter((d) => d.enrolled).map((d) => d.udid), 'VPP user associated');
+        if (fresh?.status === 'Associated') await this.deps.push.request((await storage.devices.list({ userId: id })).filter((d) => d.enrolled).map((d) => d.udid), 'VPP user associated');
       }
     } else if (n.notificationType === 'ASSET_COUNT') {
       await this.syncAssets(sub.id).catch((e) => this.fail('asset sync after ASSET_COUNT', e));
     }
-    log.info('VPP notification handled', { subscriptionId: sub.id, type: n.notificationType });
+    log.info({ subscriptionId: sub.id, type: n.notificationType }, 'VPP notification handled');
   }
 
   // ---------------------------------------------------------------- reconcile
@@ -783,11 +788,11 @@ export class VppService {
     const grace = opts.graceMs ?? 60_000;
     const client = this.clientFor(sub);
     // Read before our licenses: an event recorded after this read belongs to a license too fresh to touch.
-    const pending = new Set(await storage.vpp.pendingEventIds(sub.id));
+    const pending = new Set(await storage.appleEvents.pendingIds(sub.id));
     const apple = await client.assignments();
     const key = (adamId: string, pricingParam: string, t: string) => `${adamId}/${pricingParam}/${t}`;
     const appleKeys = new Set(apple.map((a) => key(a.adamId, a.pricingParam, a.serialNumber ? `s:${a.serialNumber}` : `u:${a.clientUserId}`)));
-    const ours = await storage.vpp.licensesOfSubscription(sub.id);
+    const ours = await storage.ledger.ofSubscription(sub.id);
     const ourKeys = new Set<string>();
     let confirmed = 0; let dropped = 0; let released = 0;
     const now = Date.now();
@@ -801,27 +806,27 @@ export class VppService {
       const stranded = !lic.eventId || !pending.has(lic.eventId);
       if (lic.state === 'Associating' && stranded) {
         if (appleKeys.has(k)) {
-          if (!(await storage.vpp.setLicenseState(lic.id, 'Associated', {}, 'Associating'))) continue;
+          if (!(await storage.ledger.setState(lic.id, 'Associated', {}, 'Associating'))) continue;
           confirmed++;
-          const bundle = await storage.vpp.bundleFor(lic);
-          if (bundle && lic.targetType === 'device') { await storage.vpp.setInstall({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: 'license confirmed by reconcile; installs at next sync' }); await this.deps.push.request([lic.targetId], 'reconciled license'); }
+          const bundle = await storage.catalogue.bundleFor(lic);
+          if (bundle && lic.targetType === 'device') { await storage.installs.put({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: 'license confirmed by reconcile; installs at next sync' }); await this.deps.push.request([lic.targetId], 'reconciled license'); }
         } else {
-          await storage.vpp.deleteLicense(lic.id);
+          await storage.ledger.release(lic.id);
           dropped++;
           // Its device would otherwise show Associating for a request Apple never got, and never be woken.
-          const bundle = await storage.vpp.bundleFor(lic);
-          if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'the license request never reached Apple; it is requested again at the next sync' });
+          const bundle = await storage.catalogue.bundleFor(lic);
+          if (bundle) for (const i of await storage.installs.via(bundle.id, lic.targetType, lic.targetId)) await storage.installs.put({ ...i, status: 'Waiting', reason: 'the license request never reached Apple; it is requested again at the next sync' });
           await this.wakeWaiting(lic);
         }
-      } else if (lic.state === 'Associated' && !(await storage.vpp.isEntitled(lic, lic.targetType, lic.targetId))) {
+      } else if (lic.state === 'Associated' && !(await storage.ledger.isEntitled(lic, lic.targetType, lic.targetId))) {
         // Its device checked out or its assignment went while the reclaim was lost (e.g. a crash in between).
         await this.disassociate(lic, 'reconcile: no longer assigned or enrolled');
         released++;
       } else if (lic.state === 'Associated' && !appleKeys.has(k)) {
-        await storage.vpp.deleteLicense(lic.id);
+        await storage.ledger.release(lic.id);
         dropped++;
-        const bundle = await storage.vpp.bundleFor(lic);
-        if (bundle) for (const i of await storage.vpp.installsVia(bundle.id, lic.targetType, lic.targetId)) await storage.vpp.setInstall({ ...i, status: 'Waiting', reason: 'Apple no longer shows this license; it is requested again at the next sync' });
+        const bundle = await storage.catalogue.bundleFor(lic);
+        if (bundle) for (const i of await storage.installs.via(bundle.id, lic.targetType, lic.targetId)) await storage.installs.put({ ...i, status: 'Waiting', reason: 'Apple no longer shows this license; it is requested again at the next sync' });
       } else if (lic.state === 'Disassociating' && stranded) {
         await this.disassociate({ ...lic, state: 'Associated' }, 'reconcile retry');
       }
@@ -829,10 +834,10 @@ export class VppService {
     const orphans = apple.filter((a) => !ourKeys.has(key(a.adamId, a.pricingParam, a.serialNumber ? `s:${a.serialNumber}` : `u:${a.clientUserId}`)));
     for (const o of orphans) {
       const refs = await client.disassociate({ assets: [{ adamId: o.adamId, pricingParam: o.pricingParam }], ...(o.serialNumber ? { serialNumbers: [o.serialNumber] } : { clientUserIds: [o.clientUserId!] }) });
-      for (const r of refs) await storage.vpp.recordEvent(r.eventId, sub.id, 'reset');
+      for (const r of refs) await storage.appleEvents.record(r.eventId, sub.id, 'reset');
       released++;
     }
-    log.info('VPP reconcile', { subscriptionId, confirmed, dropped, released });
+    log.info({ subscriptionId, confirmed, dropped, released }, 'VPP reconcile');
     return { confirmed, dropped, released };
   }
 }

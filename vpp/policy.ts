@@ -1,9 +1,14 @@
 // License policy as plain functions over data (SPEC §6): who may hold a license, and what the admin sees.
 
-export type TargetType = 'user' | 'device';
-export type InstallStatus =
-  | 'Waiting' | 'InvitationSent' | 'Associating' | 'Licensed' | 'Installing' | 'Installed' | 'Failed'
-  | 'OSVersionTooOld' | 'DeviceLimitReached';
+export const TARGET_TYPES = ['user', 'device'] as const;
+export type TargetType = (typeof TARGET_TYPES)[number];
+export const INSTALL_STATUSES = [
+  'Waiting', 'InvitationSent', 'Associating', 'Licensed', 'Installing', 'Installed', 'Failed', 'OSVersionTooOld', 'DeviceLimitReached',
+] as const;
+export type InstallStatus = (typeof INSTALL_STATUSES)[number];
+/** Where one license of the ledger stands: taken and asked of Apple, confirmed by Apple, being given back. */
+export const LICENSE_STATES = ['Associating', 'Associated', 'Disassociating'] as const;
+export type LicenseState = (typeof LICENSE_STATES)[number];
 
 /** Device-based assignment arrived with iOS 9 (support.apple.com/101688). */
 export const MIN_DEVICE_ASSIGNMENT_OS = '9.0';

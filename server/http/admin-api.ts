@@ -5,7 +5,7 @@ import { knownRequestTypes } from '../../mdm/apple-schema.js';
 import { IdentityError } from '../../mdm/identity.js';
 import { CommandValidationError, type MdmService } from '../mdm-service.js';
 import type { EnrollmentService } from '../enrollment-service.js';
-import { ConflictError, type CommandRecord, type DeviceRecord, type Storage } from '../storage/storage.js';
+import { ConflictError, type CommandRecord, type DeviceRecord, type Storage } from '../storage/ports.js';
 import type { PushService } from '../push-service.js';
 import { RefreshScheduleSchema, loadRefreshSchedule, type RefreshRunSummary, type RefreshSchedule } from '../refresh-schedule.js';
 import type { PushCertificateInfo } from '../pki.js';
@@ -93,24 +93,24 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   router.post('/api/v1/users', async (req, res) => {
     const body = parseBody(UserBody, req.body);
     try {
-      const u = await deps.storage.createUser(body);
+      const u = await deps.storage.users.create(body);
       res.status(201).json(userView(u));
     } catch (err) {
       if (err instanceof ConflictError) throw conflict(err.message);
       throw err;
     }
   });
-  router.get('/api/v1/users', async (_req, res) => { res.json((await deps.storage.listUsers()).map(userView)); });
+  router.get('/api/v1/users', async (_req, res) => { res.json((await deps.storage.users.list()).map(userView)); });
   router.get('/api/v1/users/:id', async (req, res) => {
-    const u = await deps.storage.getUser(String(req.params.id));
+    const u = await deps.storage.users.get(String(req.params.id));
     if (!u) throw notFound(`no user with id "${req.params.id}"`);
-    res.json({ ...userView(u), devices: (await deps.storage.listDevices({ userId: u.id })).map(deviceView) });
+    res.json({ ...userView(u), devices: (await deps.storage.devices.list({ userId: u.id })).map(deviceView) });
   });
 
   // ---- enrollments ----
   router.post('/api/v1/enrollments', async (req, res) => {
     const body = parseBody(EnrollmentBody, req.body);
-    if (body.userId && !(await deps.storage.getUser(body.userId))) throw notFound(`no user with id "${body.userId}"`);
+    if (body.userId && !(await deps.storage.users.get(body.userId))) throw notFound(`no user with id "${body.userId}"`);
     const e = await deps.enrollment.create(body.userId);
     res.status(201).json({ token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: body.userId ?? null });
   });
@@ -118,7 +118,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   // ---- devices ----
   router.get('/api/v1/devices', async (req, res) => {
     const userId = typeof req.query.userId === 'string' ? req.query.userId : undefined;
-    res.json((await deps.storage.listDevices({ userId })).map(deviceView));
+    res.json((await deps.storage.devices.list({ userId })).map(deviceView));
   });
   router.get('/api/v1/devices/:udid', async (req, res) => {
     const d = await device(String(req.params.udid));
@@ -141,7 +141,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   });
   router.get('/api/v1/devices/:udid/commands', async (req, res) => {
     const d = await device(String(req.params.udid));
-    res.json((await deps.storage.listCommands(d.udid)).map(commandView));
+    res.json((await deps.storage.commands.list(d.udid)).map(commandView));
   });
   router.post('/api/v1/devices/:udid/refresh', async (req, res) => {
     const d = await device(String(req.params.udid));
@@ -184,7 +184,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   return router;
 
   async function device(udid: string): Promise<DeviceRecord> {
-    const d = await deps.storage.getDevice(udid);
+    const d = await deps.storage.devices.get(udid);
     if (!d) throw notFound(`no device with UDID "${udid}"`);
     return d;
   }

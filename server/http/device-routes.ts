@@ -37,7 +37,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
       res.status(200).type('application/x-apple-aspen-config').send(profile);
     } catch (err) {
       if (err instanceof EnrollmentError) {
-        deps.log.warn('enrollment profile refused', { reason: err.message });
+        deps.log.warn({ reason: err.message }, 'enrollment profile refused');
         res.status(err.status).type('text/plain').send(err.message);
         return;
       }
@@ -85,7 +85,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
       await work();
     } catch (err) {
       if (err instanceof UnrecognizedDeviceError) {
-        deps.log.warn('device request refused', { endpoint, status: 403, reason: err.message });
+        deps.log.warn({ endpoint, status: 403, reason: err.message }, 'device request refused');
         res.status(403).json({ code: 'com.apple.unrecognized.device' });
         return;
       }
@@ -93,7 +93,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
         : err instanceof SignatureError || err instanceof PlistError || err instanceof ProtocolError ? 400 : 0;
       if (status === 0) throw err;
       // Never 401: to an iPhone that can mean "unenroll".
-      deps.log.warn('device request refused', { endpoint, status, reason: (err as Error).message, remote: req.socket.remoteAddress });
+      deps.log.warn({ endpoint, status, reason: (err as Error).message, remote: req.socket.remoteAddress }, 'device request refused');
       res.status(status).type('text/plain').send((err as Error).message);
     }
   }
@@ -103,8 +103,8 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
     if (!req.path.startsWith('/mdm/')) return next(err);
     const status = err.type === 'entity.too.large' ? 413 : err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
     const reason = err.type === 'entity.too.large' ? `body larger than ${deps.maxBodyBytes} bytes` : err.message ?? 'bad request';
-    if (status === 500) deps.log.error('device request failed', { path: req.path, error: (err as Error)?.stack ?? String(err) });
-    else deps.log.warn('device request refused', { path: req.path, status, reason });
+    if (status === 500) deps.log.error({ path: req.path, error: (err as Error)?.stack ?? String(err) }, 'device request failed');
+    else deps.log.warn({ path: req.path, status, reason }, 'device request refused');
     res.status(status).type('text/plain').send(status === 500 ? 'internal server error' : reason);
   });
   return router;

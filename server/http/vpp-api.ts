@@ -4,7 +4,7 @@ import { VppError, type VppService } from '../vpp-service.js';
 import { ApiError } from './errors.js';
 import { parseBody } from './admin-api.js';
 import type { Logger } from '../log.js';
-import type { Schedule } from '../storage/vpp-store.js';
+import type { Schedule } from '../../vpp/subscription-state.js';
 import { addOpenApiPaths } from './openapi.js';
 
 // VPP admin endpoints (SPEC §7) under /api/v1 (mounted behind the admin token), and Apple's notification
@@ -37,7 +37,7 @@ export function vppAdminRouter(vpp: VppService): express.Router {
     res.status(201).json(await vpp.createSubscription({ ...body, schedule: body.schedule as Schedule }).catch(wrap));
   });
   r.get('/api/v1/vpp/subscriptions', async (_req, res) => {
-    res.json((await vpp.deps.storage.vpp.listSubscriptions()).map((s) => vpp.subscriptionView(s)));
+    res.json((await vpp.deps.storage.subscriptions.list()).map((s) => vpp.subscriptionView(s)));
   });
   r.get('/api/v1/vpp/subscriptions/:id', async (req, res) => { res.json(await sub(String(req.params.id))); });
   r.post('/api/v1/vpp/subscriptions/:id/claim', async (req, res) => {
@@ -64,9 +64,9 @@ export function vppAdminRouter(vpp: VppService): express.Router {
     const { bundle, created } = await vpp.createBundle(String(req.params.adamId), body.subscriptionId).catch(wrap);
     res.status(created ? 201 : 200).json(bundleView(bundle));
   });
-  r.get('/api/v1/bundles', async (_req, res) => { res.json((await vpp.deps.storage.vpp.listBundles()).map(bundleView)); });
+  r.get('/api/v1/bundles', async (_req, res) => { res.json((await vpp.deps.storage.catalogue.listBundles()).map(bundleView)); });
   r.get('/api/v1/bundles/:id', async (req, res) => {
-    const b = await vpp.deps.storage.vpp.getBundle(String(req.params.id));
+    const b = await vpp.deps.storage.catalogue.getBundle(String(req.params.id));
     if (!b) throw new ApiError(404, 'not_found', `no bundle with id "${req.params.id}"`);
     res.json(bundleView(b));
   });
@@ -85,7 +85,7 @@ export function vppAdminRouter(vpp: VppService): express.Router {
     res.status(201).json(await vpp.reserve(String(req.params.id), body.targetType, body.targetId).catch(wrap));
   });
   r.get('/api/v1/bundles/:id/reservations', async (req, res) => {
-    res.json(await vpp.deps.storage.vpp.listReservations(String(req.params.id)));
+    res.json(await vpp.deps.storage.reservations.list(String(req.params.id)));
   });
   r.delete('/api/v1/devices/:udid', async (req, res) => {
     if (!(await vpp.deleteDevice(String(req.params.udid)))) throw new ApiError(404, 'not_found', `no device with UDID "${req.params.udid}"`);
@@ -98,9 +98,9 @@ export function vppAdminRouter(vpp: VppService): express.Router {
   r.patch('/api/v1/users/:id', async (req, res) => {
     const body = parseBody(UserPatch, req.body);
     const id = String(req.params.id);
-    const before = await vpp.deps.storage.getUser(id);
+    const before = await vpp.deps.storage.users.get(id);
     if (!before) throw new ApiError(404, 'not_found', `no user with id "${id}"`);
-    const after = (await vpp.deps.storage.setAppleAccount(id, body.appleAccount))!;
+    const after = (await vpp.deps.storage.users.setAppleAccount(id, body.appleAccount))!;
     if (before.appleAccount && before.appleAccount !== body.appleAccount) await vpp.appleAccountChanged(id);
     res.json({ id: after.id, email: after.email, appleAccount: after.appleAccount, createdAt: after.createdAt.toISOString() });
   });
@@ -119,11 +119,11 @@ export function vppNotificationRouter(vpp: VppService, log: Logger): express.Rou
       res.status(200).json({ received: true });
     } catch (err) {
       if (err instanceof VppError) {
-        log.warn('VPP notification refused', { status: err.status, reason: err.message });
+        log.warn({ status: err.status, reason: err.message }, 'VPP notification refused');
         res.status(err.status).json({ error: { code: err.code, message: err.message } });
         return;
       }
-      log.error('VPP notification failed', { error: (err as Error).message });
+      log.error({ error: (err as Error).message }, 'VPP notification failed');
       res.status(500).json({ error: { code: 'internal', message: 'internal server error' } });
     }
   });
