@@ -11,6 +11,7 @@ export type EnrollmentRecord = typeof t.enrollments.$inferSelect;
 export type DeviceRecord = typeof t.devices.$inferSelect;
 export type CommandRecord = typeof t.commands.$inferSelect;
 export type CommandStatus = CommandRecord['status'];
+export type CommandOwner = CommandRecord['owner'];
 export type PushQueueRecord = typeof t.pushQueue.$inferSelect;
 export type SubscriptionRecord = typeof t.vppSubscriptions.$inferSelect;
 export type AssetRecord = Omit<typeof t.vppAssets.$inferSelect, 'updatedAt'>;
@@ -21,8 +22,6 @@ export type InstallRecord = typeof t.bundleInstalls.$inferSelect;
 export type VppUserRecord = typeof t.vppUsers.$inferSelect;
 export type AppleEventRecord = Pick<typeof t.vppEvents.$inferSelect, 'eventId' | 'subscriptionId' | 'kind' | 'status' | 'createdAt'>;
 
-export class ConflictError extends Error {}
-
 export interface SettingsStore {
   get<T>(key: string): Promise<T | undefined>;
   updatedAt(key: string): Promise<Date | undefined>;
@@ -32,7 +31,7 @@ export interface SettingsStore {
 }
 
 export interface UserStore {
-  /** ConflictError when the id is taken. */
+  /** AppError conflict when the id is taken. */
   create(u: { id: string; email: string; appleAccount?: string }): Promise<UserRecord>;
   get(id: string): Promise<UserRecord | undefined>;
   delete(id: string): Promise<boolean>;
@@ -60,7 +59,7 @@ export interface DeviceFacts {
 export interface DeviceStore {
   get(udid: string): Promise<DeviceRecord | undefined>;
   list(filter?: { userId?: string }): Promise<DeviceRecord[]>;
-  /** (Re-)enroll the device bound to this certificate; ConflictError when the certificate is bound to another UDID. */
+  /** (Re-)enroll the device bound to this certificate; AppError conflict when the certificate is bound to another UDID. */
   authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord>;
   tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void>;
   checkOut(udid: string): Promise<void>;
@@ -76,7 +75,7 @@ export interface DeviceStore {
 }
 
 export interface CommandStore {
-  enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; origin?: string }): Promise<CommandRecord>;
+  enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; owner: CommandOwner; ownerRef?: string }): Promise<CommandRecord>;
   /**
    * The next command to offer a device, marked Sent. NotNow'd commands are skipped for the rest of a
    * connection (any non-Idle report) and offered again on the next Idle, as Apple's NotNow rules want.
@@ -87,6 +86,7 @@ export interface CommandStore {
   get(commandUuid: string): Promise<CommandRecord | undefined>;
   list(udid: string): Promise<CommandRecord[]>;
   countPending(udid: string): Promise<number>;
+  hasPending(udid: string, owner: CommandOwner): Promise<boolean>;
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
@@ -173,7 +173,7 @@ export interface LicenseLedger {
 export interface DeviceApp {
   bundleId: string; adamId: string; name: string; bundleIdentifier: string | null; via: string; status: InstallStatus; reason: string | null; license: LicenseState | null;
 }
-export type InstallPut = Omit<InstallRecord, 'updatedAt' | 'commandUuid'> & { commandUuid?: string | null };
+export type InstallPut = Omit<InstallRecord, 'updatedAt' | 'commandUuid' | 'deviceState'> & { commandUuid?: string | null; deviceState?: string | null };
 
 /** Per device and bundle: where the install stands (a user assignment reaches up to 10 devices). */
 export interface InstallStore {

@@ -2,7 +2,7 @@ import { bigserial, boolean, integer, jsonb, pgTable, primaryKey, text, timestam
 import { APPLE_EVENT_KINDS } from '../../vpp/event-outcome.js';
 import { INSTALL_STATUSES, LICENSE_STATES, TARGET_TYPES } from '../../vpp/policy.js';
 import { SUBSCRIPTION_STATUSES, type ClaimHolder, type Schedule } from '../../vpp/subscription-state.js';
-import { VPP_USER_STATUSES } from '../../vpp/user-flow.js';
+import { VPP_USER_STATUSES } from '../../vpp/flows.js';
 
 // Every table and column, for typed queries and the row types inferred from them. The DDL itself (indexes,
 // foreign keys, checks) is in migrations/*.sql, which create these tables; keep both in step.
@@ -10,6 +10,8 @@ import { VPP_USER_STATUSES } from '../../vpp/user-flow.js';
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
 export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] as const;
+/** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
+export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] as const;
 
 export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
@@ -76,7 +78,9 @@ export const commands = pgTable('commands', {
   status: text('status', { enum: COMMAND_STATUSES }).notNull().default('Queued'),
   result: jsonb('result').$type<Record<string, unknown>>(),
   errorChain: jsonb('error_chain'),
-  origin: text('origin').notNull().default('admin'),
+  owner: text('owner', { enum: COMMAND_OWNERS }).notNull().default('admin'),
+  /** What the owner queued it for (for vpp-install, the bundle id). */
+  ownerRef: text('owner_ref'),
   createdAt: ts('created_at').notNull().defaultNow(),
   sentAt: ts('sent_at'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
@@ -169,6 +173,8 @@ export const bundleInstalls = pgTable('bundle_installs', {
   status: text('status', { enum: INSTALL_STATUSES }).notNull(),
   reason: text('reason'),
   commandUuid: text('command_uuid'),
+  /** InstallApplication's State when the device accepted it; null until then. */
+  deviceState: text('device_state'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.bundleId, t.udid] })]);
 

@@ -1,5 +1,5 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
-import type { CommandRecord, CommandStatus, CommandStore } from '../ports.js';
+import type { CommandOwner, CommandRecord, CommandStatus, CommandStore } from '../ports.js';
 import { commands } from '../schema.js';
 import type { Db } from './db.js';
 
@@ -8,8 +8,8 @@ const PENDING: CommandStatus[] = ['Queued', 'Sent', 'NotNow'];
 export class PostgresCommands implements CommandStore {
   constructor(private readonly db: Db) {}
 
-  async enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; origin?: string }): Promise<CommandRecord> {
-    return (await this.db.insert(commands).values({ ...c, origin: c.origin ?? 'admin' }).returning())[0]!;
+  async enqueue(c: Parameters<CommandStore['enqueue']>[0]): Promise<CommandRecord> {
+    return (await this.db.insert(commands).values({ ...c, ownerRef: c.ownerRef ?? null }).returning())[0]!;
   }
   async next(udid: string, skipNotNow: boolean): Promise<CommandRecord | undefined> {
     const statuses: CommandStatus[] = skipNotNow ? ['Queued', 'Sent'] : PENDING;
@@ -40,5 +40,10 @@ export class PostgresCommands implements CommandStore {
   async countPending(udid: string): Promise<number> {
     const rows = await this.db.select({ n: sql<number>`count(*)::int` }).from(commands).where(and(eq(commands.udid, udid), inArray(commands.status, PENDING)));
     return rows[0]?.n ?? 0;
+  }
+  async hasPending(udid: string, owner: CommandOwner): Promise<boolean> {
+    const rows = await this.db.select({ seq: commands.seq }).from(commands)
+      .where(and(eq(commands.udid, udid), eq(commands.owner, owner), inArray(commands.status, PENDING))).limit(1);
+    return rows.length > 0;
   }
 }

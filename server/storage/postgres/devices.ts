@@ -1,5 +1,6 @@
 import { and, eq, exists, inArray, isNotNull, isNull, lt, lte, or } from 'drizzle-orm';
-import { ConflictError, type DeviceFacts, type DeviceRecord, type DeviceStore } from '../ports.js';
+import { conflict } from '../../errors.js';
+import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
 import { commands, devices } from '../schema.js';
 import { isUniqueViolation, type Db } from './db.js';
 
@@ -18,7 +19,7 @@ export class PostgresDevices implements DeviceStore {
   }
   async authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord> {
     const bound = (await this.db.select({ udid: devices.udid }).from(devices).where(eq(devices.certFingerprint, certFingerprint)))[0];
-    if (bound && bound.udid !== f.udid) throw new ConflictError(`certificate is already bound to device ${bound.udid}`);
+    if (bound && bound.udid !== f.udid) throw conflict(`certificate is already bound to device ${bound.udid}`);
     const now = new Date();
     const facts = {
       serialNumber: f.serialNumber ?? null, osVersion: f.osVersion ?? null, buildVersion: f.buildVersion ?? null,
@@ -38,7 +39,7 @@ export class PostgresDevices implements DeviceStore {
       }).returning();
       return rows[0]!;
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ConflictError('certificate is already bound to another device');
+      if (isUniqueViolation(err)) throw conflict('certificate is already bound to another device');
       throw err;
     }
   }

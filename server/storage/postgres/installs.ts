@@ -12,11 +12,14 @@ export class PostgresInstalls implements InstallStore {
   }
   async put(i: InstallPut, opts: { unlessStatusIn?: readonly InstallStatus[] } = {}): Promise<void> {
     const fields = { bundleId: i.bundleId, udid: i.udid, viaTargetType: i.viaTargetType, viaTargetId: i.viaTargetId, status: i.status, reason: i.reason };
-    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null }).onConflictDoUpdate({
+    // The device's State belongs to the status it came with: any other change clears it.
+    const deviceState = i.deviceState ?? null;
+    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null, deviceState }).onConflictDoUpdate({
       target: [bundleInstalls.bundleId, bundleInstalls.udid],
       set: {
         viaTargetType: fields.viaTargetType, viaTargetId: fields.viaTargetId, status: fields.status, reason: fields.reason,
         commandUuid: sql`COALESCE(excluded.command_uuid, ${bundleInstalls.commandUuid})`, updatedAt: sql`now()`,
+        deviceState,
       },
       setWhere: opts.unlessStatusIn?.length ? notInArray(bundleInstalls.status, [...opts.unlessStatusIn]) : undefined,
     });
@@ -38,7 +41,7 @@ export class PostgresInstalls implements InstallStore {
       const row = { bundleId: i.bundleId, udid: i.udid, viaTargetType: 'user' as const, viaTargetId: i.userId, status: i.status, reason: i.reason };
       await tx.insert(bundleInstalls).values(row).onConflictDoUpdate({
         target: [bundleInstalls.bundleId, bundleInstalls.udid],
-        set: { viaTargetType: 'user', viaTargetId: i.userId, status: i.status, reason: i.reason, updatedAt: sql`now()` },
+        set: { viaTargetType: 'user', viaTargetId: i.userId, status: i.status, reason: i.reason, deviceState: null, updatedAt: sql`now()` },
       });
       return true;
     });

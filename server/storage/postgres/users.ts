@@ -1,5 +1,6 @@
 import { asc, eq } from 'drizzle-orm';
-import { ConflictError, type UserRecord, type UserStore } from '../ports.js';
+import { conflict } from '../../errors.js';
+import type { UserRecord, UserStore } from '../ports.js';
 import { users } from '../schema.js';
 import type { Db } from './db.js';
 
@@ -8,7 +9,7 @@ export class PostgresUsers implements UserStore {
 
   async create(u: { id: string; email: string; appleAccount?: string }): Promise<UserRecord> {
     const rows = await this.db.insert(users).values({ id: u.id, email: u.email, appleAccount: u.appleAccount ?? null }).onConflictDoNothing().returning();
-    if (!rows[0]) throw new ConflictError(`a user with id "${u.id}" already exists`);
+    if (!rows[0]) throw conflict(`a user with id "${u.id}" already exists`);
     return rows[0];
   }
   async get(id: string): Promise<UserRecord | undefined> {
