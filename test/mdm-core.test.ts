@@ -14,7 +14,7 @@ import { pushCertificateFor } from './support/push-cert.js';
 import { until } from './support/wait.js';
 
 const PUBLIC_URL = 'https://mdm.example.test';
-const CAPTURES = path.resolve(__dirname, '../../shared/device-captures');
+const CAPTURES = path.resolve(__dirname, 'fixtures/device-captures');
 
 
 describe.each(availableBackends())('MDM core on %s', (backend) => {

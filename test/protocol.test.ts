@@ -26,7 +26,7 @@ import { parseCheckIn, parseReport, ProtocolError, type TokenUpdate } from '../m
 import { buildPlist, parsePlistDict, PlistError } from '../mdm/plist.js';
 import { buildEnrollmentProfile, ProfileError } from '../mdm/profile.js';
 
-const CAPTURES = fileURLToPath(new URL('../../shared/device-captures/', import.meta.url));
+const CAPTURES = fileURLToPath(new URL('./fixtures/device-captures/', import.meta.url));
 const captureFiles = readdirSync(CAPTURES).filter((f) => f.endsWith('.plist')).sort();
 const capture = (name: string) => readFileSync(CAPTURES + name);
 const captureDict = (name: string) => parsePlistDict(capture(name));
