@@ -7,7 +7,7 @@
 // everything shared (HTTP agent, push network, event sink) lives in one DeviceEnvironment object.
 import { createHash, createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import forge from 'node-forge';
-import { signMdmMessage } from '../mdm/identity.js';
+import { signMdmMessage } from './signing.js';
 import { buildPlist, parsePlistDict } from '../mdm/plist.js';
 import { lookupApp, lookupAppByBundleId, type CatalogueApp } from './catalogue.js';
 import type { SimulatorHttpClient } from './http.js';

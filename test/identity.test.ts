@@ -16,10 +16,10 @@ import {
   issueDeviceIdentity,
   parsePushCertificate,
   SignatureError,
-  signMdmMessage,
   type CertifiedKey,
   type MdmSignatureVerifier,
 } from '../mdm/identity.js';
+import { signMdmMessage } from '../simulator/signing.js';
 import { parsePushCertificate as parsePushCertificateDirect } from '../mdm/push-certificate.js';
 
 const run = promisify(execFile);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlistDict } from '../mdm/plist.js';
 import { validateCommand, validateProfilePayload } from '../mdm/apple-schema.js';
-import { signMdmMessage } from '../mdm/identity.js';
+import { signMdmMessage } from '../simulator/signing.js';
 import type { ApnsDelivery } from '../simulator/apns.js';
 import { availableBackends } from './support/databases.js';
 import { startTestServer, type TestServer } from './support/server.js';
