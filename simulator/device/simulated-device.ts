@@ -10,12 +10,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { buildPlist, parsePlistDict } from '../../mdm/plist.js';
 import { lookupApp, type CatalogueApp } from '../catalogue.js';
-import { compareVersions, productByName, productsFor, randomSerialNumber, randomUdid, releaseFor, type Product } from '../models.js';
+import { productByName, type Product } from '../models.js';
 import { signMdmMessage } from '../signing.js';
 import { appStates, installedManagedAppCount, releaseManagedApps, type AppState } from './apps.js';
 import { authenticateMessage, connectRefusalUnenrolls, tokenUpdateMessage } from './check-in-messages.js';
 import { answerWithHandler, type CommandContext } from './commands/index.js';
 import { readEnrollmentProfile, type Enrollment } from './enrollment-profile.js';
+import { resolveDeviceSpec } from './spec.js';
 import {
   DeviceError,
   EnrollmentError,
@@ -66,24 +67,13 @@ export class SimulatedDevice {
 
   constructor(env: DeviceEnvironment, spec: DeviceSpec = {}) {
     this.env = env;
-    const osVersion = spec.osVersion ?? '17.5';
-    const release = releaseFor(osVersion);
-    const major = Number(osVersion.split('.')[0]);
-    if (major < 8 || major > 18) throw new DeviceError(`OSVersion ${osVersion}: simulated devices run iOS 8 to 18`);
-    const product = spec.productName ? productByName(spec.productName) : productsFor(osVersion)[0];
-    if (!product) throw new DeviceError(`no simulated product runs iOS ${osVersion}`);
-    if (compareVersions(osVersion, product.minOS) < 0 || compareVersions(osVersion, product.maxOS) > 0) {
-      throw new DeviceError(`${product.productName} runs iOS ${product.minOS} to ${product.maxOS}, not ${osVersion}`);
-    }
-    if (spec.udid !== undefined && !/^[0-9a-fA-F]{40}$|^[0-9A-F]{8}-[0-9A-F]{16}$/.test(spec.udid)) {
-      throw new DeviceError(`UDID must be 40 hex digits (or the 8-16 form of newer devices), got "${spec.udid}"`);
-    }
-    this.udid = spec.udid ?? randomUdid();
-    this.serialNumber = spec.serialNumber ?? randomSerialNumber();
-    this.productName = product.productName;
-    this.osVersion = osVersion;
-    this.buildVersion = spec.buildVersion ?? release.build;
-    this.deviceName = spec.deviceName ?? product.modelName;
+    const d = resolveDeviceSpec(spec);
+    this.udid = d.udid;
+    this.serialNumber = d.serialNumber;
+    this.productName = d.productName;
+    this.osVersion = d.osVersion;
+    this.buildVersion = d.buildVersion;
+    this.deviceName = d.deviceName;
     this.userId = spec.userId;
     this.appleAccount = spec.appleAccount;
     this.pushToken = randomBytes(32);
