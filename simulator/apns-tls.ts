@@ -3,6 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import forge from 'node-forge';
 
+const DAY_MS = 86_400_000;
+
 function serialNumber(): string {
   // Positive DER integer: clear the top bit.
   const bytes = randomBytes(16);
@@ -10,15 +12,21 @@ function serialNumber(): string {
   return bytes.toString('hex');
 }
 
+/** A fresh key pair and an unsigned certificate for it, valid from a minute ago for `days`. */
+function newCertificate(days: number): { keys: forge.pki.rsa.KeyPair; cert: forge.pki.Certificate } {
+  const now = Date.now();
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = serialNumber();
+  cert.validity.notBefore = new Date(now - 60_000);
+  cert.validity.notAfter = new Date(now + days * DAY_MS);
+  return { keys, cert };
+}
+
 /** A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it. */
 export function generateServerTls(host: string): { caPem: string; certPem: string; keyPem: string } {
-  const now = Date.now();
-  const caKeys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
-  const ca = forge.pki.createCertificate();
-  ca.publicKey = caKeys.publicKey;
-  ca.serialNumber = serialNumber();
-  ca.validity.notBefore = new Date(now - 60_000);
-  ca.validity.notAfter = new Date(now + 10 * 365 * 86_400_000);
+  const { keys: caKeys, cert: ca } = newCertificate(10 * 365);
   const caName = [{ name: 'commonName', value: 'Simulated APNs CA' }, { name: 'organizationName', value: 'vpp-mdm simulator' }];
   ca.setSubject(caName);
   ca.setIssuer(caName);
@@ -29,12 +37,7 @@ export function generateServerTls(host: string): { caPem: string; certPem: strin
   ]);
   ca.sign(caKeys.privateKey, forge.md.sha256.create());
 
-  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
-  const leaf = forge.pki.createCertificate();
-  leaf.publicKey = keys.publicKey;
-  leaf.serialNumber = serialNumber();
-  leaf.validity.notBefore = new Date(now - 60_000);
-  leaf.validity.notAfter = new Date(now + 2 * 365 * 86_400_000);
+  const { keys, cert: leaf } = newCertificate(2 * 365);
   leaf.setSubject([{ name: 'commonName', value: 'api.push.apple.com (simulated)' }]);
   leaf.setIssuer(ca.subject.attributes);
   const altNames: Array<{ type: number; value?: string; ip?: string }> = [
