@@ -21,6 +21,7 @@ import { ServerEventBus } from './events.js';
 import { loadRefreshSchedule, runDeviceRefresh, type RefreshSchedule } from './refresh-schedule.js';
 import { deviceRoutes } from './http/device-routes.js';
 import { adminApi } from './http/admin-api.js';
+import { webPage } from './http/web-page.js';
 import type { CertifiedKey } from '../mdm/identity.js';
 import { startSimulatedApns, type SimulatedApns } from '../simulator/apns.js';
 import { startSimulatedAppsAndBooks, type SimulatedAppsAndBooks } from '../simulator/apps-and-books.js';
@@ -214,6 +215,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       extraRouters: [vppAdminRouter(vpp)],
       deviceExtras: async (udid) => ({ apps: await storage.vpp.deviceApps(udid) }),
     }));
+    app.use(webPage());
 
     const server = http.createServer({ keepAliveTimeout: 65_000 }, app);
     await new Promise<void>((resolve, reject) => {
