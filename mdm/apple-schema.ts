@@ -40,6 +40,20 @@ interface Schemas {
 
 const SCHEMA_ROOT = fileURLToPath(new URL('./apple-schema/mdm/', import.meta.url));
 
+// mdm/apple-schema/ holds all of Apple's commands, but the server queues only those it builds in
+// ./commands.ts and whose results it handles; accepting another RequestType is a product decision, not a
+// side effect of the schema files that happen to be present. Device reports are checked against any schema.
+const ISSUED_REQUEST_TYPES: ReadonlySet<string> = new Set([
+  'DeviceConfigured',
+  'DeviceInformation',
+  'InstallApplication',
+  'InstalledApplicationList',
+  'InviteToProgram',
+  'ManagedApplicationList',
+  'ProfileList',
+  'RemoveApplication',
+]);
+
 let cache: Schemas | undefined;
 
 function schemas(): Schemas {
@@ -66,14 +80,14 @@ function loadDir(dir: string, name: (f: SchemaFile) => string | undefined): Map<
 }
 
 export function knownRequestTypes(): string[] {
-  return [...schemas().commands.keys()];
+  return [...schemas().commands.keys()].filter((rt) => ISSUED_REQUEST_TYPES.has(rt));
 }
 
 /** A command dict (RequestType and its keys, without the CommandUUID envelope) against its YAML. */
 export function validateCommand(command: Record<string, unknown>): SchemaResult {
   const rt = command.RequestType;
   if (typeof rt !== 'string') return fail([`RequestType: expected <string>, got ${typeName(rt)}`]);
-  const schema = schemas().commands.get(rt);
+  const schema = ISSUED_REQUEST_TYPES.has(rt) ? schemas().commands.get(rt) : undefined;
   if (!schema) return fail([`RequestType: unknown request type '${rt}'`]);
   const errors: string[] = [];
   checkDict(command, schema.payloadkeys ?? [], '', { userEnrollment: false, allowUnknown: false }, errors, new Set(['RequestType']));

@@ -1,4 +1,4 @@
-// Server CA and device identities (the enrollment PKCS#12). Mdm-Signature handling lives in
+// Server CA and device identities (the enrollment PKCS#12). Mdm-Signature verification lives in
 // ./signature.ts and the APNs push certificate in ./push-certificate.ts; both are re-exported here
 // so callers can import the whole identity API from one module.
 
@@ -10,7 +10,7 @@ import forge from 'node-forge';
 import { BACKDATE_MS, DAY_MS, IdentityError, RSA_ALGORITHM, generateRsaKeyPair, privateKeyPem, webcrypto, type CertifiedKey } from './identity-common.js';
 
 export { IdentityError, SignatureError, type CertifiedKey } from './identity-common.js';
-export { signMdmMessage, createSignatureVerifier, type VerifiedSigner, type MdmSignatureVerifier } from './signature.js';
+export { createSignatureVerifier, type VerifiedSigner, type MdmSignatureVerifier } from './signature.js';
 export { parsePushCertificate, generateSandboxPushCertificate } from './push-certificate.js';
 
 const DEFAULT_DEVICE_VALID_DAYS = 730;

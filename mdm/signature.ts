@@ -1,4 +1,5 @@
-// Mdm-Signature: detached CMS SignedData over the exact request body (apple-protocol-notes §7).
+// Mdm-Signature verification: detached CMS SignedData over the exact request body (apple-protocol-notes §7).
+// Only devices sign; the simulator's signer is simulator/signing.ts.
 //
 // Verification runs on every device request, so it avoids full CMS libraries (pkijs costs ~8 ms per
 // message, SPEC §2): node-forge's asn1.fromDer gives the structure, node:crypto checks the signature,
@@ -6,12 +7,28 @@
 
 import crypto from 'node:crypto';
 import forge from 'node-forge';
-import { SignatureError, type CertifiedKey } from './identity-common.js';
+import { SignatureError } from './identity-common.js';
+import {
+  bytesOf,
+  certificateRanges,
+  children,
+  commonNameOf,
+  decodeBase64,
+  fail,
+  findSignerCert,
+  isContext,
+  isUniversal,
+  oidOf,
+  parseDer,
+  pemOrBase64ToDer,
+  tbsFields,
+  timeOf,
+  toDer,
+} from './signature-der.js';
 
 export { SignatureError } from './identity-common.js';
 
 const asn1 = forge.asn1;
-type Asn1 = forge.asn1.Asn1;
 
 export interface VerifiedSigner {
   certDer: Buffer;
@@ -31,8 +48,6 @@ const OID = {
   data: '1.2.840.113549.1.7.1',
   contentType: '1.2.840.113549.1.9.3',
   messageDigest: '1.2.840.113549.1.9.4',
-  commonName: '2.5.4.3',
-  subjectKeyIdentifier: '2.5.29.14',
 } as const;
 
 const DIGEST_BY_OID: Record<string, string> = {
@@ -60,89 +75,6 @@ const SIGNATURE_ALGORITHMS: Record<string, { hash: string | null }> = {
   '1.2.840.10045.4.3.4': { hash: 'sha512' },
 };
 
-// ---------------------------------------------------------------------------------------------
-// Signing (simulated devices, tests)
-
-// DigestInfo prefixes (RFC 8017 §9.2 note 1): with them a raw PKCS#1 v1.5 private operation in
-// node:crypto replaces forge's pure-JS RSA, which is ~10x slower and would throttle the simulator.
-const DIGEST_INFO_PREFIX: Record<string, Buffer> = {
-  sha1: Buffer.from('3021300906052b0e03021a05000414', 'hex'),
-  sha256: Buffer.from('3031300d060960864801650304020105000420', 'hex'),
-  sha384: Buffer.from('3041300d060960864801650304020205000430', 'hex'),
-  sha512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
-};
-
-interface SigningMaterial {
-  cert: forge.pki.Certificate;
-  forgeKey: { sign(md: forge.md.MessageDigest, scheme?: string): string };
-}
-
-const SIGNER_CACHE_SIZE = 2048;
-const signerCache = new Map<string, SigningMaterial>();
-
-function signingMaterial(identity: CertifiedKey): SigningMaterial {
-  const cacheKey = identity.certPem + '\0' + identity.keyPem;
-  const hit = signerCache.get(cacheKey);
-  if (hit) return hit;
-  let cert: forge.pki.Certificate;
-  let key: crypto.KeyObject;
-  try {
-    cert = forge.pki.certificateFromPem(identity.certPem);
-  } catch (e) {
-    throw new SignatureError(`signing identity certificate is not a PEM RSA certificate: ${(e as Error).message}`);
-  }
-  try {
-    key = crypto.createPrivateKey(identity.keyPem);
-  } catch (e) {
-    throw new SignatureError(`signing identity private key is not a PEM key: ${(e as Error).message}`);
-  }
-  if (key.asymmetricKeyType !== 'rsa') {
-    throw new SignatureError(`signing identity key is ${key.asymmetricKeyType}; only RSA identities can sign`);
-  }
-  const forgeKey = {
-    sign(md: forge.md.MessageDigest): string {
-      const prefix = DIGEST_INFO_PREFIX[md.algorithm];
-      if (!prefix) throw new SignatureError(`cannot sign with digest ${md.algorithm}`);
-      const digestInfo = Buffer.concat([prefix, Buffer.from(md.digest().getBytes(), 'latin1')]);
-      return crypto.privateEncrypt({ key, padding: crypto.constants.RSA_PKCS1_PADDING }, digestInfo).toString('latin1');
-    },
-  };
-  const material = { cert, forgeKey };
-  if (signerCache.size >= SIGNER_CACHE_SIZE) signerCache.delete(signerCache.keys().next().value as string);
-  signerCache.set(cacheKey, material);
-  return material;
-}
-
-/**
- * Detached CMS SignedData over `body`, base64, as an iPhone sends in the Mdm-Signature header.
- * `signedAttributes: false` produces the rarer form whose signature covers the body digest directly.
- */
-export function signMdmMessage(body: Buffer, identity: CertifiedKey, opts?: { signedAttributes?: boolean }): string {
-  const { cert, forgeKey } = signingMaterial(identity);
-  const p7 = forge.pkcs7.createSignedData();
-  p7.content = forge.util.createBuffer(Buffer.from(body).toString('latin1'));
-  p7.addCertificate(cert);
-  p7.addSigner({
-    key: forgeKey as unknown as forge.pki.rsa.PrivateKey,
-    certificate: cert,
-    digestAlgorithm: forge.pki.oids.sha256,
-    // In DER SET OF order (by encoded length here), so strict DER re-encoders agree with forge.
-    authenticatedAttributes:
-      opts?.signedAttributes === false
-        ? []
-        : [
-            { type: forge.pki.oids.contentType, value: forge.pki.oids.data },
-            { type: forge.pki.oids.signingTime },
-            { type: forge.pki.oids.messageDigest },
-          ],
-  });
-  p7.sign({ detached: true });
-  return Buffer.from(asn1.toDer(p7.toAsn1()).getBytes(), 'latin1').toString('base64');
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verification
-
 interface TrustedCert {
   certDer: Buffer;
   fingerprint: string;
@@ -152,176 +84,6 @@ interface TrustedCert {
   publicKey: crypto.KeyObject;
 }
 
-function expectedDecodedLength(b64: string): number {
-  let pad = 0;
-  while (pad < 2 && b64.charCodeAt(b64.length - 1 - pad) === 61 /* = */) pad++;
-  return b64.length % 4 === 1 ? -1 : Math.floor(((b64.length - pad) * 3) / 4);
-}
-
-// Buffer.from(..., 'base64') silently skips characters outside the alphabet, so garbage shows up as a
-// shorter result. Checking the length instead of running a regex keeps the hot path cheap.
-function decodeBase64(text: string): Buffer | undefined {
-  let buf = Buffer.from(text, 'base64');
-  if (buf.length > 0 && buf.length === expectedDecodedLength(text)) return buf;
-  const compact = text.replace(/\s+/g, '');
-  buf = Buffer.from(compact, 'base64');
-  return buf.length > 0 && buf.length === expectedDecodedLength(compact) ? buf : undefined;
-}
-
-function fail(message: string): never {
-  throw new SignatureError(message);
-}
-
-function children(node: Asn1, what: string): Asn1[] {
-  if (!Array.isArray(node.value)) fail(`Mdm-Signature is not CMS SignedData: ${what} is not constructed`);
-  return node.value;
-}
-
-function bytesOf(node: Asn1, what: string): string {
-  if (typeof node.value === 'string') return node.value;
-  // BER producers may split OCTET STRINGs into constructed chunks.
-  if (node.tagClass === asn1.Class.UNIVERSAL && node.type === asn1.Type.OCTETSTRING) {
-    return node.value.map((c) => bytesOf(c, what)).join('');
-  }
-  fail(`Mdm-Signature is not CMS SignedData: ${what} is not a primitive value`);
-}
-
-function isUniversal(node: Asn1 | undefined, type: number): node is Asn1 {
-  return node !== undefined && node.tagClass === asn1.Class.UNIVERSAL && node.type === type;
-}
-
-function isContext(node: Asn1 | undefined, tag: number): node is Asn1 {
-  return node !== undefined && node.tagClass === asn1.Class.CONTEXT_SPECIFIC && node.type === tag;
-}
-
-function oidOf(node: Asn1 | undefined, what: string): string {
-  if (!isUniversal(node, asn1.Type.OID) || typeof node.value !== 'string') {
-    fail(`Mdm-Signature is not CMS SignedData: ${what} is not an OID`);
-  }
-  return asn1.derToOid(node.value);
-}
-
-function parseDer(der: string, what: string): Asn1 {
-  try {
-    // decodeBitStrings off: nothing here needs BIT STRING contents parsed, and leaving them raw makes
-    // toDer() reproduce certificate bytes exactly.
-    return asn1.fromDer(der, { strict: true, parseAllBytes: true, decodeBitStrings: false } as unknown as boolean);
-  } catch (e) {
-    fail(`${what} is not valid DER: ${(e as Error).message}`);
-  }
-}
-
-function toDer(node: Asn1): string {
-  return asn1.toDer(node).getBytes();
-}
-
-// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serialNumber, signature, issuer,
-// validity, subject, subjectPublicKeyInfo, ..., [3] extensions? }, ... }
-function tbsFields(cert: Asn1): Asn1[] {
-  const tbs = children(cert, 'certificate')[0];
-  if (!isUniversal(tbs, asn1.Type.SEQUENCE)) fail('certificate has no tbsCertificate');
-  const fields = children(tbs, 'tbsCertificate');
-  return isContext(fields[0], 0) ? fields.slice(1) : fields;
-}
-
-function commonNameOf(name: Asn1): string {
-  for (const rdn of children(name, 'subject')) {
-    for (const atv of children(rdn, 'subject RDN')) {
-      const [type, value] = children(atv, 'subject attribute');
-      if (value && typeof value.value === 'string' && oidOf(type, 'attribute type') === OID.commonName) {
-        return value.type === asn1.Type.UTF8 ? forge.util.decodeUtf8(value.value) : value.value;
-      }
-    }
-  }
-  return '';
-}
-
-function timeOf(node: Asn1): Date {
-  if (typeof node.value !== 'string') fail('certificate validity is malformed');
-  return node.type === asn1.Type.UTCTIME ? asn1.utcTimeToDate(node.value) : asn1.generalizedTimeToDate(node.value);
-}
-
-function subjectKeyIdentifierOf(cert: Asn1): string | undefined {
-  const extensions = tbsFields(cert).find((f) => isContext(f, 3));
-  if (!extensions) return undefined;
-  const list = children(extensions, 'extensions')[0];
-  if (!list) return undefined;
-  for (const ext of children(list, 'extensions')) {
-    const parts = children(ext, 'extension');
-    if (oidOf(parts[0], 'extension id') !== OID.subjectKeyIdentifier) continue;
-    const inner = parseDer(bytesOf(parts[parts.length - 1]!, 'extension value'), 'subjectKeyIdentifier');
-    return typeof inner.value === 'string' ? inner.value : undefined;
-  }
-  return undefined;
-}
-
-// SignerIdentifier ::= CHOICE { issuerAndSerialNumber, subjectKeyIdentifier [0] }
-function findSignerCert(sid: Asn1, certs: Asn1[]): Asn1 | undefined {
-  if (isUniversal(sid, asn1.Type.SEQUENCE)) {
-    const [issuer, serial] = children(sid, 'issuerAndSerialNumber');
-    if (!issuer || !serial) fail('Mdm-Signature is not CMS SignedData: issuerAndSerialNumber is incomplete');
-    const serialBytes = bytesOf(serial, 'serialNumber');
-    let issuerDer: string | undefined;
-    for (const cert of certs) {
-      const [certSerial, , certIssuer] = tbsFields(cert);
-      if (!certSerial || !certIssuer || certSerial.value !== serialBytes) continue;
-      issuerDer ??= toDer(issuer);
-      if (toDer(certIssuer) === issuerDer) return cert;
-    }
-    return undefined;
-  }
-  if (isContext(sid, 0)) {
-    const ski = bytesOf(sid, 'subjectKeyIdentifier');
-    return certs.find((cert) => subjectKeyIdentifierOf(cert) === ski);
-  }
-  fail('Mdm-Signature is not CMS SignedData: unknown signer identifier form');
-}
-
-// Byte ranges of the X.509 certificates in a ContentInfo, in the order forge lists them, so the signer's
-// exact bytes can be sliced out rather than re-encoded (toDer costs ~25 µs per certificate).
-// Undefined when a length on the way is indefinite (BER); callers then fall back to toDer.
-function certificateRanges(der: Buffer): Array<[number, number]> | undefined {
-  const header = (pos: number): { tag: number; start: number; end: number } | undefined => {
-    if (pos + 2 > der.length) return undefined;
-    let len = der[pos + 1]!;
-    let start = pos + 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      if (n === 0 || n > 4) return undefined;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + der[start + i]!;
-      start += n;
-    }
-    return start + len <= der.length ? { tag: der[pos]!, start, end: start + len } : undefined;
-  };
-  const contentInfo = header(0);
-  const contentType = contentInfo && header(contentInfo.start);
-  const explicit = contentType && header(contentType.end);
-  const signedData = explicit && header(explicit.start);
-  if (!signedData) return undefined;
-  let pos = signedData.start;
-  for (let i = 0; i < 3; i++) {
-    const skip = header(pos);
-    if (!skip) return undefined;
-    pos = skip.end;
-  }
-  const certSet = header(pos);
-  if (!certSet || certSet.tag !== 0xa0) return undefined;
-  const ranges: Array<[number, number]> = [];
-  for (pos = certSet.start; pos < certSet.end; ) {
-    const cert = header(pos);
-    if (!cert) return undefined;
-    if (cert.tag === 0x30) ranges.push([pos, cert.end]);
-    pos = cert.end;
-  }
-  return ranges;
-}
-
-function pemOrBase64ToDer(text: string): Buffer {
-  const pem = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
-  // Some proxies (Traefik) pass bare base64 DER without PEM armour.
-  return decodeBase64(pem ? pem[1]! : text) ?? fail('client certificate header is neither RFC 9440 :base64: nor URL-escaped PEM');
-}
 
 export function createSignatureVerifier(caCertPem: string, opts?: { cacheSize?: number }): MdmSignatureVerifier {
   let caCert: crypto.X509Certificate;

@@ -16,6 +16,7 @@ import { deviceRoutes } from './http/device-routes.js';
 import { listen } from './http/http-server.js';
 import { notificationRoutes } from './http/notification-routes.js';
 import { vppAdminRouter } from './http/vpp-api.js';
+import { webPage } from './http/web-page.js';
 import { createLicensing, type Licensing } from './licensing/index.js';
 import { createLogger, type Logger, type LogSink } from './log.js';
 import { PushCertificates } from './push/push-certificate.js';
@@ -172,6 +173,8 @@ async function createServices(c: {
         platformInfo: platform.describe && (() => platform.describe!()),
         extraRouters: [vppAdminRouter(licensing)],
       }),
+      // Last: it only sees requests nobody else answered.
+      webPage(),
     ],
   };
 }

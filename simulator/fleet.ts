@@ -1,40 +1,17 @@
 // A fleet of simulated devices against one server: users and enrollments through the admin API, pushes
-// from the (simulated) APNs mapped to devices by token, and every sync run from ONE shared work queue with
-// bounded concurrency — thousands of devices, a few dozen connections, no timer per device.
+// from the (simulated) APNs mapped to devices by token, commands queued and their answers awaited, and every
+// sync run from one shared work queue (./sync-queue.ts).
 import { randomBytes } from 'node:crypto';
-import type { ApnsControlClient } from './apns-client.js';
-import type { ApnsDelivery, SimulatedApns } from './apns.js';
-import { SimulatedDevice, type DeviceEnvironment, type PushRegistry, type ReportStatus, type VppLicenseCheck } from './device.js';
+import { SimulatedDevice, type DeviceEnvironment, type ReportStatus, type VppLicenseCheck } from './device.js';
 import { SimulatorHttpClient } from './http.js';
 import { parseOsRange, productsFor } from './models.js';
+import type { PushDelivery, PushNetwork } from './push-network.js';
+import { SyncQueue } from './sync-queue.js';
+
+export { pushNetworkFromApns, pushNetworkFromControlClient, type PushDelivery, type PushNetwork } from './push-network.js';
 
 export class FleetError extends Error {
   override name = 'FleetError';
-}
-
-export type PushDelivery = Pick<ApnsDelivery, 'token' | 'topic' | 'payload'>;
-
-/** Where devices register push tokens and from where pushes reach them. */
-export interface PushNetwork extends PushRegistry {
-  subscribe(listener: (d: PushDelivery) => void): Promise<() => void>;
-}
-
-/** The simulated APNs in this process. */
-export function pushNetworkFromApns(apns: SimulatedApns): PushNetwork {
-  return {
-    registerToken: (token, topic) => apns.registerToken(token, topic),
-    unregisterToken: (token) => apns.unregisterToken(token),
-    subscribe: async (listener) => apns.onDelivery(listener),
-  };
-}
-
-/** The simulated APNs of another process (a `--sandbox` server), through its control API. */
-export function pushNetworkFromControlClient(client: ApnsControlClient): PushNetwork {
-  return {
-    registerToken: (token, topic) => client.registerToken(token, topic),
-    unregisterToken: (token) => client.unregisterToken(token),
-    subscribe: (listener) => client.subscribe(listener),
-  };
 }
 
 export interface FleetOptions {
@@ -107,21 +84,7 @@ export class Fleet {
   private readonly ownsHttp: boolean;
   private readonly env: DeviceEnvironment;
   private readonly byToken = new Map<string, SimulatedDevice>();
-  private readonly syncConcurrency: number;
-
-  // The work queue: a FIFO of devices to sync, the set of queued ones (coalescing), the running ones, and
-  // those pushed while running (they get exactly one more sync).
-  private queue: SimulatedDevice[] = [];
-  private queueHead = 0;
-  private readonly queued = new Set<SimulatedDevice>();
-  private readonly running = new Set<SimulatedDevice>();
-  private readonly again = new Set<SimulatedDevice>();
-  private idleWaiters: Array<() => void> = [];
-
-  // Retries of failed syncs share one timer.
-  private readonly retries = new Map<SimulatedDevice, { at: number; attempt: number }>();
-  private retryTimer?: NodeJS.Timeout;
-  private retryTimerAt = Infinity;
+  private readonly syncs: SyncQueue;
 
   private readonly awaitingAnswers = new Map<string, SimulatedDevice>();
   // Answers that beat their admin call's reply; only collected while queueCommand runs.
@@ -133,9 +96,7 @@ export class Fleet {
 
   private counters = {
     enrollFailures: 0,
-    syncs: 0,
     pushesReceived: 0,
-    pushesCoalesced: 0,
     pushesDropped: 0,
     invitationsAccepted: 0,
     errors: 0,
@@ -151,9 +112,15 @@ export class Fleet {
     this.opts = { ...opts, users };
     this.serverUrl = opts.serverUrl.replace(/\/+$/, '');
     this.runId = opts.runId ?? `sim-${randomBytes(3).toString('hex')}`;
-    this.syncConcurrency = Math.max(1, opts.syncConcurrency ?? 32);
+    const syncConcurrency = Math.max(1, opts.syncConcurrency ?? 32);
+    this.syncs = new SyncQueue({
+      concurrency: syncConcurrency,
+      retryDelayMs: opts.retryDelayMs,
+      maxSyncAttempts: opts.maxSyncAttempts,
+      onError: (message) => this.recordError(message),
+    });
     this.ownsHttp = !opts.http;
-    this.http = opts.http ?? new SimulatorHttpClient({ maxSockets: Math.max(this.syncConcurrency, opts.enrollConcurrency ?? 32) + 8 });
+    this.http = opts.http ?? new SimulatorHttpClient({ maxSockets: Math.max(syncConcurrency, opts.enrollConcurrency ?? 32) + 8 });
     // One environment object for every device: its callbacks are this fleet's methods.
     this.env = {
       http: this.http,
@@ -296,31 +263,14 @@ export class Fleet {
     return [...new Set(this.awaitingAnswers.values())];
   }
 
-  /**
-   * Schedules one sync of `device`. Coalesces: a device already queued is not queued twice; a device
-   * that is syncing right now gets exactly one more sync after the current one.
-   */
+  /** Schedules one sync of `device`, coalesced with any already due (SyncQueue.request). */
   requestSync(device: SimulatedDevice): void {
-    if (this.closed || !device.enrolled) return;
-    if (this.running.has(device)) {
-      if (this.again.has(device)) this.counters.pushesCoalesced++;
-      this.again.add(device);
-      return;
-    }
-    if (this.queued.has(device)) {
-      this.counters.pushesCoalesced++;
-      return;
-    }
-    this.retries.delete(device);
-    this.queued.add(device);
-    this.queue.push(device);
-    this.pump();
+    if (!this.closed) this.syncs.request(device);
   }
 
   /** Resolves when nothing is queued, running or waiting for a retry. */
   idle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.syncs.idle();
   }
 
   deviceByToken(tokenHex: string): SimulatedDevice | undefined {
@@ -339,17 +289,17 @@ export class Fleet {
       users: this.users.length,
       enrolled: this.devices.filter((d) => d.enrolled).length,
       enrollFailures: this.counters.enrollFailures,
-      syncs: this.counters.syncs,
+      syncs: this.syncs.syncs,
       devicesSynced,
       pushesReceived: this.counters.pushesReceived,
-      pushesCoalesced: this.counters.pushesCoalesced,
+      pushesCoalesced: this.syncs.coalesced,
       pushesDropped: this.counters.pushesDropped,
       commandsByStatus: { ...this.commandsByStatus },
       commandsByRequestType: structuredClone(this.commandsByRequestType),
       appsInstalled,
       invitationsAccepted: this.counters.invitationsAccepted,
-      queued: this.queued.size,
-      running: this.running.size,
+      queued: this.syncs.queuedCount,
+      running: this.syncs.runningCount,
       awaiting: this.awaitingAnswers.size,
       errors: this.counters.errors,
       errorSamples: [...this.errorSamples],
@@ -360,13 +310,7 @@ export class Fleet {
     this.closed = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retries.clear();
-    this.queue = [];
-    this.queueHead = 0;
-    this.queued.clear();
-    // Let connections in flight finish so no request is cut mid-way.
-    while (this.running.size > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    await this.syncs.close();
     if (this.ownsHttp) this.http.close();
   }
 
@@ -399,85 +343,6 @@ export class Fleet {
       this.answerWaiters = [];
       for (const w of waiters) w();
     }
-  }
-
-  private pump(): void {
-    while (this.running.size < this.syncConcurrency && this.queueHead < this.queue.length) {
-      const d = this.queue[this.queueHead++];
-      this.queued.delete(d);
-      this.running.add(d);
-      void this.runSync(d);
-    }
-    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
-    }
-  }
-
-  private async runSync(d: SimulatedDevice): Promise<void> {
-    let failed = false;
-    try {
-      this.counters.syncs++;
-      await d.sync();
-    } catch (err) {
-      failed = true;
-      this.recordError(`sync ${d.udid}: ${(err as Error).message}`);
-    } finally {
-      this.running.delete(d);
-      if (failed && d.enrolled && !this.again.has(d)) this.scheduleRetry(d);
-      else this.retries.delete(d);
-      if (this.again.delete(d)) this.requestSync(d);
-      this.pump();
-      this.notifyIfIdle();
-    }
-  }
-
-  private notifyIfIdle(): void {
-    if (!this.isIdle()) return;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
-  }
-
-  private scheduleRetry(d: SimulatedDevice): void {
-    const prev = this.retries.get(d);
-    const attempt = (prev?.attempt ?? 0) + 1;
-    if (attempt >= (this.opts.maxSyncAttempts ?? 6)) {
-      this.retries.delete(d);
-      return;
-    }
-    const delay = (this.opts.retryDelayMs ?? 500) * 2 ** (attempt - 1);
-    this.retries.set(d, { at: Date.now() + delay, attempt });
-    this.armRetryTimer();
-  }
-
-  private armRetryTimer(): void {
-    if (this.closed) return;
-    let next = Infinity;
-    for (const r of this.retries.values()) next = Math.min(next, r.at);
-    if (next === Infinity || (this.retryTimer && this.retryTimerAt <= next)) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimerAt = next;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.retryTimerAt = Infinity;
-      const now = Date.now();
-      for (const [d, r] of this.retries) {
-        if (r.at > now) continue;
-        // Keep the attempt count: requestSync clears it, so put it back for the next failure.
-        this.retries.delete(d);
-        this.requestSync(d);
-        if (this.queued.has(d)) this.retries.set(d, { at: Infinity, attempt: r.attempt });
-      }
-      this.armRetryTimer();
-      this.notifyIfIdle();
-    }, Math.max(0, next - Date.now()));
-  }
-
-  private isIdle(): boolean {
-    if (this.queued.size > 0 || this.running.size > 0) return false;
-    for (const r of this.retries.values()) if (r.at !== Infinity) return false;
-    return true;
   }
 
   private recordError(message: string): void {

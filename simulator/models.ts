@@ -1,6 +1,6 @@
 // Hardware and OS facts simulated devices are made of: real iOS/iPadOS releases with their build numbers,
 // real product identifiers with the OS range each one runs, and generators for serials, IMEIs and MACs.
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 
 export class DeviceModelError extends Error {
   override name = 'DeviceModelError';
@@ -142,4 +142,35 @@ export function randomSerialNumber(): string {
 /** 40 lowercase hex digits, the UDID form of pre-2018 devices (and of the real captures). */
 export function randomUdid(): string {
   return randomBytes(20).toString('hex');
+}
+
+/** A valid (Luhn-checked) IMEI derived from the UDID, so a device reports the same one every time. */
+export function imeiFor(udid: string): string {
+  const d = createHash('sha256').update('imei').update(udid).digest();
+  const digits = [3, 5];
+  for (let i = 0; i < 12; i++) digits.push(d[i] % 10);
+  let sum = 0;
+  for (let i = 0; i < 14; i++) {
+    let x = digits[i];
+    if (i % 2 === 1) {
+      x *= 2;
+      if (x > 9) x -= 9;
+    }
+    sum += x;
+  }
+  digits.push((10 - (sum % 10)) % 10);
+  const s = digits.join('');
+  return `${s.slice(0, 2)} ${s.slice(2, 8)} ${s.slice(8, 14)} ${s.slice(14)}`;
+}
+
+/** A unicast MAC address from six bytes of `seed` at `offset`. */
+export function macFrom(seed: Buffer, offset: number): string {
+  const b = Buffer.from(seed.subarray(offset, offset + 6));
+  b[0] &= 0xfc;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export function capacityGB(p: Product): number {
+  // Formatted capacity: a "64 GB" device reports about 93 % of it.
+  return Math.round(p.capacityGB * 0.931 * 100) / 100;
 }

@@ -1,7 +1,8 @@
 // The dependency rule (issue 7): mdm/ imports nothing else of this repository; vpp/ only mdm/; server/ and
-// simulator/ only mdm/ and vpp/; sandbox/ composes server/ and simulator/ (and may use mdm/ and vpp/). The
-// entry, main.ts, imports server/ and — dynamically, only for --sandbox — sandbox/. A production start must
-// not load simulator code, checked on a real start in a child process.
+// simulator/ only mdm/ and vpp/; sandbox/ composes server/ and simulator/ (and may use mdm/ and vpp/); the
+// admin page (web/) talks to the server over HTTP only. The entry, main.ts, imports server/ and —
+// dynamically, only for --sandbox — sandbox/. A production start must not load simulator code, checked on a
+// real start in a child process.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const LAYERS = ['mdm', 'vpp', 'server', 'simulator', 'sandbox'] as const;
+const LAYERS = ['mdm', 'vpp', 'server', 'simulator', 'sandbox', 'web'] as const;
 type Layer = (typeof LAYERS)[number] | 'main.ts' | 'vitest.config.ts';
 
 /** Which parts of the repository each part may import. */
@@ -22,6 +23,7 @@ const MAY_IMPORT: Record<Layer, { static: string[]; dynamic: string[] }> = {
   server: { static: ['mdm', 'vpp'], dynamic: [] },
   simulator: { static: ['mdm', 'vpp'], dynamic: [] },
   sandbox: { static: ['server', 'simulator', 'mdm', 'vpp'], dynamic: [] },
+  web: { static: [], dynamic: [] },
   // The one place the sandbox is chosen, and only by a dynamic import.
   'main.ts': { static: ['server'], dynamic: ['sandbox'] },
   'vitest.config.ts': { static: [], dynamic: [] },
@@ -44,7 +46,7 @@ function sourceFiles(): string[] {
   const files = fs.readdirSync(REPO).filter((f) => f.endsWith('.ts'));
   for (const layer of LAYERS) {
     for (const f of fs.readdirSync(path.join(REPO, layer), { recursive: true, encoding: 'utf8' })) {
-      if (f.endsWith('.ts')) files.push(path.join(layer, f));
+      if (/\.tsx?$/.test(f)) files.push(path.join(layer, f));
     }
   }
   return files.sort();

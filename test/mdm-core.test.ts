@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlistDict } from '../mdm/plist.js';
 import { validateCommand, validateProfilePayload } from '../mdm/apple-schema.js';
-import { signMdmMessage } from '../mdm/identity.js';
+import { signMdmMessage } from '../simulator/signing.js';
 import type { ApnsDelivery } from '../simulator/apns.js';
 import { availableBackends } from './support/databases.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -14,7 +14,7 @@ import { pushCertificateFor } from './support/push-cert.js';
 import { until } from './support/wait.js';
 
 const PUBLIC_URL = 'https://mdm.example.test';
-const CAPTURES = path.resolve(__dirname, '../../shared/device-captures');
+const CAPTURES = path.resolve(__dirname, 'fixtures/device-captures');
 
 
 describe.each(availableBackends())('MDM core on %s', (backend) => {

@@ -1,185 +1,52 @@
-// Client for Apple's Apps and Books API v2 (https://vpp.itunes.apple.com/mdm/v2). Edge code only: it speaks HTTP
-// and maps Apple's failure modes to typed errors; the license ledger and flows live elsewhere.
+// Client for Apple's Apps and Books API v2 (https://vpp.itunes.apple.com/mdm/v2). Edge code only: the endpoint
+// methods, split to Apple's limits and paged through; ./transport.ts makes each call (retries, error bodies),
+// ./wire.ts holds the wire types, ./client-errors.ts how calls fail. The license ledger and flows live elsewhere.
+import { AppsAndBooksError } from './client-errors.js';
+import { AppsAndBooksTransport } from './transport.js';
+import {
+  asNumber,
+  assetFromWire,
+  assignmentFromWire,
+  isRecord,
+  serviceConfigFromWire,
+  userFromWire,
+  type Asset,
+  type Assignment,
+  type ClientConfig,
+  type EventRef,
+  type EventStatus,
+  type ManageAssetsRequest,
+  type ResponseMeta,
+  type ServiceConfig,
+  type UpdateClientConfigRequest,
+  type VppUser,
+} from './wire.js';
 
-export type AppsAndBooksErrorKind =
-  | 'tokenInvalid' // 9601, 9621, 9625, 9722: stop using this token until the admin fixes it
-  | 'rateLimited' // 9646, HTTP 429
-  | 'retryable' // 5xx, 9603, network failures
-  | 'notEnoughLicenses' // 9709
-  | 'alreadyAssigned' // 9616
-  | 'rejected'; // any other 4xx / error body
-
-export interface AppsAndBooksErrorInfo {
-  assets?: Array<{ adamId: string; pricingParam?: string }>;
-  clientUserIds?: string[];
-  serialNumbers?: string[];
-  [k: string]: unknown;
-}
-
-export class AppsAndBooksError extends Error {
-  readonly kind: AppsAndBooksErrorKind;
-  readonly errorNumber?: number;
-  readonly httpStatus?: number;
-  readonly retryAfterMs?: number;
-  readonly errorInfo?: AppsAndBooksErrorInfo;
-  /** e.g. `GET /assets` — which call failed. */
-  readonly endpoint?: string;
-  constructor(
-    message: string,
-    init: {
-      kind: AppsAndBooksErrorKind;
-      errorNumber?: number;
-      httpStatus?: number;
-      retryAfterMs?: number;
-      errorInfo?: AppsAndBooksErrorInfo;
-      endpoint?: string;
-      cause?: unknown;
-    },
-  ) {
-    super(message, init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = 'AppsAndBooksError';
-    this.kind = init.kind;
-    this.errorNumber = init.errorNumber;
-    this.httpStatus = init.httpStatus;
-    this.retryAfterMs = init.retryAfterMs;
-    this.errorInfo = init.errorInfo;
-    this.endpoint = init.endpoint;
-  }
-}
-
-export const TOKEN_ERROR_NUMBERS: ReadonlySet<number> = new Set([9601, 9621, 9625, 9722]);
-
-/** Maps Apple's error number and HTTP status to what the caller should do. */
-export function classifyAppsAndBooksError(httpStatus: number | undefined, errorNumber: number | undefined): AppsAndBooksErrorKind {
-  if (errorNumber !== undefined) {
-    if (TOKEN_ERROR_NUMBERS.has(errorNumber)) return 'tokenInvalid';
-    if (errorNumber === 9646) return 'rateLimited';
-    if (errorNumber === 9603) return 'retryable';
-    if (errorNumber === 9709) return 'notEnoughLicenses';
-    if (errorNumber === 9616) return 'alreadyAssigned';
-  }
-  if (httpStatus === 429) return 'rateLimited';
-  if (httpStatus !== undefined && httpStatus >= 500) return 'retryable';
-  if (httpStatus === 401 && errorNumber === undefined) return 'tokenInvalid';
-  return 'rejected';
-}
-
-export interface MdmInfo {
-  id: string;
-  name: string;
-  metadata?: string;
-}
-
-export interface ServiceConfigLimits {
-  maxAssets: number;
-  maxSerialNumbers: number;
-  maxClientUserIds: number;
-  maxUsers: number;
-  maxRevokeClientUserIds?: number;
-  maxRevokeSerialNumbers?: number;
-  maxNotificationLength?: number;
-  maxMdmIdLength?: number;
-  maxMdmNameLength?: number;
-  maxMdmMetadataLength?: number;
-  [k: string]: number | undefined;
-}
-
-export interface ServiceConfig {
-  limits: ServiceConfigLimits;
-  urls: { invitationEmail: string; [k: string]: string };
-  errorCodes?: Array<{ errorNumber: number; errorMessage: string }>;
-  notificationTypes?: string[];
-}
-
-export interface ClientConfig {
-  mdmInfo?: MdmInfo;
-  uId: string;
-  locationName: string;
-  countryISO2ACode?: string;
-  defaultPlatform?: string;
-  tokenExpirationDate: string;
-  notificationUrl?: string;
-  subscribedNotificationTypes?: string[];
-  websiteURL?: string;
-  [k: string]: unknown;
-}
-
-export interface UpdateClientConfigRequest {
-  mdmInfo?: MdmInfo;
-  notificationUrl?: string;
-  notificationAuthToken?: string;
-  notificationTypes?: string[];
-}
-
-export interface Asset {
-  adamId: string;
-  pricingParam: string;
-  productType: string;
-  assignedCount: number;
-  availableCount: number;
-  retiredCount: number;
-  totalCount: number;
-  deviceAssignable: boolean;
-  revocable: boolean;
-  supportedPlatforms: string[];
-}
-
-export interface AssetRef {
-  adamId: string;
-  pricingParam: string;
-}
-
-export interface Assignment {
-  adamId: string;
-  pricingParam: string;
-  serialNumber?: string;
-  clientUserId?: string;
-}
-
-export type UserStatus = 'Registered' | 'Associated' | 'Retired' | 'Deleted';
-
-export interface VppUser {
-  clientUserId: string;
-  email?: string;
-  inviteCode?: string;
-  idHash?: string;
-  status: UserStatus;
-  userId?: string;
-  managedAppleId?: string;
-}
-
-export interface ManageAssetsRequest {
-  assets: AssetRef[];
-  serialNumbers?: string[];
-  clientUserIds?: string[];
-}
-
-export interface EventRef {
-  eventId: string;
-}
-
-export interface EventFailure {
-  errorNumber: number;
-  errorMessage: string;
-  errorInfo?: AppsAndBooksErrorInfo;
-}
-
-export interface EventStatus {
-  eventStatus: 'PENDING' | 'COMPLETE' | 'FAILED';
-  eventType: string;
-  numCompleted?: number;
-  numRequested?: number;
-  failures?: EventFailure[];
-  mdmInfo?: MdmInfo;
-}
-
-/** Fields Apple adds to most responses; `mdmInfo` tells whether another MDM has claimed the token. */
-export interface ResponseMeta {
-  endpoint: string;
-  uId?: string;
-  tokenExpirationDate?: string;
-  mdmInfo?: MdmInfo;
-}
+export {
+  AppsAndBooksError,
+  TOKEN_ERROR_NUMBERS,
+  classifyAppsAndBooksError,
+  type AppsAndBooksErrorInfo,
+  type AppsAndBooksErrorKind,
+} from './client-errors.js';
+export { parseRetryAfter } from './transport.js';
+export type {
+  Asset,
+  AssetRef,
+  Assignment,
+  ClientConfig,
+  EventFailure,
+  EventRef,
+  EventStatus,
+  ManageAssetsRequest,
+  MdmInfo,
+  ResponseMeta,
+  ServiceConfig,
+  ServiceConfigLimits,
+  UpdateClientConfigRequest,
+  UserStatus,
+  VppUser,
+} from './wire.js';
 
 export interface AppsAndBooksClientOptions {
   /** VPP_URL, e.g. https://vpp.itunes.apple.com/mdm/v2 */
@@ -202,18 +69,7 @@ export interface AppsAndBooksClientOptions {
   onResponseMeta?: (meta: ResponseMeta) => void;
 }
 
-/** Apple's documented limits, used only if /service/config omits one. */
-const DEFAULT_LIMITS: ServiceConfigLimits = {
-  maxAssets: 25,
-  maxSerialNumbers: 1000,
-  maxClientUserIds: 1000,
-  maxUsers: 100,
-  maxRevokeClientUserIds: 100,
-  maxRevokeSerialNumbers: 100,
-};
-
 const MAX_PAGES = 100_000;
-const MAX_BACKOFF_MS = 60_000;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -228,61 +84,30 @@ function unique<T>(items: readonly T[] | undefined): T[] {
   return [...new Set(items ?? [])];
 }
 
-/** Retry-After is either delta-seconds or an HTTP date. */
-export function parseRetryAfter(value: string | null, nowMs: number = Date.now()): number | undefined {
-  if (value === null || value.trim() === '') return undefined;
-  const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
-}
-
-function asNumber(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string' && /^-?\d+$/.test(v.trim())) return Number(v);
-  return undefined;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-interface RequestOptions {
-  method: 'GET' | 'POST';
-  path: string;
-  query?: Record<string, string | number | boolean | undefined>;
-  body?: unknown;
-  auth?: boolean;
-}
-
 export class AppsAndBooksClient {
-  private readonly baseUrl: string;
-  private readonly sToken: string;
-  private readonly fetchImpl: typeof fetch;
-  private readonly maxRetries: number;
+  private readonly transport: AppsAndBooksTransport;
   private readonly sleep: (ms: number) => Promise<void>;
-  private readonly backoffBaseMs: number;
-  private readonly timeoutMs: number;
   private readonly serviceConfigTtlMs: number;
   private readonly now: () => number;
-  private readonly onResponseMeta?: (meta: ResponseMeta) => void;
   private serviceConfigCache?: { value: ServiceConfig; fetchedAt: number };
   private serviceConfigInFlight?: Promise<ServiceConfig>;
 
   constructor(opts: AppsAndBooksClientOptions) {
     if (!opts.baseUrl) throw new TypeError('AppsAndBooksClient needs baseUrl (VPP_URL)');
     if (!opts.sToken) throw new TypeError('AppsAndBooksClient needs an sToken');
-    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
-    this.sToken = opts.sToken.replace(/\s+/g, '');
-    this.fetchImpl = opts.fetch ?? globalThis.fetch;
-    this.maxRetries = opts.maxRetries ?? 4;
     this.sleep = opts.sleep ?? defaultSleep;
-    this.backoffBaseMs = opts.backoffBaseMs ?? 1000;
-    this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.serviceConfigTtlMs = opts.serviceConfigTtlMs ?? 5 * 60_000;
     this.now = opts.now ?? Date.now;
-    this.onResponseMeta = opts.onResponseMeta;
+    this.transport = new AppsAndBooksTransport({
+      baseUrl: opts.baseUrl.replace(/\/+$/, ''),
+      sToken: opts.sToken.replace(/\s+/g, ''),
+      fetch: opts.fetch ?? globalThis.fetch,
+      maxRetries: opts.maxRetries ?? 4,
+      sleep: this.sleep,
+      backoffBaseMs: opts.backoffBaseMs ?? 1000,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      onResponseMeta: opts.onResponseMeta,
+    });
   }
 
   // ---- configuration ----
@@ -294,8 +119,8 @@ export class AppsAndBooksClient {
     if (!this.serviceConfigInFlight) {
       this.serviceConfigInFlight = (async () => {
         try {
-          const body = await this.request({ method: 'GET', path: '/service/config', auth: false });
-          const value = normalizeServiceConfig(body);
+          const body = await this.transport.request({ method: 'GET', path: '/service/config', auth: false });
+          const value = serviceConfigFromWire(body);
           this.serviceConfigCache = { value, fetchedAt: this.now() };
           return value;
         } finally {
@@ -307,28 +132,23 @@ export class AppsAndBooksClient {
   }
 
   async clientConfig(): Promise<ClientConfig> {
-    return (await this.request({ method: 'GET', path: '/client/config' })) as ClientConfig;
+    return (await this.transport.request({ method: 'GET', path: '/client/config' })) as ClientConfig;
   }
 
   async updateClientConfig(body: UpdateClientConfigRequest): Promise<ClientConfig> {
-    return (await this.request({ method: 'POST', path: '/client/config', body })) as ClientConfig;
+    return (await this.transport.request({ method: 'POST', path: '/client/config', body })) as ClientConfig;
   }
 
   // ---- assets and assignments ----
 
   async assets(filter: { adamId?: string; productType?: 'App' | 'Book'; pricingParam?: string } = {}): Promise<Asset[]> {
     const rows = await this.allPages('/assets', 'assets', { ...filter });
-    return rows.map(normalizeAsset);
+    return rows.map(assetFromWire);
   }
 
   async assignments(filter: { adamId?: string; serialNumber?: string; clientUserId?: string } = {}): Promise<Assignment[]> {
     const rows = await this.allPages('/assignments', 'assignments', { ...filter });
-    return rows.map((r) => {
-      const a: Assignment = { adamId: String(r.adamId), pricingParam: String(r.pricingParam ?? 'STDQ') };
-      if (typeof r.serialNumber === 'string') a.serialNumber = r.serialNumber;
-      if (typeof r.clientUserId === 'string') a.clientUserId = r.clientUserId;
-      return a;
-    });
+    return rows.map(assignmentFromWire);
   }
 
   /** Splits by /service/config limits; one eventId per request sent, in order. */
@@ -366,14 +186,7 @@ export class AppsAndBooksClient {
     filter: { clientUserId?: string; activeOnly?: boolean; retiredOnly?: boolean } = {},
   ): Promise<VppUser[]> {
     const rows = await this.allPages('/users', 'users', { ...filter });
-    return rows.map((r) => {
-      const u: VppUser = { clientUserId: String(r.clientUserId), status: String(r.status) as UserStatus };
-      for (const k of ['email', 'inviteCode', 'idHash', 'managedAppleId'] as const) {
-        if (typeof r[k] === 'string') u[k] = r[k] as string;
-      }
-      if (r.userId !== undefined && r.userId !== null) u.userId = String(r.userId);
-      return u;
-    });
+    return rows.map(userFromWire);
   }
 
   async createUsers(users: Array<{ clientUserId: string; email?: string; managedAppleId?: string }>): Promise<EventRef[]> {
@@ -392,7 +205,7 @@ export class AppsAndBooksClient {
 
   async status(eventId: string): Promise<EventStatus> {
     if (!eventId) throw new AppsAndBooksError('status needs an eventId', { kind: 'rejected', endpoint: 'GET /status' });
-    const body = await this.request({ method: 'GET', path: '/status', query: { eventId } });
+    const body = await this.transport.request({ method: 'GET', path: '/status', query: { eventId } });
     return body as unknown as EventStatus;
   }
 
@@ -413,7 +226,6 @@ export class AppsAndBooksClient {
     }
   }
 
-  /** serviceConfig().urls.invitationEmail with the literal `%25inviteCode%25` replaced by the code. */
   /**
    * Names and bundle identifiers from the store's content metadata lookup (urls.contentMetadataLookup of
    * /service/config); /assets itself carries neither. Missing ids are simply absent from the result.
@@ -427,7 +239,7 @@ export class AppsAndBooksClient {
       url.searchParams.set('version', '2');
       url.searchParams.set('p', 'mdm-lockup');
       url.searchParams.set('id', adamIds.slice(i, i + 100).join(','));
-      const res = await this.fetchImpl(url, { signal: AbortSignal.timeout(this.timeoutMs) });
+      const res = await this.transport.fetchOutside(url);
       if (!res.ok) throw new AppsAndBooksError(`content metadata lookup failed with HTTP ${res.status}`, { kind: res.status >= 500 ? 'retryable' : 'rejected', httpStatus: res.status, endpoint: 'GET contentMetadataLookup' });
       const body = (await res.json()) as { results?: Record<string, { name?: unknown; bundleId?: unknown }> };
       for (const [id, r] of Object.entries(body.results ?? {})) {
@@ -437,6 +249,7 @@ export class AppsAndBooksClient {
     return out;
   }
 
+  /** serviceConfig().urls.invitationEmail with the literal `%25inviteCode%25` replaced by the code. */
   async invitationUrl(inviteCode: string): Promise<string> {
     if (!inviteCode) throw new TypeError('invitationUrl needs an inviteCode');
     const template = (await this.serviceConfig()).urls.invitationEmail;
@@ -501,7 +314,7 @@ export class AppsAndBooksClient {
   }
 
   private async eventCall(path: string, body: unknown): Promise<EventRef> {
-    const res = await this.request({ method: 'POST', path, body });
+    const res = await this.transport.request({ method: 'POST', path, body });
     if (typeof res.eventId !== 'string' || res.eventId === '') {
       throw new AppsAndBooksError(`POST ${path} answered without an eventId`, { kind: 'rejected', endpoint: `POST ${path}` });
     }
@@ -516,7 +329,7 @@ export class AppsAndBooksClient {
     const out: Array<Record<string, unknown>> = [];
     let pageIndex = 0;
     for (let n = 0; n < MAX_PAGES; n++) {
-      const body = await this.request({ method: 'GET', path, query: { ...query, pageIndex } });
+      const body = await this.transport.request({ method: 'GET', path, query: { ...query, pageIndex } });
       const items = body[key];
       if (items !== undefined && !Array.isArray(items)) {
         throw new AppsAndBooksError(`GET ${path} answered with "${key}" that is not an array`, { kind: 'rejected', endpoint: `GET ${path}` });
@@ -531,131 +344,4 @@ export class AppsAndBooksClient {
     }
     return out;
   }
-
-  private async request(opts: RequestOptions): Promise<Record<string, unknown>> {
-    const endpoint = `${opts.method} ${opts.path}`;
-    let lastError: AppsAndBooksError | undefined;
-    for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
-      try {
-        return await this.once(opts, endpoint);
-      } catch (err) {
-        if (!(err instanceof AppsAndBooksError)) throw err;
-        lastError = err;
-        if (err.kind !== 'retryable' && err.kind !== 'rateLimited') throw err;
-        if (attempt === this.maxRetries) break;
-        const backoff = Math.min(MAX_BACKOFF_MS, this.backoffBaseMs * 2 ** attempt);
-        await this.sleep(err.retryAfterMs ?? backoff);
-      }
-    }
-    throw lastError!;
-  }
-
-  private async once(opts: RequestOptions, endpoint: string): Promise<Record<string, unknown>> {
-    const url = new URL(this.baseUrl + opts.path);
-    for (const [k, v] of Object.entries(opts.query ?? {})) {
-      if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
-    }
-    const headers: Record<string, string> = { Accept: 'application/json' };
-    if (opts.auth !== false) headers.Authorization = `Bearer ${this.sToken}`;
-    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-
-    let res: Response;
-    let text: string;
-    try {
-      res = await this.fetchImpl(url, {
-        method: opts.method,
-        headers,
-        body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      text = await res.text();
-    } catch (cause) {
-      throw new AppsAndBooksError(`Apps and Books ${endpoint} failed before an answer: ${(cause as Error)?.message ?? String(cause)}`, {
-        kind: 'retryable',
-        endpoint,
-        cause,
-      });
-    }
-
-    const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
-    let body: unknown = {};
-    if (text.trim() !== '') {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        const kind = classifyAppsAndBooksError(res.status, undefined);
-        throw new AppsAndBooksError(
-          `Apps and Books ${endpoint} answered HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`,
-          { kind: res.ok ? 'rejected' : kind, httpStatus: res.status, retryAfterMs, endpoint },
-        );
-      }
-    }
-
-    // Apple can answer 200 with an error body (e.g. for a bad token), so the body decides, not only the status.
-    const errorNumber = isRecord(body) ? asNumber(body.errorNumber) : undefined;
-    if (errorNumber !== undefined || !res.ok) {
-      const rec = isRecord(body) ? body : {};
-      const msg = typeof rec.errorMessage === 'string' ? rec.errorMessage : res.statusText || 'error';
-      throw new AppsAndBooksError(
-        `Apps and Books ${endpoint} failed: ${msg} (${errorNumber !== undefined ? `errorNumber ${errorNumber}, ` : ''}HTTP ${res.status})`,
-        {
-          kind: classifyAppsAndBooksError(res.status, errorNumber),
-          errorNumber,
-          httpStatus: res.status,
-          retryAfterMs,
-          errorInfo: isRecord(rec.errorInfo) ? (rec.errorInfo as AppsAndBooksErrorInfo) : undefined,
-          endpoint,
-        },
-      );
-    }
-    if (!isRecord(body)) {
-      throw new AppsAndBooksError(`Apps and Books ${endpoint} answered with JSON that is not an object`, {
-        kind: 'rejected',
-        httpStatus: res.status,
-        endpoint,
-      });
-    }
-    if (this.onResponseMeta && (body.uId !== undefined || body.tokenExpirationDate !== undefined || body.mdmInfo !== undefined)) {
-      this.onResponseMeta({
-        endpoint,
-        uId: body.uId !== undefined ? String(body.uId) : undefined,
-        tokenExpirationDate: typeof body.tokenExpirationDate === 'string' ? body.tokenExpirationDate : undefined,
-        mdmInfo: isRecord(body.mdmInfo) ? (body.mdmInfo as unknown as MdmInfo) : undefined,
-      });
-    }
-    return body;
-  }
-}
-
-function normalizeServiceConfig(body: Record<string, unknown>): ServiceConfig {
-  const limitsIn = isRecord(body.limits) ? body.limits : {};
-  const limits: ServiceConfigLimits = { ...DEFAULT_LIMITS };
-  for (const [k, v] of Object.entries(limitsIn)) {
-    const n = asNumber(v);
-    if (n !== undefined && n > 0) limits[k] = n;
-  }
-  const urlsIn = isRecord(body.urls) ? body.urls : {};
-  const urls: Record<string, string> = {};
-  for (const [k, v] of Object.entries(urlsIn)) if (typeof v === 'string') urls[k] = v;
-  const cfg: ServiceConfig = { limits, urls: { invitationEmail: urls.invitationEmail ?? '', ...urls } };
-  if (Array.isArray(body.errorCodes)) cfg.errorCodes = body.errorCodes as ServiceConfig['errorCodes'];
-  if (Array.isArray(body.notificationTypes)) cfg.notificationTypes = body.notificationTypes.map(String);
-  return cfg;
-}
-
-function normalizeAsset(r: Record<string, unknown>): Asset {
-  const num = (v: unknown) => asNumber(v) ?? 0;
-  return {
-    adamId: String(r.adamId),
-    pricingParam: String(r.pricingParam ?? 'STDQ'),
-    productType: String(r.productType ?? 'App'),
-    assignedCount: num(r.assignedCount),
-    availableCount: num(r.availableCount),
-    retiredCount: num(r.retiredCount),
-    totalCount: num(r.totalCount),
-    deviceAssignable: r.deviceAssignable === true,
-    revocable: r.revocable === true,
-
-    supportedPlatforms: Array.isArray(r.supportedPlatforms) ? r.supportedPlatforms.map(String) : [],
-  };
 }

@@ -4,7 +4,7 @@ import express from 'express';
 import type { Logger } from '../log.js';
 
 // The HTTP server: a guard every route relies on, the health check, and the routers in order (Apple's
-// notifications, the device endpoints, the admin API with its error handler last).
+// notifications, the device endpoints, the admin API with its error handler, the admin page).
 
 export interface ListeningServer { url: string; close(): Promise<void> }
 

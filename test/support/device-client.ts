@@ -3,7 +3,8 @@
 import crypto from 'node:crypto';
 import forge from 'node-forge';
 import { buildPlist, parsePlistDict } from '../../mdm/plist.js';
-import { signMdmMessage, type CertifiedKey } from '../../mdm/identity.js';
+import type { CertifiedKey } from '../../mdm/identity.js';
+import { signMdmMessage } from '../../simulator/signing.js';
 
 export interface Enrolled { identity: CertifiedKey; topic: string; serverURL: string; checkInURL: string; profile: Record<string, unknown> }
 

@@ -1,0 +1,120 @@
+// Apple's asynchronous events: a manage request answers an eventId at once and takes effect later, when
+// GET /status and the notifications report its outcome. An Outcome collects what one event did, with
+// failures grouped the way Apple's `failures` array groups them (one entry per error and asset).
+import { randomUUID } from 'node:crypto';
+import { ApiError, MESSAGES } from './apple-api.js';
+import type { Lifecycle } from './lifecycle.js';
+import { meta, touch, type EventState, type EventType, type Failure, type Location } from './state.js';
+
+export type Target = { serialNumber?: string; clientUserId?: string };
+
+export interface Outcome {
+  numCompleted: number;
+  failures: Failure[];
+  /** Per failure, the asset/target pairs it covers (what a FAILURE notification lists). */
+  failedPairs: Map<Failure, Array<Record<string, unknown>>>;
+  succeeded: Array<Record<string, unknown>>;
+}
+
+export function newOutcome(): Outcome {
+  return { numCompleted: 0, failures: [], failedPairs: new Map(), succeeded: [] };
+}
+
+export function fail(
+  o: Outcome,
+  errorNumber: number,
+  asset: { adamId: string; pricingParam: string } | undefined,
+  target: Target,
+  message?: string,
+): void {
+  const errorMessage = message ?? MESSAGES[errorNumber] ?? 'Error.';
+  let f = o.failures.find(
+    (x) =>
+      x.errorNumber === errorNumber &&
+      x.errorMessage === errorMessage &&
+      (asset ? x.errorInfo.assets?.[0]?.adamId === asset.adamId && x.errorInfo.assets[0]!.pricingParam === asset.pricingParam : !x.errorInfo.assets),
+  );
+  if (!f) {
+    f = { errorNumber, errorMessage, errorInfo: asset ? { assets: [{ adamId: asset.adamId, pricingParam: asset.pricingParam }] } : {} };
+    o.failures.push(f);
+    o.failedPairs.set(f, []);
+  }
+  if (target.serialNumber !== undefined) (f.errorInfo.serialNumbers ??= []).push(target.serialNumber);
+  if (target.clientUserId !== undefined) (f.errorInfo.clientUserIds ??= []).push(target.clientUserId);
+  o.failedPairs.get(f)!.push({ ...(asset ?? {}), ...target });
+}
+
+function finish(ev: EventState, o: Outcome): void {
+  ev.numCompleted = o.numCompleted;
+  ev.failures = o.failures;
+  // Some targets failing still completes the event; only an event where nothing succeeded is FAILED.
+  ev.eventStatus = o.failures.length > 0 && o.numCompleted === 0 ? 'FAILED' : 'COMPLETE';
+}
+
+/** Runs each event after a delay, or holds them all until released (to test a restart mid-event). */
+export class EventRunner {
+  private held = false;
+  private readonly heldEvents: Array<() => void> = [];
+
+  constructor(
+    private readonly lifecycle: Lifecycle,
+    public delayMs: number,
+  ) {}
+
+  /** Registers a PENDING event; after the delay `apply` runs, then `report` sends its notifications. */
+  start(
+    loc: Location,
+    eventType: EventType,
+    numRequested: number,
+    apply: () => Outcome,
+    report: (ev: EventState, o: Outcome) => void,
+  ): EventState {
+    const ev: EventState = { eventId: randomUUID(), eventType, eventStatus: 'PENDING', numRequested, numCompleted: 0, failures: [] };
+    loc.events.set(ev.eventId, ev);
+    const complete = () => {
+      if (this.lifecycle.closed) return;
+      // The whole event is applied in one synchronous step, so concurrent events never over-assign a license.
+      try {
+        const o = apply();
+        finish(ev, o);
+        touch(loc);
+        report(ev, o);
+      } catch (err) {
+        ev.failures.push({ errorNumber: 9603, errorMessage: `Internal error: ${(err as Error).message}`, errorInfo: {} });
+        ev.eventStatus = 'FAILED';
+      }
+    };
+    this.lifecycle.after(this.delayMs, () => {
+      if (this.held) this.heldEvents.push(complete);
+      else complete();
+    });
+    return ev;
+  }
+
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Completes the held events in the order they were due. */
+  release(): void {
+    this.held = false;
+    for (const complete of this.heldEvents.splice(0)) complete();
+  }
+}
+
+/** GET /status?eventId= */
+export function eventStatus(loc: Location, url: URL): Record<string, unknown> {
+  const eventId = url.searchParams.get('eventId');
+  if (!eventId) throw new ApiError(400, 9600, 'Missing required argument: eventId.');
+  const ev = loc.events.get(eventId);
+  if (!ev) throw new ApiError(400, 9602, 'Invalid argument: no such eventId for this token.');
+  const out: Record<string, unknown> = {
+    eventStatus: ev.eventStatus,
+    eventType: ev.eventType,
+    numCompleted: ev.numCompleted,
+    numRequested: ev.numRequested,
+    ...meta(loc),
+  };
+  if (ev.failures.length > 0) out.failures = ev.failures.map((f) => structuredClone(f));
+  return out;
+}

@@ -1,0 +1,119 @@
+// Simulated Apple Apps and Books API v2 (plain HTTP on loopback) for tests, benchmarks and sandbox mode.
+// It keeps the service's own truth — license counts, assignments, users, events — so tests can compare the
+// server's ledger with it. Behaviour follows Apple's documentation: asynchronous events (eventId now, result
+// later via /status and ASSET_MANAGEMENT / USER_MANAGEMENT notifications), Apple's JSON error bodies and
+// error numbers, Retry-After on 5xx/429, paged lists, mdmInfo claims and the invitation flow.
+//
+// This module starts the service and is its control surface for tests; the endpoints are in ./routes.ts.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApiError, BASE } from './apple-api.js';
+import { acceptInvitationAndNotify, type ServiceContext } from './context.js';
+import { EventRunner } from './events.js';
+import { FaultInjector } from './faults.js';
+import { sendError } from './http-io.js';
+import { Lifecycle } from './lifecycle.js';
+import { Notifier } from './notifications.js';
+import { requestHandler } from './routes.js';
+import { ServiceState, addAssetsTo, assignedCount, touch } from './state.js';
+import { SimulatorError, type SimulatedAppsAndBooks, type StartSimulatedAppsAndBooksOptions } from './types.js';
+
+export * from './types.js';
+
+export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBooksOptions = {}): Promise<SimulatedAppsAndBooks> {
+  const host = opts.host ?? '127.0.0.1';
+  const lifecycle = new Lifecycle();
+  const ctx: ServiceContext = {
+    state: new ServiceState(),
+    lifecycle,
+    events: new EventRunner(lifecycle, opts.eventDelayMs ?? 50),
+    notifier: new Notifier(lifecycle, opts.notificationRetryDelayMs ?? 100),
+    faults: new FaultInjector(),
+    requestLog: [],
+    pageSize: opts.pageSize ?? 10,
+    origin: '',
+  };
+  const { state } = ctx;
+
+  const handle = requestHandler(ctx);
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      if (!res.headersSent) sendError(res, new ApiError(500, 9603, `Internal error: ${(e as Error).message}`));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  ctx.origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  return {
+    url: `${ctx.origin}${BASE}`,
+    origin: ctx.origin,
+    issueToken: (token) => state.issueToken(token),
+    revokeToken(sToken) {
+      state.locOf(sToken).revoked = true;
+    },
+    setMdmInfo(sToken, mdmInfo) {
+      const loc = state.locOf(sToken);
+      loc.mdmInfo = mdmInfo ? { ...mdmInfo } : null;
+      touch(loc);
+    },
+    acceptInvitation: (inviteCode, appleAccount) => acceptInvitationAndNotify(ctx, inviteCode, appleAccount),
+    assignedCount(sToken, adamId) {
+      let n = 0;
+      for (const a of state.locOf(sToken).assets.values()) if (a.adamId === adamId) n += assignedCount(a);
+      return n;
+    },
+    assignments(sToken) {
+      const out: Array<{ adamId: string; serialNumber?: string; clientUserId?: string }> = [];
+      for (const a of state.locOf(sToken).assets.values()) {
+        for (const serialNumber of a.serials) out.push({ adamId: a.adamId, serialNumber });
+        for (const clientUserId of a.users) out.push({ adamId: a.adamId, clientUserId });
+      }
+      return out;
+    },
+    users(sToken) {
+      return [...state.locOf(sToken).users.values()].map((u) => ({ ...u }));
+    },
+    addAssets(sToken, assets) {
+      addAssetsTo(state.locOf(sToken), assets);
+    },
+    setTotalCount(sToken, adamId, totalCount) {
+      const loc = state.locOf(sToken);
+      const a = [...loc.assets.values()].find((x) => x.adamId === adamId);
+      if (!a) throw new SimulatorError(`asset ${adamId} is not at this location`);
+      if (!Number.isInteger(totalCount) || totalCount < assignedCount(a)) {
+        throw new SimulatorError(`asset ${adamId}: totalCount ${totalCount} is below the ${assignedCount(a)} licenses assigned`);
+      }
+      const countDelta = totalCount - a.totalCount;
+      a.totalCount = totalCount;
+      touch(loc);
+      if (countDelta !== 0) ctx.notifier.notify(loc, 'ASSET_COUNT', { adamId: a.adamId, countDelta, pricingParam: a.pricingParam });
+    },
+    setFault: (f) => ctx.faults.set(f),
+    setEventDelay(ms) {
+      if (!(ms >= 0)) throw new SimulatorError('event delay must be ≥ 0 ms');
+      ctx.events.delayMs = ms;
+    },
+    holdEvents: () => ctx.events.hold(),
+    releaseEvents: () => ctx.events.release(),
+    requestLog: () => ctx.requestLog.map((e) => ({ ...e })),
+    clearRequestLog() {
+      ctx.requestLog.length = 0;
+    },
+    notificationLog: () => ctx.notifier.log.map((n) => ({ ...n })),
+    async close() {
+      if (lifecycle.closed) return;
+      lifecycle.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

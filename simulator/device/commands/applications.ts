@@ -1,0 +1,99 @@
+// InstallApplication (App Store apps by iTunesStoreID, VPP or not) and RemoveApplication. A VPP install is
+// queued, then fails when no license covers it, as the App Store does. Apple: mdm/apple-schema/mdm/commands/
+// application.install.yaml and application.remove.yaml.
+import { lookupApp, lookupAppByBundleId } from '../../catalogue.js';
+import { compareVersions } from '../../models.js';
+import { isDict, type AppRecord, type Dict } from '../types.js';
+import {
+  ERR_APP_ALREADY,
+  ERR_APP_NOT_FOUND,
+  ERR_APP_NOT_MANAGED,
+  ERR_NOT_SUPPORTED,
+  errorReport,
+  type CommandContext,
+  type CommandHandler,
+} from './context.js';
+
+async function installApplication(ctx: CommandContext, base: Dict, command: Dict): Promise<Dict> {
+  const d = ctx.device;
+  const storeId = command.iTunesStoreID;
+  if (command.ManifestURL !== undefined && storeId === undefined) {
+    return errorReport(base, ERR_NOT_SUPPORTED, 'Enterprise apps are not supported', 'This device installs App Store apps only.', {
+      RejectionReason: 'NotSupported',
+    });
+  }
+  if (typeof storeId !== 'number' || !Number.isInteger(storeId)) {
+    if (storeId === undefined && typeof command.Identifier === 'string') {
+      const byId = lookupAppByBundleId(command.Identifier);
+      if (byId) return installApplication(ctx, base, { ...command, iTunesStoreID: byId.iTunesStoreID });
+    }
+    return { ...base, Status: 'CommandFormatError' };
+  }
+  const options = isDict(command.Options) ? command.Options : {};
+  const purchaseMethod = options.PurchaseMethod ?? 0;
+  const flags = command.ManagementFlags ?? 0;
+  if ((purchaseMethod !== 0 && purchaseMethod !== 1) || typeof flags !== 'number' || !Number.isInteger(flags)) {
+    return { ...base, Status: 'CommandFormatError' };
+  }
+  const app = lookupApp(storeId);
+  if (!app) {
+    return errorReport(
+      base,
+      ERR_APP_NOT_FOUND,
+      `Couldn't find the app with iTunes Store ID ${storeId}`,
+      `The app with iTunes Store ID ${storeId} could not be found in the App Store.`,
+    );
+  }
+  const existing = ctx.apps()?.get(app.bundleId);
+  if (existing && !existing.failed) {
+    if (existing.readyAt > ctx.now()) {
+      return errorReport(base, ERR_APP_ALREADY, `The app “${app.name}” is already scheduled for installation`, `The app “${app.name}” is already scheduled for installation.`, {
+        RejectionReason: 'AppAlreadyQueued',
+      });
+    }
+    if (!existing.managed) {
+      // A user's own copy becomes managed only when the server asks to take it over (iOS 9+).
+      if (command.ChangeManagementState !== 'Managed' || compareVersions(d.osVersion, '9.0') < 0) {
+        return errorReport(base, ERR_APP_ALREADY, `The app “${app.name}” is already installed`, `The app “${app.name}” is already installed.`, {
+          RejectionReason: 'AppAlreadyInstalled',
+        });
+      }
+    }
+    existing.managed = true;
+    existing.managementFlags = flags;
+    if (purchaseMethod === 1) existing.vpp = (await ctx.licenseFor(app)) ?? existing.vpp;
+    return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: 'Managed' };
+  }
+
+  const rec: AppRecord = { app, managed: true, managementFlags: flags, readyAt: ctx.now() + ctx.installDelayMs };
+  if (purchaseMethod === 1) {
+    const license = await ctx.licenseFor(app);
+    // Like the App Store: the device queues the install, then fails it when no license covers it (a
+    // user license also needs the user's Apple Account on the device; device licenses need iOS 9).
+    if (
+      license === undefined ||
+      (license === 'user' && !d.appleAccount) ||
+      (license === 'device' && compareVersions(d.osVersion, '9.0') < 0)
+    ) {
+      rec.failed = true;
+    } else {
+      rec.vpp = license;
+    }
+  }
+  ctx.appMap().set(app.bundleId, rec);
+  return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: 'Queued' };
+}
+
+function removeApplication(ctx: CommandContext, base: Dict, command: Dict): Dict {
+  const id = command.Identifier;
+  if (typeof id !== 'string' || id === '') return { ...base, Status: 'CommandFormatError' };
+  const rec = ctx.apps()?.get(id);
+  if (!rec || !rec.managed) {
+    return errorReport(base, ERR_APP_NOT_MANAGED, `The app “${id}” is not managed`, `The app “${id}” is not managed.`);
+  }
+  ctx.apps()!.delete(id);
+  return { ...base, Status: 'Acknowledged' };
+}
+
+export const InstallApplication: CommandHandler = { since: '5.0', answer: installApplication };
+export const RemoveApplication: CommandHandler = { since: '5.0', answer: removeApplication };
