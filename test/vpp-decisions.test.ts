@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { associationFailureReason, failureFor, licenseSubject } from '../vpp/event-outcome.js';
 import { ACCOUNT_CHANGED, deviceFlowStep, licenseStep, noLicenseReason, userFlowStep, userStatusFromApple } from '../vpp/flows.js';
 import { afterInstallCommand, afterManagedAppStatus, awaitsManagedCheck, isUnderway, SLOT_STATUSES, targetStatus } from '../vpp/install-status.js';
+import { manageAssetsRequest } from '../vpp/policy.js';
 import { groupByAsset, planReconcile, type LedgerLicense } from '../vpp/reconcile-plan.js';
 import { afterAppleFailure, claimDecision, foreignHolder } from '../vpp/subscription-state.js';
 
@@ -90,6 +91,9 @@ describe('Apple event outcomes', () => {
     expect(failureFor({ eventStatus: 'FAILED' }, { serialNumber: 'S1' })).toEqual({ errorNumber: 0, errorMessage: 'event failed' });
     expect(licenseSubject({ targetType: 'user', targetId: 'u1', serialNumber: null })).toEqual({ serialNumber: null, clientUserId: 'u1' });
     expect(licenseSubject({ targetType: 'device', targetId: 'udid', serialNumber: 'S1' })).toEqual({ serialNumber: 'S1', clientUserId: undefined });
+    const asset = { adamId: '1', pricingParam: 'STDQ' };
+    expect(manageAssetsRequest(asset, licenseSubject({ targetType: 'user', targetId: 'u1', serialNumber: null }))).toEqual({ assets: [asset], clientUserIds: ['u1'] });
+    expect(manageAssetsRequest(asset, licenseSubject({ targetType: 'device', targetId: 'udid', serialNumber: 'S1' }))).toEqual({ assets: [asset], serialNumbers: ['S1'] });
     expect(associationFailureReason(failures[0]!)).toBe('Apple did not associate the license (9709 not enough licenses): not enough');
   });
 });

@@ -1,3 +1,5 @@
+import type { ManageAssetsRequest } from './client.js';
+
 // License policy as plain functions over data (SPEC §6): who may hold a license, and what the admin sees.
 
 export const TARGET_TYPES = ['user', 'device'] as const;
@@ -64,4 +66,12 @@ export function summarizeLicenses(rows: Array<Omit<LicenseSummaryRow, 'available
     byApp.set(key, cur);
   }
   return [...byApp.values()].sort((a, b) => a.adamId.localeCompare(b.adamId) || a.pricingParam.localeCompare(b.pricingParam));
+}
+
+/** Apple's associate/disassociate request for one asset and one target: a user by clientUserId, a device by serial number. */
+export function manageAssetsRequest(asset: { adamId: string; pricingParam: string }, who: { serialNumber?: string | null; clientUserId?: string }): ManageAssetsRequest {
+  return {
+    assets: [{ adamId: asset.adamId, pricingParam: asset.pricingParam }],
+    ...(who.clientUserId ? { clientUserIds: [who.clientUserId] } : { serialNumbers: [who.serialNumber!] }),
+  };
 }

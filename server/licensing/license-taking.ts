@@ -1,6 +1,6 @@
 import { AppsAndBooksError } from '../../vpp/client.js';
 import { noLicenseReason } from '../../vpp/flows.js';
-import type { TargetType } from '../../vpp/policy.js';
+import { manageAssetsRequest, type TargetType } from '../../vpp/policy.js';
 import type { Logger } from '../log.js';
 import type { BundleRecord, DeviceRecord, Storage, SubscriptionRecord } from '../storage/ports.js';
 import type { AppleClients } from './apple-clients.js';
@@ -29,10 +29,8 @@ export class LicenseTaking {
     }
     await installs.put({ ...via, status: 'Associating', reason: 'license taken; waiting for Apple to confirm the association' });
     try {
-      const refs = await this.deps.clients.for(sub).associate({
-        assets: [{ adamId: bundle.adamId, pricingParam: bundle.pricingParam }],
-        ...(target.type === 'device' ? { serialNumbers: [target.serialNumber!] } : { clientUserIds: [target.id] }),
-      });
+      const refs = await this.deps.clients.for(sub).associate(manageAssetsRequest(bundle,
+        target.type === 'device' ? { serialNumber: target.serialNumber } : { clientUserId: target.id }));
       const eventId = refs[0]!.eventId;
       // Event first: a crash between the two leaves a license without an event id, which reconcile settles.
       await appleEvents.record(eventId, sub.id, 'associate');

@@ -1,4 +1,5 @@
-import type { TargetType } from '../../vpp/policy.js';
+import { licenseSubject } from '../../vpp/event-outcome.js';
+import { manageAssetsRequest, type TargetType } from '../../vpp/policy.js';
 import { ACCOUNT_CHANGED } from '../../vpp/flows.js';
 import type { DeviceRemoval } from '../devices/device-admin.js';
 import type { UserLifecycle } from '../devices/user-directory.js';
@@ -36,10 +37,7 @@ export class Reclaims implements DeviceRemoval, UserLifecycle {
       return;
     }
     try {
-      const refs = await this.deps.clients.for(sub).disassociate({
-        assets: [{ adamId: license.adamId, pricingParam: license.pricingParam }],
-        ...(license.targetType === 'device' ? { serialNumbers: [license.serialNumber!] } : { clientUserIds: [license.targetId] }),
-      });
+      const refs = await this.deps.clients.for(sub).disassociate(manageAssetsRequest(license, licenseSubject(license)));
       const eventId = refs[0]!.eventId;
       await appleEvents.record(eventId, sub.id, 'disassociate');
       await ledger.setState(license.id, 'Disassociating', { eventId });

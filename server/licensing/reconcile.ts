@@ -1,3 +1,4 @@
+import { manageAssetsRequest } from '../../vpp/policy.js';
 import { isSettled, planReconcile } from '../../vpp/reconcile-plan.js';
 import type { Logger } from '../log.js';
 import type { PushService } from '../push/push-service.js';
@@ -55,7 +56,7 @@ export class Reconciler {
         if (step.counted) counts.released++;
       } else {
         const o = step.assignment;
-        const refs = await client.disassociate({ assets: [{ adamId: o.adamId, pricingParam: o.pricingParam }], ...(o.serialNumber ? { serialNumbers: [o.serialNumber] } : { clientUserIds: [o.clientUserId!] }) });
+        const refs = await client.disassociate(manageAssetsRequest(o, o));
         for (const r of refs) await appleEvents.record(r.eventId, sub.id, 'reset');
         counts.released++;
       }
