@@ -6,11 +6,11 @@ import type { Logger } from '../log.js';
 // the error's reason when it has one (e.g. invalid_stoken), else the kind's.
 
 const STATUS: Record<AppErrorKind, number> = {
-  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unavailable: 503,
+  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, rate_limited: 429, unavailable: 503,
 };
 const CODE: Record<AppErrorKind, string> = {
   invalid: 'bad_request', unauthorized: 'unauthorized', not_found: 'not_found', conflict: 'conflict', gone: 'gone',
-  too_large: 'body_too_large', unavailable: 'unavailable',
+  too_large: 'body_too_large', rate_limited: 'too_many_requests', unavailable: 'unavailable',
 };
 
 export const httpStatus = (err: AppError): number => STATUS[err.kind];
@@ -25,6 +25,7 @@ export function asAppError(err: unknown): AppError | undefined {
   const e = err as { type?: string; status?: number; message?: string } | undefined;
   if (e?.type === 'entity.too.large') return new AppError('too_large', 'request body is larger than allowed');
   if (e?.type === 'entity.parse.failed') return new AppError('invalid', `body is not valid JSON: ${e.message}`, 'invalid_json');
+  if (e?.type === 'json.too.deep') return new AppError('invalid', e.message ?? 'JSON nested too deep', 'invalid_json');
   if (e?.status && e.status >= 400 && e.status < 500) return new AppError('invalid', e.message ?? 'bad request');
   return undefined;
 }
