@@ -72,6 +72,32 @@ describe.each(availableBackends())('admin API hardening on %s', (backend) => {
     expect((await server.api('GET', '/api/v1/devices?userId=alice')).status).toBe(200);
   });
 
+  // Found by the fuzzing of every admin route (branch fuzz, test/support/known-open-findings.ts).
+  it('refuses a NUL in a query parameter with 400, a body that is not JSON with 415', async () => {
+    const nul = await server.api('GET', '/api/v1/devices?userId=a%00b');
+    expect(nul.status).toBe(400);
+    expect(nul.body.error.message).toContain('NUL');
+    const before = (await server.storage.audit.list({ kinds: ['admin.action'], limit: 1 }))[0]?.id;
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+      const res = await post('/api/v1/enrollments', 'userId=alice', { 'content-type': type });
+      expect(res.status, type).toBe(415);
+      expect((await res.json()).error.message).toContain('application/json');
+    }
+    // Nothing was created: the only rows since are the refusals' own audit entries.
+    const since = await server.storage.audit.list({ kinds: ['admin.action'], limit: 10 });
+    expect(since.filter((e) => before === undefined || e.id > before).map((e) => e.details)).toEqual([{ status: 415 }, { status: 415 }]);
+  });
+
+  it('quotes a long id clipped in a refusal, and answers an oversized URL with a JSON 431', async () => {
+    const long = await server.api('GET', `/api/v1/users/${'u'.repeat(5_000)}`);
+    expect(long.status).toBe(404);
+    expect(long.body.error.message.length).toBeLessThanOrEqual(1001);
+    const huge = await fetch(`${server.url}/api/v1/users/${'x'.repeat(20_000)}`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+    expect(huge.status).toBe(431);
+    expect((await huge.json()).error.message).toContain('long URL');
+    expect(server.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'request refused', status: 431 }));
+  });
+
   it('logs one JSON line without body or stack for each refused VPP notification', async () => {
     const marker = 'SECRET-BODY-MARKER-4711';
     for (const body of [`{"notificationId": "${marker}`, nested(50_000), `{"notificationType":"${marker}"}`]) {

@@ -139,4 +139,17 @@ describe.each(availableBackends())('device identity and binding on %s', (backend
     expect(await tableSnapshot(server.database.pool)).toEqual(before);
     expect(await audit('certificate.refused')).toContainEqual(expect.objectContaining({ subject: forged.udid }));
   });
+
+  it('quotes a huge Topic or UDID clipped, in the answer and in the log', async () => {
+    const device = await enrolledDevice(server);
+    const huge = 'x'.repeat(100_000);
+    for (const request of [() => device.checkin({ MessageType: 'TokenUpdate', Topic: huge, Token: device.token, PushMagic: device.pushMagic }), () => device.connect({ Status: 'Idle', UDID: huge })]) {
+      const mark = server.logs.length;
+      const res = await request();
+      expect(res.status).toBeGreaterThanOrEqual(400);
+      expect(res.text.length).toBeLessThanOrEqual(1001);
+      const line = server.logs.slice(mark).find((l) => l.msg === 'device request refused');
+      expect(String(line?.reason).length).toBeLessThanOrEqual(1001);
+    }
+  });
 });

@@ -9,7 +9,7 @@ import { notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
-import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, singleQueryValues } from './admin-guard.js';
+import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
 import { apiErrorHandler } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { jsonBody, parseBody } from './parse-body.js';
@@ -64,7 +64,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   router.get('/api/v1/openapi.json', (_req, res) => { res.json(openApiDocument()); });
 
   router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
-  router.use('/api/v1', singleQueryValues, auditAdminActions(deps.audit), jsonBody('1mb'));
+  router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
 
   // ---- users ----
   router.post('/api/v1/users', async (req, res) => {

@@ -77,10 +77,23 @@ export function adminAuth(deps: { adminToken: string; log: Logger; audit: AuditL
   };
 }
 
-/** Admin routes take each query parameter once: a repeated one would otherwise be ignored or misread. */
-export function singleQueryValues(req: Request, _res: Response, next: NextFunction): void {
+/**
+ * Admin routes take each query parameter once (a repeated one would otherwise be ignored or misread), and
+ * without NUL, which PostgreSQL text cannot hold.
+ */
+export function checkQuery(req: Request, _res: Response, next: NextFunction): void {
   for (const [name, value] of Object.entries(req.query)) {
     if (typeof value !== 'string') return next(invalid(`query parameter "${name}" is given more than once`, 'repeated_query_parameter'));
+    if (name.includes('\0') || value.includes('\0')) return next(invalid(`query parameter "${name}" contains a NUL character`, 'invalid_query'));
+  }
+  next();
+}
+
+/** A body the JSON parser skips (text/plain, a form) would be read as no body at all: refuse it instead. */
+export function jsonBodiesOnly(req: Request, _res: Response, next: NextFunction): void {
+  const hasBody = Number(req.header('content-length') ?? 0) > 0 || req.header('transfer-encoding') !== undefined;
+  if (hasBody && !req.is('application/json')) {
+    return next(new AppError('unsupported_type', `the body must be application/json, got "${req.header('content-type') ?? '(no Content-Type)'}"`));
   }
   next();
 }

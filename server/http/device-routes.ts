@@ -9,7 +9,7 @@ import type { EnrollmentService } from '../devices/enrollment-service.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BodyBudget } from './body-budget.js';
-import { httpStatus } from './errors.js';
+import { httpStatus, refusalText } from './errors.js';
 import { continueIfExpected } from './http-server.js';
 
 // Device-facing endpoints (SPEC §4). Every request is checked in this order, and nothing is stored
@@ -46,7 +46,8 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
   const raw = express.raw({ type: () => true, limit: deps.maxBodyBytes });
   const budget = new BodyBudget(deps.maxBodyBytesInFlight);
   // Never 401: to an iPhone that can mean "unenroll".
-  const refuse = (req: Request, res: Response, endpoint: string, status: number, reason: string, opts: { bodyUnread?: boolean } = {}) => {
+  const refuse = (req: Request, res: Response, endpoint: string, status: number, message: string, opts: { bodyUnread?: boolean } = {}) => {
+    const reason = refusalText(message);
     deps.log.warn({ endpoint, status, reason, remote: req.socket.remoteAddress }, 'device request refused');
     // An unread body cannot be skipped safely: the connection carries no further request.
     if (opts.bodyUnread) res.set('Connection', 'close');
@@ -131,7 +132,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
       await work();
     } catch (err) {
       if (err instanceof UnrecognizedDeviceError) {
-        deps.log.warn({ endpoint, status: 403, reason: err.message }, 'device request refused');
+        deps.log.warn({ endpoint, status: 403, reason: refusalText(err.message) }, 'device request refused');
         res.status(403).json({ code: 'com.apple.unrecognized.device' });
         return;
       }

@@ -1,5 +1,6 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import express, { type Request, type Response } from 'express';
 import type { Logger } from '../log.js';
 
@@ -24,6 +25,12 @@ export interface HttpLimits {
 export function continueIfExpected(req: Request, res: Response): void {
   if (/100-continue/i.test(req.header('expect') ?? '') && !res.headersSent) res.writeContinue();
 }
+
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'the request line or headers are larger than the server accepts (16 KiB): a long URL?'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'the request did not arrive in time'],
+  ERR_HTTP_HEADERS_TIMEOUT: [408, 'the request headers did not arrive in time'],
+};
 
 /** Paths whose body admission (and so 100 Continue) is decided by the device endpoints. */
 const DEVICE_BODY_PATHS = new Set(['/mdm/checkin', '/mdm/connect']);
@@ -66,6 +73,18 @@ export async function listen(opts: {
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 2))),
   }, app);
   server.on('checkContinue', (req, res) => app(req, res));
+  // What Node refuses before any route sees it (an oversized URL or headers, a malformed request, a timeout)
+  // is answered like every other refusal: a JSON error and a log line, not a bare status.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed HTTP request'];
+    log.warn({ status, code: err.code, reason: message, remote: (socket as Socket).remoteAddress }, 'request refused');
+    // A response already begun cannot be replaced; Node's own handler makes the same check.
+    if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) { socket.destroy(); return; }
+    const body = JSON.stringify({ error: { code: status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request', message } });
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n`
+      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   server.maxConnections = limits.maxConnections;
   let dropped = 0;
   let dropWarnedAt = 0;
