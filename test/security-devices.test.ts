@@ -6,6 +6,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueDeviceIdentity } from '../mdm/identity.js';
+import { bindingFor } from '../server/devices/device-binding.js';
+import type { DeviceRecord, EnrollmentRecord } from '../server/storage/ports.js';
 import { parsePlistDict } from '../mdm/plist.js';
 import { loadOrCreateServerCA } from '../server/devices/server-ca.js';
 import { SecretBox, decodeKey } from '../server/secrets.js';
@@ -151,5 +153,26 @@ describe.each(availableBackends())('device identity and binding on %s', (backend
       const line = server.logs.slice(mark).find((l) => l.msg === 'device request refused');
       expect(String(line?.reason).length).toBeLessThanOrEqual(1001);
     }
+  });
+});
+
+describe('which certificate may take a UDID (devices/device-binding.ts)', () => {
+  const device = (over: Partial<DeviceRecord>) => ({ udid: 'U1', certFingerprint: 'old', enrolled: true, userId: 'alice', checkedOutAt: null, ...over }) as DeviceRecord;
+  const enrollment = (over: Partial<EnrollmentRecord>) => ({ token: 't', userId: null, udid: null, ...over }) as EnrollmentRecord;
+
+  it('rebinds only after CheckOut, for the same user, or by a re-enrollment of that UDID', () => {
+    expect(bindingFor(undefined, 'new', null)).toEqual({ kind: 'new' });
+    expect(bindingFor(device({}), 'old', null)).toEqual({ kind: 'same' });
+    expect(bindingFor(device({ enrolled: false, checkedOutAt: new Date() }), 'new', enrollment({}))).toMatchObject({ kind: 'rebind', because: 'checked_out' });
+    expect(bindingFor(device({}), 'new', enrollment({ userId: 'alice' }))).toMatchObject({ kind: 'rebind', because: 'same_user' });
+    expect(bindingFor(device({}), 'new', enrollment({ udid: 'U1' }))).toMatchObject({ kind: 'rebind', because: 're_enrollment' });
+    expect(bindingFor(device({}), 'new', enrollment({ userId: 'bob' }))).toMatchObject({ kind: 'refuse' });
+    expect(bindingFor(device({}), 'new', enrollment({ udid: 'U2', userId: 'bob' }))).toMatchObject({ kind: 'refuse' });
+    expect(bindingFor(device({ userId: null }), 'new', enrollment({}))).toMatchObject({ kind: 'refuse' });
+    expect(bindingFor(device({}), 'new', null)).toMatchObject({ kind: 'refuse' });
+  });
+
+  it('does not treat a device between Authenticate and its first TokenUpdate (not yet enrolled) as checked out', () => {
+    expect(bindingFor(device({ enrolled: false, checkedOutAt: null }), 'new', enrollment({}))).toMatchObject({ kind: 'refuse' });
   });
 });

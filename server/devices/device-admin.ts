@@ -63,7 +63,7 @@ export class DeviceAdmin {
   async revoke(udid: string, by: AdminActor): Promise<DeviceRecord> {
     const device = await this.get(udid);
     await this.revokeIdentities(device, by, 'revoked');
-    if (device.enrolled) await this.deps.checkOut(device);
+    if (!device.checkedOutAt) await this.deps.checkOut(device);
     return this.get(udid);
   }
 

@@ -25,7 +25,9 @@ export function bindingFor(device: DeviceRecord | undefined, fingerprint: string
   if (!device) return { kind: 'new' };
   if (device.certFingerprint === fingerprint) return { kind: 'same' };
   const replacing = device.certFingerprint;
-  if (!device.enrolled) return { kind: 'rebind', because: 'checked_out', replacing };
+  // Checked out, not merely "not enrolled": a device between Authenticate and its first TokenUpdate is not yet
+  // enrolled, and must not be open to takeover in that moment.
+  if (device.checkedOutAt) return { kind: 'rebind', because: 'checked_out', replacing };
   if (enrollment?.udid === device.udid) return { kind: 'rebind', because: 're_enrollment', replacing };
   if (enrollment?.userId && enrollment.userId === device.userId) return { kind: 'rebind', because: 'same_user', replacing };
   return {

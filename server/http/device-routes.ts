@@ -53,12 +53,14 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
     if (opts.bodyUnread) res.set('Connection', 'close');
     res.status(status).type('text/plain').send(reason);
   };
-  /** What can be refused from the headers alone is, before the body is read and before it takes memory. */
   const unread = { bodyUnread: true };
+  /** What can be refused from the headers alone is, before the body is read and before it takes memory. */
   const admit = (endpoint: string, expectedType: string) => (req: Request, res: Response, next: NextFunction) => {
     const type = (req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== expectedType) return refuse(req, res, endpoint, 415, `Content-Type must be ${expectedType}, got "${type || '(none)'}"`, unread);
-    const length = req.header('content-length') === undefined ? undefined : Number(req.header('content-length'));
+    // Node's parser has refused a malformed Content-Length already; without one (chunked) the largest body is reserved.
+    const declared = Number(req.header('content-length'));
+    const length = req.header('content-length') !== undefined && Number.isSafeInteger(declared) ? declared : undefined;
     if (length !== undefined && length > deps.maxBodyBytes) return refuse(req, res, endpoint, 413, `body larger than ${deps.maxBodyBytes} bytes`, unread);
     if (deps.clientCertHeader) {
       const peer = peerOf(req);
