@@ -68,7 +68,7 @@ export class DeviceService {
   /** A device leaves: by its CheckOut, or removed by the silent-device schedule. */
   async checkOut(device: DeviceRecord): Promise<void> {
     await this.deps.devices.checkOut(device.udid);
-    await this.deps.pushQueue.complete([device.udid], false);
+    await this.deps.pushQueue.discard([device.udid]);
     this.deps.events.emit('checkOut', device);
   }
 

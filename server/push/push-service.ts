@@ -1,6 +1,6 @@
 import type { PushSender, PushTarget } from '../../mdm/apns.js';
 import type { Logger } from '../log.js';
-import type { DeviceStore, PushQueueStore } from '../storage/ports.js';
+import type { ClaimedPush, DeviceStore, PushQueueStore } from '../storage/ports.js';
 
 // Wakes devices through APNs from the durable push queue (table push_queue): a request is stored first,
 // then sent in batches; failures stay queued with backoff, so an APNs outage or a crash loses no wake-up.
@@ -67,35 +67,35 @@ export class PushService {
     const claimed = await pushQueue.claimDue(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000);
     if (claimed.length === 0) return 0;
     const unpushable = claimed.filter((c) => !c.enrolled || c.tokenDead || !c.pushToken || !c.pushMagic);
-    await pushQueue.complete(unpushable.map((c) => c.udid), false);
+    await pushQueue.complete(unpushable, false);
     this.stats.dropped += unpushable.length;
     const targets: PushTarget[] = claimed.filter((c) => !unpushable.includes(c))
       .map((c) => ({ udid: c.udid, token: c.pushToken!, pushMagic: c.pushMagic! }));
     if (targets.length === 0) return claimed.length;
-    const attemptsByUdid = new Map(claimed.map((c) => [c.udid, c.attempts]));
+    const claimByUdid = new Map(claimed.map((c) => [c.udid, c]));
     const tokenByUdid = new Map(targets.map((t) => [t.udid, t.token]));
     const outcomes = await sender.send(targets);
-    const delivered: string[] = [];
+    const delivered: ClaimedPush[] = [];
     for (const o of outcomes) {
-      if (o.status === 'delivered') { delivered.push(o.udid); continue; }
+      const claim = claimByUdid.get(o.udid)!;
+      if (o.status === 'delivered') { delivered.push(claim); continue; }
       if (o.status === 'unregistered') {
         this.stats.unregistered++;
         log.warn({ udid: o.udid, reason: o.reason }, 'push token is no longer valid; no more pushes until a new TokenUpdate');
         await devices.markTokenDead(o.udid, tokenByUdid.get(o.udid)!);
-        await pushQueue.complete([o.udid], false);
+        await pushQueue.complete([claim], false);
         continue;
       }
-      const attempts = attemptsByUdid.get(o.udid) ?? 1;
-      if (attempts >= (this.opts.maxAttempts ?? 30)) {
+      if (claim.attempts >= (this.opts.maxAttempts ?? 30)) {
         this.stats.dropped++;
-        log.error({ udid: o.udid, attempts, reason: o.reason }, 'giving up on push after repeated failures');
-        await pushQueue.complete([o.udid], false);
+        log.error({ udid: o.udid, attempts: claim.attempts, reason: o.reason }, 'giving up on push after repeated failures');
+        await pushQueue.complete([claim], false);
         continue;
       }
-      const delay = o.status === 'retry' && o.retryAfterMs ? o.retryAfterMs : backoffMs(attempts);
+      const delay = o.status === 'retry' && o.retryAfterMs ? o.retryAfterMs : backoffMs(claim.attempts);
       if (o.status === 'retry') this.stats.retried++; else this.stats.failed++;
       log.warn({ udid: o.udid, status: o.status, reason: o.reason, retryInMs: delay }, 'push not delivered; will retry');
-      await pushQueue.retryLater(o.udid, delay, `${o.status}: ${o.reason}`);
+      await pushQueue.retryLater(claim, delay, `${o.status}: ${o.reason}`);
     }
     await pushQueue.complete(delivered, true);
     this.stats.delivered += delivered.length;

@@ -90,6 +90,8 @@ export interface CommandStore {
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
+/** A claimed row as it was claimed: its generation tells whether another request came in since. */
+export type PushClaim = Pick<PushQueueRecord, 'udid' | 'generation'>;
 
 /** The durable push queue: one row per device (coalesced), drained in batches by any server process. */
 export interface PushQueueStore {
@@ -97,8 +99,11 @@ export interface PushQueueStore {
   request(udids: string[], reason: string, at?: Date): Promise<void>;
   /** Leases due pushes to this process; a crashed sender's lease runs out and the rows come due again. */
   claimDue(limit: number, leaseMs: number): Promise<ClaimedPush[]>;
-  complete(udids: string[], pushed: boolean): Promise<void>;
-  retryLater(udid: string, delayMs: number, error: string): Promise<void>;
+  /** Done with these claims: removes each row unless it was requested again after it was claimed. */
+  complete(claims: PushClaim[], pushed: boolean): Promise<void>;
+  /** Drops whatever is queued for these devices (they left). */
+  discard(udids: string[]): Promise<void>;
+  retryLater(claim: PushClaim, delayMs: number, error: string): Promise<void>;
   pending(): Promise<PushQueueRecord[]>;
 }
 

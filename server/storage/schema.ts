@@ -93,6 +93,8 @@ export const pushQueue = pgTable('push_queue', {
   nextAttemptAt: ts('next_attempt_at').notNull().defaultNow(),
   lastError: text('last_error'),
   createdAt: ts('created_at').notNull().defaultNow(),
+  /** Bumped by every request: a finished send removes the row only if no request came in meanwhile. */
+  generation: integer('generation').notNull().default(0),
 });
 
 export const vppSubscriptions = pgTable('vpp_subscriptions', {
