@@ -8,7 +8,7 @@ import type { SecretBox } from '../secrets.js';
 import type { CommandStore, DeviceRecord, DeviceStore, EnrollmentStore, PushQueueStore } from '../storage/ports.js';
 import type { CommandOwners } from './command-owners.js';
 import type { CommandQueue } from './command-queue.js';
-import { DeviceRequestError, UnrecognizedDeviceError } from './device-refusal.js';
+import { DeviceRequestError, UnrecognizedDeviceError, UserChannelDeclined } from './device-refusal.js';
 
 // The device side of the server (NanoMDM's "service" layer): check-in and command-report handling over the
 // storage ports. Inputs arrive parsed, typed and signature-checked; outputs are what to reply.
@@ -27,6 +27,10 @@ export class DeviceService {
 
   async checkIn(msg: CheckInMessage, signer: Signer): Promise<void> {
     const { devices, log } = this.deps;
+    if (msg.MessageType === 'UserAuthenticate') {
+      log.info({ udid: msg.UDID }, 'UserAuthenticate declined with 410: the user channel is not managed here');
+      throw new UserChannelDeclined(msg.UDID);
+    }
     const topic = this.deps.expectedTopic();
     if (topic && msg.Topic !== topic) throw new DeviceRequestError(400, `Topic ${msg.Topic} is not this server's push topic`);
     if (msg.MessageType === 'Authenticate') {
