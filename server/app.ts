@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { createSignatureVerifier } from '../mdm/identity.js';
+import { isLoopbackHost } from '../mdm/profile.js';
 import { appleFromConfig, type ApplePlatform } from './apple-platform.js';
 import { loadConfig, type Config } from './config.js';
 import { CommandOwners } from './devices/command-owners.js';
@@ -150,7 +151,9 @@ async function createServices(c: {
     publicUrl: () => publicUrl,
     setPublicUrl(url: string) {
       publicUrl = url;
-      if (url.startsWith('http://')) log.warn({ publicUrl: url }, 'PUBLIC_URL is plain http: fine for simulated devices and local tests; real devices need https');
+      if (!url.startsWith('http://')) return;
+      if (isLoopbackHost(new URL(url).hostname)) log.warn({ publicUrl: url }, 'PUBLIC_URL is plain http on loopback: fine for simulated devices and local tests; real devices need https');
+      else log.warn({ publicUrl: url }, 'PUBLIC_URL is unset, so devices are sent to the listening address over plain http: real devices need PUBLIC_URL=https://…');
     },
     /** Jobs run on the shared database: any process may run them, one at a time. */
     async start() {

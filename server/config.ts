@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { isLoopbackHost } from '../mdm/profile.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
 // Every setting of SPEC §3, read from the environment once at start-up.
@@ -66,8 +67,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
   };
-  if (config.publicUrl && !/^https?:\/\//.test(config.publicUrl)) {
-    throw new ConfigError(`PUBLIC_URL must start with https:// (or http:// for local testing), got "${config.publicUrl}"`);
-  }
+  if (config.publicUrl) checkPublicUrl(config.publicUrl);
   return config;
+}
+
+/**
+ * PUBLIC_URL is where devices reach the server: the enrollment profile's ServerURL and CheckInURL, and the
+ * Apps and Books notification URL. Apple requires https for all of them (mdm/apple-schema profiles/com.apple.mdm.yaml:
+ * ServerURL and CheckInURL `format: ^https://.*$`; Apps and Books error 9712 for an http notification URL).
+ * Plain http is kept for loopback only, where nothing but simulated devices and local tests can connect.
+ */
+export function checkPublicUrl(publicUrl: string): void {
+  let url: URL;
+  try {
+    url = new URL(publicUrl);
+  } catch {
+    throw new ConfigError(`PUBLIC_URL is not a URL: "${publicUrl}"; set it to the https:// address devices reach this server at`);
+  }
+  if (url.protocol === 'https:') return;
+  if (url.protocol !== 'http:') throw new ConfigError(`PUBLIC_URL must start with https://, got "${publicUrl}"`);
+  if (!isLoopbackHost(url.hostname)) {
+    throw new ConfigError(
+      `PUBLIC_URL "${publicUrl}" is plain http on a host devices reach over the network: Apple requires https for the MDM ServerURL ` +
+      `and CheckInURL, so real devices would refuse the enrollment profile. Put a TLS terminating proxy (with a certificate devices trust) ` +
+      `in front of this server and set PUBLIC_URL=https://${url.host}${url.pathname === '/' ? '' : url.pathname}; plain http is allowed ` +
+      `only for loopback addresses (127.0.0.1, ::1, localhost), for local tests and simulated devices`,
+    );
+  }
 }

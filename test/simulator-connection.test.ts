@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateCheckIn } from '../mdm/apple-schema.js';
 import { deviceInformation, installApplication, inviteToProgram, profileList } from '../mdm/commands.js';
 import { createServerCA, issueDeviceIdentity } from '../mdm/identity.js';
-import { ProtocolViolationError, SimulatedDevice, decodePkcs12, type DeviceEnvironment } from '../simulator/device.js';
+import { buildEnrollmentProfile } from '../mdm/profile.js';
+import { ProtocolViolationError, SimulatedDevice, decodePkcs12, readEnrollmentProfile, type DeviceEnvironment } from '../simulator/device.js';
 import { SimulatorHttpClient } from '../simulator/http.js';
 import {
   KEYNOTE,
@@ -55,6 +56,27 @@ describe('SimulatedDevice against a scripted MDM endpoint', () => {
     const out = decodePkcs12(id.pkcs12, id.password);
     expect(out.certPem.replace(/\r/g, '').trim()).toBe(id.certPem.replace(/\r/g, '').trim());
     expect(() => decodePkcs12(id.pkcs12, 'wrong')).toThrow(/Password/);
+  });
+
+  it('refuses a profile whose ServerURL or CheckInURL is not https, except on loopback (com.apple.mdm.yaml ^https://)', async () => {
+    const ca = await createServerCA('URL CA');
+    const id = await issueDeviceIdentity(ca, { commonName: 'url' });
+    const profileWith = (serverURL: string, checkInURL: string) => {
+      const { plist } = buildEnrollmentProfile({
+        pkcs12: id.pkcs12, pkcs12Password: id.password, topic: 'com.apple.mgmt.External.url-test', organization: 'T', identifier: 'com.example.url',
+        serverURL: 'https://mdm.example.test/connect', checkInURL: 'https://mdm.example.test/checkin',
+      });
+      return Buffer.from(plist.replace('https://mdm.example.test/connect', serverURL).replace('https://mdm.example.test/checkin', checkInURL));
+    };
+    expect(readEnrollmentProfile(profileWith('https://mdm.example.test/connect', 'https://mdm.example.test/checkin')).serverUrl).toBe('https://mdm.example.test/connect');
+    expect(readEnrollmentProfile(profileWith('http://127.0.0.1:8080/connect', 'http://localhost:8080/checkin')).checkInUrl).toBe('http://localhost:8080/checkin');
+    expect(() => readEnrollmentProfile(profileWith('http://mdm.example.test/connect', 'https://mdm.example.test/checkin'))).toThrow(/ServerURL: Apple requires https/);
+    expect(() => readEnrollmentProfile(profileWith('https://mdm.example.test/connect', 'http://10.0.0.5/checkin'))).toThrow(/CheckInURL: Apple requires https/);
+    // The server's own profile builder holds to the same rule.
+    expect(() => buildEnrollmentProfile({
+      pkcs12: id.pkcs12, pkcs12Password: id.password, topic: 'com.apple.mgmt.External.url-test', organization: 'T', identifier: 'com.example.url',
+      serverURL: 'http://mdm.example.test/connect', checkInURL: 'https://mdm.example.test/checkin',
+    })).toThrow(/serverURL: Apple requires https/);
   });
 
   it('enrolls: registers its token for the Topic, sends Authenticate then TokenUpdate, signed, schema-valid', async () => {

@@ -4,6 +4,7 @@
 import { createPrivateKey } from 'node:crypto';
 import forge from 'node-forge';
 import { parsePlistDict } from '../../mdm/plist.js';
+import { mdmUrlProblem } from '../../mdm/profile.js';
 import { EnrollmentError, isDict, type Dict } from './types.js';
 
 export interface Enrollment {
@@ -48,6 +49,12 @@ export function readEnrollmentProfile(body: Buffer): Enrollment {
   const topic = requiredString(m, 'Topic', 'com.apple.mdm');
   const serverUrl = requiredString(m, 'ServerURL', 'com.apple.mdm');
   const checkInUrl = typeof m.CheckInURL === 'string' ? m.CheckInURL : serverUrl;
+  // iOS refuses the profile otherwise (com.apple.mdm.yaml: ServerURL and CheckInURL `format: ^https://.*$`);
+  // the simulator also takes plain http on loopback, where its tests and the sandbox run.
+  for (const [key, url] of [['ServerURL', serverUrl], ['CheckInURL', checkInUrl]] as const) {
+    const problem = mdmUrlProblem(url);
+    if (problem) throw new EnrollmentError(`com.apple.mdm: ${key}: ${problem}`);
+  }
   const identityUuid = requiredString(m, 'IdentityCertificateUUID', 'com.apple.mdm');
   if (!topic.startsWith('com.apple.mgmt.')) throw new EnrollmentError(`com.apple.mdm: Topic "${topic}" is not an MDM push topic (com.apple.mgmt.…)`);
   if (m.SignMessage !== true) {
