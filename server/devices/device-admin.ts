@@ -53,7 +53,10 @@ export class DeviceAdmin {
 
   private async enrolled(udid: string): Promise<DeviceRecord> {
     const d = await this.get(udid);
-    if (!d.enrolled) throw conflict(`device ${d.udid} is not enrolled`, 'not_enrolled');
+    if (!d.enrolled) {
+      throw conflict(d.checkedOutAt ? `device ${d.udid} is not enrolled (it checked out)`
+        : `device ${d.udid} is still enrolling: it has not sent its first TokenUpdate, so its MDM profile may not be installed`, 'not_enrolled');
+    }
     return d;
   }
 }

@@ -54,11 +54,11 @@ export class DeviceService {
         log.info({ udid: device.udid }, 'user-channel TokenUpdate accepted, not stored');
         return;
       }
-      await devices.tokenUpdate(device.udid, {
+      const first = await devices.tokenUpdate(device.udid, {
         pushToken: msg.Token.toString('hex'), pushMagic: msg.PushMagic, awaitingConfiguration: msg.AwaitingConfiguration,
         unlockToken: msg.UnlockToken ? this.deps.secrets.seal(msg.UnlockToken.toString('base64')) : undefined,
       });
-      log.info({ udid: device.udid }, 'device token updated');
+      log.info({ udid: device.udid }, first ? 'device enrolled: first TokenUpdate' : 'device token updated');
       // A device waiting in Setup Assistant stays there until told the server is done with it.
       if (msg.AwaitingConfiguration) await this.deps.queue.enqueue(device.udid, deviceConfigured(), { owner: 'device-setup', push: false });
       // Commands queued before the device had a push channel can go now.
@@ -98,7 +98,8 @@ export class DeviceService {
 
   private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {
     const device = await this.deps.devices.get(udid);
-    if (!device || !device.enrolled) throw new UnrecognizedDeviceError(udid);
+    // An enrolling device (Authenticate done, no TokenUpdate yet) may speak: its TokenUpdate completes the enrollment.
+    if (!device || device.checkedOutAt) throw new UnrecognizedDeviceError(udid);
     if (device.certFingerprint !== signer.fingerprint) {
       throw new DeviceRequestError(400, `the signing certificate is not the one bound to device ${udid}`);
     }

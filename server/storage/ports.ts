@@ -59,9 +59,13 @@ export interface DeviceFacts {
 export interface DeviceStore {
   get(udid: string): Promise<DeviceRecord | undefined>;
   list(filter?: { userId?: string }): Promise<DeviceRecord[]>;
-  /** (Re-)enroll the device bound to this certificate; AppError conflict when the certificate is bound to another UDID. */
+  /**
+   * (Re-)start the enrollment of the device bound to this certificate: enrolling until its first TokenUpdate.
+   * AppError conflict when the certificate is bound to another UDID.
+   */
   authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord>;
-  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void>;
+  /** Stores the push channel and makes an enrolling device enrolled; true when this was its first TokenUpdate. */
+  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean>;
   checkOut(udid: string): Promise<void>;
   delete(udid: string): Promise<boolean>;
   touch(udid: string, now?: Date): Promise<void>;

@@ -54,7 +54,9 @@ export const devices = pgTable('devices', {
   topic: text('topic').notNull(),
   userId: text('user_id'),
   certFingerprint: text('cert_fingerprint').notNull().unique(),
-  enrolled: boolean('enrolled').notNull().default(true),
+  /** True from the first TokenUpdate after Authenticate until CheckOut; false and not checked out: enrolling. */
+  enrolled: boolean('enrolled').notNull().default(false),
+  enrolledAt: ts('enrolled_at'),
   pushToken: text('push_token'),
   pushMagic: text('push_magic'),
   unlockToken: text('unlock_token'),

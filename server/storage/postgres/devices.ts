@@ -1,4 +1,4 @@
-import { and, eq, exists, inArray, isNotNull, isNull, lt, lte, or } from 'drizzle-orm';
+import { and, eq, exists, inArray, isNotNull, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
 import { commands, devices } from '../schema.js';
@@ -27,12 +27,13 @@ export class PostgresDevices implements DeviceStore {
       imei: f.imei ?? null, meid: f.meid ?? null, topic: f.topic,
     };
     try {
+      // Enrolling until the first TokenUpdate says the MDM payload is installed.
       const rows = await this.db.insert(devices).values({
-        udid: f.udid, ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+        udid: f.udid, ...facts, userId, certFingerprint, enrolled: false, enrolledAt: null, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
       }).onConflictDoUpdate({
         target: devices.udid,
         set: {
-          ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+          ...facts, userId, certFingerprint, enrolled: false, enrolledAt: null, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
           // A new enrollment starts without a push channel until its TokenUpdate.
           pushToken: null, pushMagic: null, tokenDead: false, checkedOutAt: null, silentFlaggedAt: null,
         },
@@ -43,14 +44,17 @@ export class PostgresDevices implements DeviceStore {
       throw err;
     }
   }
-  async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void> {
+  async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean> {
     const now = new Date();
+    const before = (await this.db.select({ enrolled: devices.enrolled }).from(devices).where(eq(devices.udid, udid)))[0];
     await this.db.update(devices).set({
+      enrolled: true, enrolledAt: sql`coalesce(${devices.enrolledAt}, ${now}::timestamptz)`,
       pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, awaitingConfiguration: u.awaitingConfiguration,
       // A TokenUpdate without UnlockToken keeps the stored one (Apple: it may be sent only once).
       ...(u.unlockToken !== undefined ? { unlockToken: u.unlockToken } : {}),
       tokenUpdatedAt: now, lastSeenAt: now, updatedAt: now,
-    }).where(eq(devices.udid, udid));
+    }).where(and(eq(devices.udid, udid), isNull(devices.checkedOutAt)));
+    return before?.enrolled === false;
   }
   async checkOut(udid: string): Promise<void> {
     const now = new Date();
