@@ -34,6 +34,8 @@ export type PushOutcome =
   | { udid: string; status: 'delivered'; apnsId?: string }
   | { udid: string; status: 'unregistered'; reason: string }
   | { udid: string; status: 'retry'; reason: string; retryAfterMs?: number }
+  /** Refused for a reason that the same push, sent again, cannot overcome: stop and say why. */
+  | { udid: string; status: 'rejected'; reason: string }
   | { udid: string; status: 'failed'; reason: string };
 
 export interface PushSender {
@@ -136,6 +138,14 @@ function reasonFromBody(body: string, status: number): string {
   return `HTTP ${status}`;
 }
 
+/**
+ * 400 reasons no retry of the same push can fix (handling-notification-responses-from-apns): "The apns-topic value
+ * is invalid", "The device token doesn't match the specified topic", "Pushing to this topic is not allowed".
+ * Apple labels no reason permanent; these are so by their meaning. 403 certificate reasons stay 'failed': a new
+ * push certificate, uploaded meanwhile, makes the retry succeed.
+ */
+const REJECTED_REASONS = new Set(['BadTopic', 'DeviceTokenNotForTopic', 'TopicDisallowed']);
+
 export function classifyApnsResponse(
   udid: string,
   status: number,
@@ -147,6 +157,7 @@ export function classifyApnsResponse(
   if (status === 410 || (status === 400 && reason === 'BadDeviceToken')) {
     return { udid, status: 'unregistered', reason };
   }
+  if (status === 400 && REJECTED_REASONS.has(reason)) return { udid, status: 'rejected', reason };
   if (status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(headers['retry-after']);
     return retryAfterMs === undefined

@@ -130,7 +130,7 @@ async function createServices(c: {
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
     devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, pushQueue: storage.pushQueue,
-    log, push, queue, owners, events, secrets, expectedTopic: () => certificates.topic(),
+    log, push, queue, owners, events, secrets, expectedTopic: () => certificates.topic(), notNowRepushMs: config.notNowRepushMs,
   });
   const enrollment = new EnrollmentService({
     enrollments: storage.enrollments, users: storage.users, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,

@@ -28,6 +28,8 @@ export interface Config {
   vppReconcileMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
   installationName: string;
+  /** After a connection in which NotNow was followed by another status, push the device again this much later. */
+  notNowRepushMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -66,6 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
+    notNowRepushMs: overrides.notNowRepushMs ?? intFrom(env, 'NOT_NOW_REPUSH_SECONDS', 300) * 1000,
   };
   if (config.publicUrl) checkPublicUrl(config.publicUrl);
   return config;

@@ -20,6 +20,8 @@ export interface DeviceServiceDeps {
   log: Logger; push: PushService; queue: CommandQueue; owners: CommandOwners; events: ServerEventBus; secrets: SecretBox;
   /** The push certificate's topic; undefined while none is configured. */
   expectedTopic: () => string | undefined;
+  /** How long after a connection that ended with NotNow followed by another status the device is pushed again. */
+  notNowRepushMs: number;
 }
 
 export class DeviceService {
@@ -90,10 +92,29 @@ export class DeviceService {
     }
     // Seen only once its report is stored: a refused report leaves no trace.
     await this.deps.devices.touch(device.udid);
-    if (report.Status === 'Idle') this.deps.events.emit('sync', device);
+    if (report.Status === 'Idle') {
+      // A new connection: whatever NotNow the last one had, the device came back.
+      await this.deps.devices.takeNotNow(device.udid);
+      this.deps.events.emit('sync', device);
+    }
+    if (report.Status === 'NotNow') await this.deps.devices.noteNotNow(device.udid);
     const next = await commands.next(device.udid, report.Status !== 'Idle');
     if (next) log.debug({ udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType }, 'command sent');
+    else if (report.Status !== 'Idle' && report.Status !== 'NotNow') await this.repushAfterNotNow(device.udid);
     return next?.payload;
+  }
+
+  /**
+   * The connection ends on a status other than NotNow. Apple (handling-notnow-status-responses): "If the device
+   * management service sends another command to the client on the same connection, and this new command returns
+   * anything other than a NotNow response, the device won't automatically poll the service … The service must send a
+   * push notification at a later time". Apple gives no delay; notNowRepushMs is ours.
+   */
+  private async repushAfterNotNow(udid: string): Promise<void> {
+    if (!(await this.deps.devices.takeNotNow(udid))) return;
+    const at = new Date(Date.now() + this.deps.notNowRepushMs);
+    await this.deps.push.request([udid], 'NotNow followed by another status: the device will not poll by itself', at);
+    this.deps.log.info({ udid, at: at.toISOString() }, 'device answered NotNow, then another status; pushing it again later');
   }
 
   private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {

@@ -16,6 +16,7 @@ export function deviceView(d: DeviceRecord) {
     lastSeenAt: d.lastSeenAt?.toISOString() ?? null, lastPushedAt: d.lastPushedAt?.toISOString() ?? null,
     authenticatedAt: d.authenticatedAt.toISOString(), enrolledAt: d.enrolledAt?.toISOString() ?? null, checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
     silentSince: d.silentFlaggedAt?.toISOString() ?? null,
+    pushError: d.pushError ? { reason: d.pushError, at: d.pushErrorAt?.toISOString() ?? null } : null,
   };
 }
 

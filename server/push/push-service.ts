@@ -6,7 +6,7 @@ import type { ClaimedPush, DeviceStore, PushQueueStore } from '../storage/ports.
 // then sent in batches; failures stay queued with backoff, so an APNs outage or a crash loses no wake-up.
 export interface PushServiceOptions {
   pushQueue: PushQueueStore;
-  devices: Pick<DeviceStore, 'markTokenDead'>;
+  devices: Pick<DeviceStore, 'markTokenDead' | 'recordPushError'>;
   log: Logger;
   /** Current sender, or undefined while no push certificate is configured (pushes wait in the queue). */
   sender: () => PushSender | undefined;
@@ -24,14 +24,14 @@ export class PushService {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  readonly stats = { delivered: 0, unregistered: 0, retried: 0, failed: 0, dropped: 0 };
+  readonly stats = { delivered: 0, unregistered: 0, rejected: 0, retried: 0, failed: 0, dropped: 0 };
 
   constructor(private readonly opts: PushServiceOptions) {}
 
-  /** Queue a wake-up for each device and send soon. */
-  async request(udids: string[], reason: string): Promise<void> {
-    await this.opts.pushQueue.request(udids, reason);
-    this.kick();
+  /** Queue a wake-up for each device and send soon (or at `at`: the retry job sends it when it is due). */
+  async request(udids: string[], reason: string, at?: Date): Promise<void> {
+    await this.opts.pushQueue.request(udids, reason, at);
+    if (!at || at.getTime() <= Date.now()) this.kick();
   }
 
   /** Drain now-ish; concurrent kicks coalesce into one more pass. */
@@ -83,12 +83,22 @@ export class PushService {
         this.stats.unregistered++;
         log.warn({ udid: o.udid, reason: o.reason }, 'push token is no longer valid; no more pushes until a new TokenUpdate');
         await devices.markTokenDead(o.udid, tokenByUdid.get(o.udid)!);
+        await devices.recordPushError(o.udid, o.reason);
+        await pushQueue.complete([claim], false);
+        continue;
+      }
+      if (o.status === 'rejected') {
+        // Sending the same push again gets the same answer; the next wake-up asked for tries once more.
+        this.stats.rejected++;
+        log.error({ udid: o.udid, reason: o.reason }, 'APNs refused the push for good; not retrying it');
+        await devices.recordPushError(o.udid, o.reason);
         await pushQueue.complete([claim], false);
         continue;
       }
       if (claim.attempts >= (this.opts.maxAttempts ?? 30)) {
         this.stats.dropped++;
         log.error({ udid: o.udid, attempts: claim.attempts, reason: o.reason }, 'giving up on push after repeated failures');
+        await devices.recordPushError(o.udid, `gave up after ${claim.attempts} attempts: ${o.reason}`);
         await pushQueue.complete([claim], false);
         continue;
       }

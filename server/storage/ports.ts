@@ -71,6 +71,12 @@ export interface DeviceStore {
   touch(udid: string, now?: Date): Promise<void>;
   /** Only the token APNs refused: a TokenUpdate that raced in with a new token stays alive. */
   markTokenDead(udid: string, pushToken: string): Promise<void>;
+  /** A push was given up (APNs refused it for good, or it kept failing): shown on the device until a delivery. */
+  recordPushError(udid: string, reason: string): Promise<void>;
+  /** The device answered NotNow in its current connection. */
+  noteNotNow(udid: string): Promise<void>;
+  /** Clears the NotNow mark; true when there was one. */
+  takeNotNow(udid: string): Promise<boolean>;
   pushable(): Promise<string[]>;
   /** Enrolled devices with commands waiting that have not connected since `since`. */
   withWaitingCommands(since: Date): Promise<string[]>;

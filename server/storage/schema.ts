@@ -68,6 +68,11 @@ export const devices = pgTable('devices', {
   lastPushedAt: ts('last_pushed_at'),
   checkedOutAt: ts('checked_out_at'),
   silentFlaggedAt: ts('silent_flagged_at'),
+  /** Why the last push was not delivered, when it was given up for good; null after a delivery. */
+  pushError: text('push_error'),
+  pushErrorAt: ts('push_error_at'),
+  /** A NotNow in the current connection: if another status ends it, the device will not poll by itself. */
+  notNowAt: ts('not_now_at'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
 

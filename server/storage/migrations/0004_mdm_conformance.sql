@@ -12,3 +12,11 @@ ALTER TABLE devices ADD COLUMN enrolled_at timestamptz;
 UPDATE devices SET enrolled_at = coalesce(token_updated_at, authenticated_at) WHERE enrolled AND token_updated_at IS NOT NULL;
 UPDATE devices SET enrolled = false WHERE enrolled AND token_updated_at IS NULL;
 ALTER TABLE devices ALTER COLUMN enrolled SET DEFAULT false;
+
+-- Why the last push to the device was not delivered, when APNs refused it for good (BadTopic,
+-- DeviceTokenNotForTopic, TopicDisallowed, Unregistered) or it was given up; cleared by a delivery or a TokenUpdate.
+ALTER TABLE devices ADD COLUMN push_error text;
+ALTER TABLE devices ADD COLUMN push_error_at timestamptz;
+-- A NotNow in the device's current connection. Apple (handling-notnow-status-responses): if another status follows
+-- it, "the device won't automatically poll"; the server pushes again later.
+ALTER TABLE devices ADD COLUMN not_now_at timestamptz;

@@ -49,7 +49,7 @@ export class PostgresDevices implements DeviceStore {
     const before = (await this.db.select({ enrolled: devices.enrolled }).from(devices).where(eq(devices.udid, udid)))[0];
     await this.db.update(devices).set({
       enrolled: true, enrolledAt: sql`coalesce(${devices.enrolledAt}, ${now}::timestamptz)`,
-      pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, awaitingConfiguration: u.awaitingConfiguration,
+      pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, pushError: null, pushErrorAt: null, awaitingConfiguration: u.awaitingConfiguration,
       // A TokenUpdate without UnlockToken keeps the stored one (Apple: it may be sent only once).
       ...(u.unlockToken !== undefined ? { unlockToken: u.unlockToken } : {}),
       tokenUpdatedAt: now, lastSeenAt: now, updatedAt: now,
@@ -68,6 +68,17 @@ export class PostgresDevices implements DeviceStore {
   }
   async markTokenDead(udid: string, pushToken: string): Promise<void> {
     await this.db.update(devices).set({ tokenDead: true, updatedAt: new Date() }).where(and(eq(devices.udid, udid), eq(devices.pushToken, pushToken)));
+  }
+  async recordPushError(udid: string, reason: string): Promise<void> {
+    await this.db.update(devices).set({ pushError: reason, pushErrorAt: new Date() }).where(eq(devices.udid, udid));
+  }
+  async noteNotNow(udid: string): Promise<void> {
+    await this.db.update(devices).set({ notNowAt: new Date() }).where(and(eq(devices.udid, udid), isNull(devices.notNowAt)));
+  }
+  async takeNotNow(udid: string): Promise<boolean> {
+    const rows = await this.db.update(devices).set({ notNowAt: null }).where(and(eq(devices.udid, udid), isNotNull(devices.notNowAt)))
+      .returning({ udid: devices.udid });
+    return rows.length > 0;
   }
   async pushable(): Promise<string[]> {
     const rows = await this.db.select({ udid: devices.udid }).from(devices)

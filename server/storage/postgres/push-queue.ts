@@ -33,7 +33,9 @@ export class PostgresPushQueue implements PushQueueStore {
     if (claims.length === 0) return;
     // Only the generation that was claimed: a request that arrived while it was in flight stays queued.
     await this.db.delete(pushQueue).where(or(...claims.map((c) => and(eq(pushQueue.udid, c.udid), eq(pushQueue.generation, c.generation)))));
-    if (pushed) await this.db.update(devices).set({ lastPushedAt: new Date() }).where(inArray(devices.udid, claims.map((c) => c.udid)));
+    if (pushed) {
+      await this.db.update(devices).set({ lastPushedAt: new Date(), pushError: null, pushErrorAt: null }).where(inArray(devices.udid, claims.map((c) => c.udid)));
+    }
   }
   async discard(udids: string[]): Promise<void> {
     if (udids.length === 0) return;
