@@ -20,6 +20,7 @@ import { vppAdminRouter } from './http/vpp-api.js';
 import { webPage } from './http/web-page.js';
 import { createLicensing, type Licensing } from './licensing/index.js';
 import { createLogger, type Logger, type LogSink } from './log.js';
+import { apnsTunnel, proxyAwareFetch } from './outbound-proxy.js';
 import { PushCertificates } from './push/push-certificate.js';
 import { schedulePushJobs } from './push/push-jobs.js';
 import { PushService } from './push/push-service.js';
@@ -118,7 +119,7 @@ async function createServices(c: {
   const scheduler = createScheduler(c.database);
 
   const certificates: PushCertificates = new PushCertificates({
-    settings: storage.settings, secrets, log, apns: platform.apns,
+    settings: storage.settings, secrets, log, apns: { ...platform.apns, tunnel: apnsTunnel(platform.apns.url, config) },
     onInUse: (certPem) => platform.pushCertificateInUse?.(certPem), onChange: () => void push.drain(),
   });
   const push: PushService = new PushService({ pushQueue: storage.pushQueue, devices: storage.devices, log, sender: () => certificates.sender() });
@@ -141,7 +142,7 @@ async function createServices(c: {
     storage, log, secrets, push, queue, owners, events, scheduler,
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
-    eventPollMs: config.vppEventPollMs, reconcileEveryMs: config.vppReconcileMs,
+    eventPollMs: config.vppEventPollMs, reconcileEveryMs: config.vppReconcileMs, fetch: proxyAwareFetch(config),
   });
   closing.add(() => licensing.stop());
   const verifier = createSignatureVerifier(ca.certPem);

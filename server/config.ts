@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { isLoopbackHost } from '../mdm/profile.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { ProxyConfigError, checkProxySettings } from './outbound-proxy.js';
 
 // Every setting of SPEC §3, read from the environment once at start-up.
 export interface Config {
@@ -30,6 +31,10 @@ export interface Config {
   installationName: string;
   /** After a connection in which NotNow was followed by another status, push the device again this much later. */
   notNowRepushMs: number;
+  /** Outbound proxy for APNs and Apps and Books (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; server/outbound-proxy.ts). */
+  httpsProxy?: string;
+  httpProxy?: string;
+  noProxy?: string;
 }
 
 export class ConfigError extends Error {}
@@ -69,7 +74,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
     notNowRepushMs: overrides.notNowRepushMs ?? intFrom(env, 'NOT_NOW_REPUSH_SECONDS', 300) * 1000,
+    // Both spellings, as curl and undici read them.
+    httpsProxy: overrides.httpsProxy ?? (env.HTTPS_PROXY || env.https_proxy || undefined),
+    httpProxy: overrides.httpProxy ?? (env.HTTP_PROXY || env.http_proxy || undefined),
+    noProxy: overrides.noProxy ?? (env.NO_PROXY || env.no_proxy || undefined),
   };
+  try {
+    checkProxySettings(config);
+  } catch (err) {
+    if (err instanceof ProxyConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
   if (config.publicUrl) checkPublicUrl(config.publicUrl);
   return config;
 }
