@@ -9,6 +9,8 @@ import { DeviceAdmin } from './devices/device-admin.js';
 import { DeviceRefresh } from './devices/device-refresh.js';
 import { DeviceService } from './devices/device-service.js';
 import { EnrollmentService } from './devices/enrollment-service.js';
+import { IdentityRenewal } from './devices/identity-renewal.js';
+import { scheduleIdentityRenewal } from './devices/identity-renewal-jobs.js';
 import { loadOrCreateServerCA } from './devices/server-ca.js';
 import { UserDirectory } from './devices/user-directory.js';
 import { ServerEventBus } from './events.js';
@@ -43,6 +45,7 @@ export interface RunningServer {
   push: PushService;
   devices: DeviceService;
   licensing: Licensing;
+  identityRenewal: IdentityRenewal;
   log: Logger;
   /** Milliseconds from start to ready. */
   startupMs: number;
@@ -88,7 +91,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     log.info({ url: http.url, publicUrl: services.publicUrl(), database: database.kind, startupMs, apple: platform.name }, 'server ready');
     return {
       url: http.url, config, adminToken, storage, database, log, startupMs,
-      events: services.events, push: services.push, devices: services.devices, licensing: services.licensing,
+      events: services.events, push: services.push, devices: services.devices, licensing: services.licensing, identityRenewal: services.renewal,
       close: async () => { services.ready = false; await closing.run(); },
     };
   } catch (err) {
@@ -135,8 +138,13 @@ async function createServices(c: {
   });
   const enrollment = new EnrollmentService({
     enrollments: storage.enrollments, users: storage.users, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
-    pushTopic: () => certificates.topic(),
+    pushTopic: () => certificates.topic(), identityValidDays: config.deviceIdentityValidDays,
   });
+  const renewal = new IdentityRenewal({
+    devices: storage.devices, enrollments: storage.enrollments, queue, push, log,
+    identityProfile: (token, topic) => enrollment.identityProfile(token, topic), renewBeforeMs: config.identityRenewBeforeDays * 86_400_000,
+  });
+  renewal.register(owners);
   const refresh = new DeviceRefresh({ settings: storage.settings, devices: storage.devices, push, log, scheduler, checkOut: (d) => devices.checkOut(d) });
   const licensing = createLicensing({
     storage, log, secrets, push, queue, owners, events, scheduler,
@@ -148,7 +156,7 @@ async function createServices(c: {
   const verifier = createSignatureVerifier(ca.certPem);
 
   return {
-    events, push, devices, licensing, ready: false,
+    events, push, devices, licensing, renewal, ready: false,
     publicUrl: () => publicUrl,
     setPublicUrl(url: string) {
       publicUrl = url;
@@ -162,6 +170,7 @@ async function createServices(c: {
       closing.add(async () => { await scheduler.stop(); });
       await schedulePushJobs(scheduler, push, config.pushRetryPollMs);
       await refresh.start();
+      await scheduleIdentityRenewal(scheduler, renewal, config.identityRenewEveryMs);
       await licensing.start();
       // Each process holds its own APNs session: notice a certificate another process stored.
       certificates.watch(2000);

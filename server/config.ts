@@ -35,6 +35,12 @@ export interface Config {
   httpsProxy?: string;
   httpProxy?: string;
   noProxy?: string;
+  /** How long a device identity issued here is valid, in days (fractions allowed). */
+  deviceIdentityValidDays: number;
+  /** Renew a device identity this many days before it expires (fractions allowed); less than the validity. */
+  identityRenewBeforeDays: number;
+  /** How often the identity renewal job looks for devices due. */
+  identityRenewEveryMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -44,6 +50,14 @@ function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name} must be a non-negative integer, got "${raw}"`);
+  return n;
+}
+
+function positiveFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`);
   return n;
 }
 
@@ -78,7 +92,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     httpsProxy: overrides.httpsProxy ?? (env.HTTPS_PROXY || env.https_proxy || undefined),
     httpProxy: overrides.httpProxy ?? (env.HTTP_PROXY || env.http_proxy || undefined),
     noProxy: overrides.noProxy ?? (env.NO_PROXY || env.no_proxy || undefined),
+    deviceIdentityValidDays: overrides.deviceIdentityValidDays ?? positiveFrom(env, 'DEVICE_IDENTITY_VALID_DAYS', 730),
+    identityRenewBeforeDays: overrides.identityRenewBeforeDays ?? positiveFrom(env, 'IDENTITY_RENEW_BEFORE_DAYS', 60),
+    identityRenewEveryMs: overrides.identityRenewEveryMs ?? intFrom(env, 'IDENTITY_RENEW_CHECK_SECONDS', 3600) * 1000,
   };
+  if (config.identityRenewBeforeDays >= config.deviceIdentityValidDays) {
+    throw new ConfigError(`IDENTITY_RENEW_BEFORE_DAYS (${config.identityRenewBeforeDays}) must be less than DEVICE_IDENTITY_VALID_DAYS ` +
+      `(${config.deviceIdentityValidDays}): a renewed identity would be due for renewal at once`);
+  }
   try {
     checkProxySettings(config);
   } catch (err) {

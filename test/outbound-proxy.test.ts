@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../server/config.js';
 import { proxyFor } from '../server/outbound-proxy.js';
-import { TestDevice } from './support/device-client.js';
+import { enrollTestDevice } from './support/device-client.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { until } from './support/wait.js';
 
@@ -78,11 +78,7 @@ describe('APNs and Apps and Books through a CONNECT proxy (PGlite)', () => {
     const apns = server.sandbox!.apns;
     const delivered: string[] = [];
     apns.onDelivery((d) => delivered.push(d.token));
-    const device = new TestDevice();
-    await device.enroll((await server.api('POST', '/api/v1/enrollments', {})).body.url);
-    await device.authenticate();
-    apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
-    await device.tokenUpdate();
+    const device = await enrollTestDevice(server);
     expect((await server.api('POST', `/api/v1/devices/${device.udid}/refresh`)).status).toBe(202);
     await until('the push through the proxy', () => delivered.includes(device.pushTokenHex()));
     expect(tunnelsTo(apns.url)).toBeGreaterThanOrEqual(1);
@@ -98,11 +94,7 @@ describe('APNs and Apps and Books through a CONNECT proxy (PGlite)', () => {
 
   it('keeps a push queued with the proxy\'s refusal as its error while the proxy refuses', async () => {
     const apns = server.sandbox!.apns;
-    const device = new TestDevice();
-    await device.enroll((await server.api('POST', '/api/v1/enrollments', {})).body.url);
-    await device.authenticate();
-    apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
-    await device.tokenUpdate();
+    const device = await enrollTestDevice(server);
     // A new session is needed to see the proxy again: drop the pooled one by a GOAWAY-free outage.
     apns.setFault({ kind: 'down' });
     proxy.refuse = true;
@@ -131,11 +123,7 @@ describe('NO_PROXY covering Apple\'s hosts (PGlite)', () => {
     const apns = server.sandbox!.apns;
     const delivered: string[] = [];
     apns.onDelivery((d) => delivered.push(d.token));
-    const device = new TestDevice();
-    await device.enroll((await server.api('POST', '/api/v1/enrollments', {})).body.url);
-    await device.authenticate();
-    apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
-    await device.tokenUpdate();
+    const device = await enrollTestDevice(server);
     await server.api('POST', `/api/v1/devices/${device.udid}/refresh`);
     await until('the direct push', () => delivered.includes(device.pushTokenHex()));
     const sToken = server.sandbox!.appsAndBooks.issueToken({ orgName: 'Direct School', assets: [{ adamId: '361309726', totalCount: 1 }] });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlistDict } from '../mdm/plist.js';
 import type { ApnsDelivery } from '../simulator/apns.js';
 import { availableBackends } from './support/databases.js';
-import { TestDevice } from './support/device-client.js';
+import { enrollTestDevice, type TestDevice } from './support/device-client.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { until } from './support/wait.js';
 
@@ -18,15 +18,7 @@ describe.each(availableBackends())('push delivery on %s', (backend) => {
   });
   afterAll(async () => { await server?.close(); });
 
-  async function enrolledDevice() {
-    const device = new TestDevice();
-    const e = await server.api('POST', '/api/v1/enrollments', {});
-    await device.enroll(e.body.url);
-    expect((await device.authenticate()).status).toBe(200);
-    server.sandbox!.apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
-    expect((await device.tokenUpdate()).status).toBe(200);
-    return device;
-  }
+  const enrolledDevice = () => enrollTestDevice(server);
   const deliveredTo = (device: TestDevice, since: number) => deliveries.slice(since).filter((d) => d.token === device.pushTokenHex()).length;
 
   it('keeps a push requested while an earlier push to the same device is in flight', async () => {

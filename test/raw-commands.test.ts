@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { compareOsVersions } from '../mdm/apple-schema.js';
 import { buildPlist } from '../mdm/plist.js';
 import { availableBackends } from './support/databases.js';
-import { TestDevice } from './support/device-client.js';
+import { enrollTestDevice } from './support/device-client.js';
 import { startWorld, type World } from './support/vpp-world.js';
 import { until } from './support/wait.js';
 
@@ -47,13 +47,7 @@ describe.each(availableBackends())('raw commands on %s', (backend) => {
   afterAll(async () => { await w?.close(); });
   const api = (m: string, p: string, b?: unknown) => w.server.api(m, p, b);
 
-  async function rawDevice(osVersion: string) {
-    const device = new TestDevice();
-    await device.enroll((await api('POST', '/api/v1/enrollments', {})).body.url);
-    expect((await device.authenticate({ OSVersion: osVersion })).status).toBe(200);
-    expect((await device.tokenUpdate()).status).toBe(200);
-    return device;
-  }
+  const rawDevice = (osVersion: string) => enrollTestDevice(w.server, { osVersion });
   const commandOf = async (udid: string, uuid: string) =>
     ((await api('GET', `/api/v1/devices/${udid}/commands`)).body as Array<Record<string, any>>).find((c) => c.commandUUID === uuid)!;
 

@@ -13,7 +13,7 @@ import { DeviceRequestError, UnrecognizedDeviceError, UserChannelDeclined } from
 // The device side of the server (NanoMDM's "service" layer): check-in and command-report handling over the
 // storage ports. Inputs arrive parsed, typed and signature-checked; outputs are what to reply.
 
-export interface Signer { fingerprint: string }
+export interface Signer { fingerprint: string; notAfter?: Date }
 
 export interface DeviceServiceDeps {
   devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; pushQueue: PushQueueStore;
@@ -46,6 +46,7 @@ export class DeviceService {
         if (err instanceof AppError && err.kind === 'conflict') throw new DeviceRequestError(400, `${err.message}; refusing UDID ${msg.UDID}`);
         throw err;
       }
+      if (signer.notAfter) await devices.setIdentityExpiry(msg.UDID, signer.notAfter);
       log.info({ udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion }, 'device authenticated');
       return;
     }
@@ -121,10 +122,16 @@ export class DeviceService {
     const device = await this.deps.devices.get(udid);
     // An enrolling device (Authenticate done, no TokenUpdate yet) may speak: its TokenUpdate completes the enrollment.
     if (!device || device.checkedOutAt) throw new UnrecognizedDeviceError(udid);
-    if (device.certFingerprint !== signer.fingerprint) {
-      throw new DeviceRequestError(400, `the signing certificate is not the one bound to device ${udid}`);
+    if (device.certFingerprint === signer.fingerprint) return device;
+    if (device.nextCertFingerprint === signer.fingerprint) {
+      // Its first request with the renewed identity (identity-renewal.ts): from now on only that one is accepted.
+      const renewed = await this.deps.devices.promoteIdentity(udid, signer.fingerprint);
+      if (renewed) {
+        this.deps.log.info({ udid, identityExpiresAt: renewed.identityExpiresAt?.toISOString() }, 'device uses its renewed identity; the old one is retired');
+        return renewed;
+      }
     }
-    return device;
+    throw new DeviceRequestError(400, `the signing certificate is not the one bound to device ${udid}`);
   }
 }
 

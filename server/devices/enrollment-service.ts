@@ -5,12 +5,38 @@ import { AppError, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EnrollmentStore, UserStore } from '../storage/ports.js';
 
+/** The enrollment profile's identifier: an InstallProfile with the same one updates it (com.apple.mdm.yaml). */
+export const ENROLLMENT_PROFILE_IDENTIFIER = 'org.vppmdm.enroll';
+
+/** A profile carrying a fresh device identity, and that identity's fingerprint and expiry. */
+export interface IdentityProfile { plist: string; fingerprint: string; notAfter: Date }
+
 // Enrollment tokens (single use, expiring, optionally bound to a user) and the profile they redeem.
 export class EnrollmentService {
   constructor(private readonly deps: {
     enrollments: EnrollmentStore; users: UserStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
+    /** How long a device identity is valid (730 days unless configured). */
+    identityValidDays: number;
   }) {}
+
+  /**
+   * The enrollment profile with a new identity, recorded for `enrollmentToken`. Renewal sends the same profile:
+   * same PayloadIdentifier, Topic, ServerURL, CheckInURL and access rights, which an update must not change.
+   */
+  async identityProfile(enrollmentToken: string, topic: string): Promise<IdentityProfile> {
+    const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays: this.deps.identityValidDays });
+    const cert = new crypto.X509Certificate(identity.certPem);
+    const fingerprint = crypto.createHash('sha256').update(cert.raw).digest('hex');
+    const notAfter = new Date(cert.validTo);
+    await this.deps.enrollments.recordIdentity({ fingerprint, enrollmentToken, notAfter });
+    const { plist } = buildEnrollmentProfile({
+      pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
+      serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
+      organization: 'vpp-mdm', identifier: ENROLLMENT_PROFILE_IDENTIFIER,
+    });
+    return { plist, fingerprint, notAfter };
+  }
 
   async create(userId?: string): Promise<{ token: string; url: string; expiresAt: Date }> {
     if (userId && !(await this.deps.users.get(userId))) throw notFound(`no user with id "${userId}"`);
@@ -32,16 +58,7 @@ export class EnrollmentService {
     const redeemed = await enrollments.redeem(token, now);
     if (!redeemed) throw new AppError('gone', 'enrollment token was already used');
     try {
-      const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}` });
-      const cert = new crypto.X509Certificate(identity.certPem);
-      await enrollments.recordIdentity({
-        fingerprint: crypto.createHash('sha256').update(cert.raw).digest('hex'), enrollmentToken: token, notAfter: new Date(cert.validTo),
-      });
-      const { plist } = buildEnrollmentProfile({
-        pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
-        serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
-        organization: 'vpp-mdm', identifier: 'org.vppmdm.enroll',
-      });
+      const { plist } = await this.identityProfile(token, topic);
       log.info({ userId: redeemed.userId ?? undefined }, 'enrollment profile issued');
       return plist;
     } catch (err) {

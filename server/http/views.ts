@@ -17,6 +17,9 @@ export function deviceView(d: DeviceRecord) {
     authenticatedAt: d.authenticatedAt.toISOString(), enrolledAt: d.enrolledAt?.toISOString() ?? null, checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
     silentSince: d.silentFlaggedAt?.toISOString() ?? null,
     pushError: d.pushError ? { reason: d.pushError, at: d.pushErrorAt?.toISOString() ?? null } : null,
+    identityExpiresAt: d.identityExpiresAt?.toISOString() ?? null,
+    identityRenewal: d.nextCertFingerprint ? { pending: true, nextIdentityExpiresAt: d.nextIdentityExpiresAt?.toISOString() ?? null }
+      : d.identityRenewalError ? { pending: false, error: d.identityRenewalError } : null,
   };
 }
 

@@ -77,6 +77,19 @@ export interface DeviceStore {
   noteNotNow(udid: string): Promise<void>;
   /** Clears the NotNow mark; true when there was one. */
   takeNotNow(udid: string): Promise<boolean>;
+  /** notAfter of the identity the device signs with (learnt at Authenticate). */
+  setIdentityExpiry(udid: string, notAfter: Date): Promise<void>;
+  /**
+   * Enrolled devices whose identity expires before `expiringBefore` and that have no renewal under way (or only one
+   * that itself expires by then); a device whose last attempt was after `attemptedBefore` waits.
+   */
+  identityRenewalDue(expiringBefore: Date, attemptedBefore: Date, limit: number): Promise<DeviceRecord[]>;
+  /** Records the renewed identity about to be sent; false when another process started one meanwhile. */
+  startIdentityRenewal(udid: string, previousNext: string | null, next: { fingerprint: string; notAfter: Date }): Promise<boolean>;
+  /** The device signed with its renewed identity: it becomes the only one accepted. */
+  promoteIdentity(udid: string, fingerprint: string): Promise<DeviceRecord | undefined>;
+  /** The device refused the renewed identity: forget it, keep the reason. */
+  failIdentityRenewal(udid: string, fingerprint: string, reason: string): Promise<void>;
   pushable(): Promise<string[]>;
   /** Enrolled devices with commands waiting that have not connected since `since`. */
   withWaitingCommands(since: Date): Promise<string[]>;

@@ -11,7 +11,7 @@ const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' 
 
 export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] as const;
 /** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
-export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] as const;
+export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite', 'identity-renewal'] as const;
 
 export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
@@ -73,6 +73,14 @@ export const devices = pgTable('devices', {
   pushErrorAt: ts('push_error_at'),
   /** A NotNow in the current connection: if another status ends it, the device will not poll by itself. */
   notNowAt: ts('not_now_at'),
+  /** notAfter of the identity the device signs with. */
+  identityExpiresAt: ts('identity_expires_at'),
+  /** A renewed identity sent with InstallProfile and accepted next to the current one until the device uses it. */
+  nextCertFingerprint: text('next_cert_fingerprint').unique(),
+  nextIdentityExpiresAt: ts('next_identity_expires_at'),
+  identityRenewalAttemptedAt: ts('identity_renewal_attempted_at'),
+  /** Why the device refused the last renewal; null once a renewal went through. */
+  identityRenewalError: text('identity_renewal_error'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
 

@@ -20,3 +20,17 @@ ALTER TABLE devices ADD COLUMN push_error_at timestamptz;
 -- A NotNow in the device's current connection. Apple (handling-notnow-status-responses): if another status follows
 -- it, "the device won't automatically poll"; the server pushes again later.
 ALTER TABLE devices ADD COLUMN not_now_at timestamptz;
+
+-- Device identity renewal. Apple (managing-certificates-for-device-management-services-and-devices): "Replace the
+-- profile that contains your MDM payload before any of the certificates in that profile expire." The renewed
+-- identity is sent with InstallProfile and accepted next to the current one until the device signs with it.
+ALTER TABLE devices ADD COLUMN identity_expires_at timestamptz;
+ALTER TABLE devices ADD COLUMN next_cert_fingerprint text UNIQUE;
+ALTER TABLE devices ADD COLUMN next_identity_expires_at timestamptz;
+ALTER TABLE devices ADD COLUMN identity_renewal_attempted_at timestamptz;
+ALTER TABLE devices ADD COLUMN identity_renewal_error text;
+UPDATE devices d SET identity_expires_at = i.not_after FROM identities i WHERE i.fingerprint = d.cert_fingerprint;
+CREATE INDEX devices_identity_expiry_idx ON devices (identity_expires_at) WHERE enrolled;
+ALTER TABLE commands DROP CONSTRAINT IF EXISTS commands_owner_check;
+ALTER TABLE commands ADD CONSTRAINT commands_owner_check
+  CHECK (owner IN ('admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite', 'identity-renewal'));

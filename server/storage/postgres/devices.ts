@@ -80,6 +80,34 @@ export class PostgresDevices implements DeviceStore {
       .returning({ udid: devices.udid });
     return rows.length > 0;
   }
+  async setIdentityExpiry(udid: string, notAfter: Date): Promise<void> {
+    await this.db.update(devices).set({ identityExpiresAt: notAfter }).where(eq(devices.udid, udid));
+  }
+  async identityRenewalDue(expiringBefore: Date, attemptedBefore: Date, limit: number): Promise<DeviceRecord[]> {
+    return this.db.select().from(devices).where(and(
+      eq(devices.enrolled, true), lt(devices.identityExpiresAt, expiringBefore),
+      or(isNull(devices.nextCertFingerprint), lt(devices.nextIdentityExpiresAt, expiringBefore)),
+      or(isNull(devices.identityRenewalAttemptedAt), lt(devices.identityRenewalAttemptedAt, attemptedBefore)),
+    )).orderBy(devices.identityExpiresAt).limit(limit);
+  }
+  async startIdentityRenewal(udid: string, previousNext: string | null, next: { fingerprint: string; notAfter: Date }): Promise<boolean> {
+    const rows = await this.db.update(devices).set({
+      nextCertFingerprint: next.fingerprint, nextIdentityExpiresAt: next.notAfter, identityRenewalAttemptedAt: new Date(), updatedAt: new Date(),
+    }).where(and(eq(devices.udid, udid), previousNext === null ? isNull(devices.nextCertFingerprint) : eq(devices.nextCertFingerprint, previousNext)))
+      .returning({ udid: devices.udid });
+    return rows.length > 0;
+  }
+  async promoteIdentity(udid: string, fingerprint: string): Promise<DeviceRecord | undefined> {
+    const rows = await this.db.update(devices).set({
+      certFingerprint: fingerprint, identityExpiresAt: devices.nextIdentityExpiresAt,
+      nextCertFingerprint: null, nextIdentityExpiresAt: null, identityRenewalError: null, updatedAt: new Date(),
+    }).where(and(eq(devices.udid, udid), eq(devices.nextCertFingerprint, fingerprint))).returning();
+    return rows[0];
+  }
+  async failIdentityRenewal(udid: string, fingerprint: string, reason: string): Promise<void> {
+    await this.db.update(devices).set({ nextCertFingerprint: null, nextIdentityExpiresAt: null, identityRenewalError: reason, updatedAt: new Date() })
+      .where(and(eq(devices.udid, udid), eq(devices.nextCertFingerprint, fingerprint)));
+  }
   async pushable(): Promise<string[]> {
     const rows = await this.db.select({ udid: devices.udid }).from(devices)
       .where(and(eq(devices.enrolled, true), eq(devices.tokenDead, false), isNotNull(devices.pushToken)));
