@@ -14,6 +14,7 @@ import { productByName, type Product } from '../models.js';
 import { signMdmMessage } from '../signing.js';
 import { appStates, installedManagedAppCount, releaseManagedApps, type AppState } from './apps.js';
 import { authenticateMessage, connectRefusalUnenrolls, tokenUpdateMessage } from './check-in-messages.js';
+import { acceptInvitations } from './invitations.js';
 import { answerWithHandler, type CommandContext } from './commands/index.js';
 import { readEnrollmentProfile, type Enrollment, type ProfileSummary } from './enrollment-profile.js';
 import { resolveDeviceSpec } from './spec.js';
@@ -342,25 +343,7 @@ export class SimulatedDevice {
     const urls = this.invitations;
     if (!urls) return;
     this.invitations = undefined;
-    for (const url of urls) {
-      if (!this.appleAccount) {
-        this.env.onInvitation?.(this, url, 'no-account');
-        continue;
-      }
-      try {
-        const res = await this.env.http.request(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ appleAccount: this.appleAccount }),
-        });
-        if (res.status < 200 || res.status >= 300) {
-          throw new DeviceError(`accepting invitation ${url} → ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
-        }
-        this.env.onInvitation?.(this, url, 'accepted');
-      } catch (err) {
-        this.env.onInvitation?.(this, url, err instanceof Error ? err : new DeviceError(String(err)));
-      }
-    }
+    await acceptInvitations(this, this.env, urls);
   }
 
   // ---------------------------------------------------------------------------------------------
