@@ -54,8 +54,8 @@ export const devices = pgTable('devices', {
   topic: text('topic').notNull(),
   userId: text('user_id'),
   certFingerprint: text('cert_fingerprint').notNull().unique(),
-  /** True from the first TokenUpdate after Authenticate until CheckOut; false and not checked out: enrolling. */
-  enrolled: boolean('enrolled').notNull().default(false),
+  /** True from the first TokenUpdate after Authenticate until CheckOut (Authenticate sets it false: enrolling). */
+  enrolled: boolean('enrolled').notNull().default(true),
   enrolledAt: ts('enrolled_at'),
   pushToken: text('push_token'),
   pushMagic: text('push_magic'),

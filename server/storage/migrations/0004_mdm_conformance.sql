@@ -11,7 +11,6 @@ ALTER TABLE push_queue ADD COLUMN generation integer NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN enrolled_at timestamptz;
 UPDATE devices SET enrolled_at = coalesce(token_updated_at, authenticated_at) WHERE enrolled AND token_updated_at IS NOT NULL;
 UPDATE devices SET enrolled = false WHERE enrolled AND token_updated_at IS NULL;
-ALTER TABLE devices ALTER COLUMN enrolled SET DEFAULT false;
 
 -- Why the last push to the device was not delivered, when APNs refused it for good (BadTopic,
 -- DeviceTokenNotForTopic, TopicDisallowed, Unregistered) or it was given up; cleared by a delivery or a TokenUpdate.
