@@ -1,0 +1,142 @@
+// Running fast-check properties against a live test server: how many inputs (short in `npm test`, long
+// behind FUZZ_LONG=1 or FUZZ_RUNS=n), in batches with a health check after each, with the seed printed so a
+// failure replays (FUZZ_SEED=<seed> FUZZ_PATH=<path>), and the one place that looks inside the server.
+import fc from 'fast-check';
+import { expect } from 'vitest';
+import type { TestServer } from './server.js';
+import { until } from './wait.js';
+
+export const FUZZ_LONG = process.env.FUZZ_LONG === '1' || process.env.FUZZ_RUNS !== undefined;
+
+/** Inputs for one fuzz target: FUZZ_RUNS when set, else the long count under FUZZ_LONG=1, else the short one. */
+export function fuzzRuns(short: number, long: number): number {
+  const given = process.env.FUZZ_RUNS;
+  if (given !== undefined) {
+    const n = Number(given);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`FUZZ_RUNS=${given}: expected a positive integer`);
+    return n;
+  }
+  return FUZZ_LONG ? long : short;
+}
+
+/** Vitest timeout for a fuzz test of `runs` inputs (it only bounds a hung run; nothing is timed). */
+export const fuzzTimeout = (runs: number, msPerInput = 60) => 120_000 + runs * msPerInput;
+
+// The short variant replays the same inputs on every run so CI is deterministic; the long one explores.
+const FIXED_SEED = 20_261_201;
+function baseSeed(): number {
+  if (process.env.FUZZ_SEED !== undefined) {
+    const n = Number(process.env.FUZZ_SEED);
+    if (!Number.isInteger(n)) throw new Error(`FUZZ_SEED=${process.env.FUZZ_SEED}: expected an integer`);
+    return n;
+  }
+  return FUZZ_LONG ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : FIXED_SEED;
+}
+
+export interface FuzzTally {
+  inputs: number;
+  requests: number;
+  statuses: Record<string, number>;
+  /** Refusal reasons with the quoted input taken out, printed under FUZZ_VERBOSE=1 to see what the inputs reach. */
+  reasons: Record<string, number>;
+  ms: number;
+}
+
+/** Counts what a fuzz target did, for the summary line it prints. */
+export function newTally(): FuzzTally {
+  return { inputs: 0, requests: 0, statuses: {}, reasons: {}, ms: 0 };
+}
+export function countStatus(t: FuzzTally, status: number): void {
+  t.requests++;
+  t.statuses[status] = (t.statuses[status] ?? 0) + 1;
+}
+export function countReason(t: FuzzTally, reason: string): void {
+  const shape = reason.slice(0, 80).replace(/'[^']*'|"[^"]*"|\b[0-9A-F-]{8,}\b|\d+/g, '…');
+  t.reasons[shape] = (t.reasons[shape] ?? 0) + 1;
+}
+
+/**
+ * Runs `check` on `runs` generated inputs, `batchSize` per fast-check run (seed, seed+1, ...), then
+ * `afterBatch` (the health check). A failure names the batch's seed and fast-check's path, which replay it.
+ */
+export async function fuzz<T>(name: string, arb: fc.Arbitrary<T>, check: (input: T) => Promise<void>, opts: {
+  runs: number; batchSize?: number; tally: FuzzTally; afterBatch: () => Promise<void>;
+}): Promise<void> {
+  const seed = baseSeed();
+  const replayPath = process.env.FUZZ_PATH;
+  const batchSize = replayPath ? opts.runs : opts.batchSize ?? 250;
+  const started = Date.now();
+  process.stdout.write(`[fuzz] ${name}: ${opts.runs} inputs, seed ${seed}${replayPath ? `, path ${replayPath}` : ''}\n`);
+  for (let done = 0, batch = 0; done < opts.runs; done += batchSize, batch++) {
+    const batchSeed = seed + batch;
+    const numRuns = Math.min(batchSize, opts.runs - done);
+    const property = fc.asyncProperty(arb, async (input) => { opts.tally.inputs++; await check(input); });
+    const result = await fc.check(property, { seed: batchSeed, numRuns, path: replayPath, endOnFailure: false });
+    if (result.failed) {
+      const report = fc.defaultReportMessage(result) ?? 'failed';
+      const cause = result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance);
+      throw new Error(`${name}: batch ${batch} failed. Replay: FUZZ_SEED=${batchSeed} FUZZ_PATH=${result.counterexamplePath} `
+        + `npx vitest run <this file>\n${report}\n\nWhat went wrong: ${cause}`);
+    }
+    await opts.afterBatch();
+  }
+  opts.tally.ms = Date.now() - started;
+  const statuses = Object.entries(opts.tally.statuses).map(([s, n]) => `${s}×${n}`).join(' ');
+  process.stdout.write(`[fuzz] ${name}: ${opts.tally.inputs} inputs, ${opts.tally.requests} requests (${statuses}) in ${(opts.tally.ms / 1000).toFixed(1)} s\n`);
+  if (process.env.FUZZ_VERBOSE) {
+    for (const [reason, n] of Object.entries(opts.tally.reasons).sort((a, b) => b[1] - a[1])) process.stdout.write(`  ${String(n).padStart(6)}  ${reason}\n`);
+  }
+}
+
+/** The server still answers its health check and logged nothing at level error since `logMark`. */
+export async function expectHealthy(server: TestServer, logMark: number): Promise<void> {
+  const res = await fetch(`${server.url}/healthz`);
+  expect(res.status, 'health check after a batch').toBe(200);
+  const errors = server.logs.slice(logMark).filter((l) => l.level === 'error');
+  expect(errors.map((l) => `${String(l.msg)}: ${String(l.error ?? '').slice(0, 400)}`), 'error log lines').toEqual([]);
+}
+
+export interface StoredState {
+  /** md5 of every row, per table. */
+  tables: Record<string, string>;
+  /** Push wake-ups written but not yet sent: background work that would still change the tables. */
+  pushesPending: number;
+}
+
+/**
+ * The ONE reach into server internals of the fuzz tests: a hash of the stored rows and the push queue's
+ * length. When storage moves behind ports, only this function changes.
+ */
+export async function storedState(server: TestServer): Promise<StoredState> {
+  const [tables, pending] = await Promise.all([server.storage.tableSnapshot(), server.storage.pendingPushes()]);
+  return { tables, pushesPending: pending.length };
+}
+
+/**
+ * Waits until no push is queued and two reads in a row agree (a delivered push removes its queue row, then
+ * stamps the device), so the rows stop changing behind an accepted request; returns the state then.
+ */
+export async function settled(server: TestServer): Promise<StoredState> {
+  let previous: StoredState | undefined;
+  let state: StoredState | undefined;
+  await until('the push queue to drain and the rows to stop changing', async () => {
+    previous = state;
+    state = await storedState(server);
+    return state.pushesPending === 0 && previous !== undefined && changedTables(previous, state).length === 0;
+  });
+  return state!;
+}
+
+export const changedTables = (a: StoredState, b: StoredState) =>
+  [...new Set([...Object.keys(a.tables), ...Object.keys(b.tables)])].filter((t) => a.tables[t] !== b.tables[t]).sort();
+
+export const MAX_MESSAGE_LENGTH = 2000;
+
+/** A refusal's message must be something a person can act on: present, short, no stack trace. */
+export function expectClearMessage(message: unknown, context: string, maxLength = MAX_MESSAGE_LENGTH): void {
+  expect(typeof message, `${context}: message is a string`).toBe('string');
+  const text = message as string;
+  expect(text.trim().length, `${context}: message is not empty`).toBeGreaterThan(0);
+  expect(text.length, `${context}: message is short (${text.slice(0, 120)}…)`).toBeLessThanOrEqual(maxLength);
+  expect(text, `${context}: no stack trace`).not.toMatch(/\n\s+at .+:\d+:\d+/);
+}
