@@ -173,6 +173,10 @@ describe.each(availableBackends())('device endpoint fuzzing on %s', (backend) =>
         if (type !== 'TokenUpdate') expect((await device.authenticate()).status, `re-authenticate after an accepted ${String(type)}`).toBe(200);
         expect((await device.tokenUpdate()).status, `TokenUpdate after an accepted ${String(type)}`).toBe(200);
       }
+      // A command left waiting (an AwaitingConfiguration TokenUpdate queues DeviceConfigured, a NotNow keeps
+      // one) makes every later TokenUpdate push; answering them keeps background pushes rare.
+      const commands = (await server.api('GET', `/api/v1/devices/${device.udid}/commands`)).body as Array<{ status: string }>;
+      if (commands.some((c) => ['Queued', 'Sent', 'NotNow'].includes(c.status))) await device.drain();
       state = await settled(server);
     };
   }
