@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LogLevel } from './log.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
 
 // Every setting of SPEC §3, read from the environment once at start-up.
 export interface Config {
@@ -15,7 +15,6 @@ export interface Config {
   clientCertHeader?: string;
   secretsKey?: string;
   logLevel: LogLevel;
-  sandbox: boolean;
   /** How long an enrollment token stays valid. */
   enrollmentTtlMs: number;
   /** Largest device request body accepted (check-in and connect). */
@@ -44,7 +43,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const port = overrides.port ?? intFrom(env, 'PORT', 8080);
   const host = overrides.host ?? env.HOST ?? '127.0.0.1';
   const logLevel = (overrides.logLevel ?? env.LOG_LEVEL ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) {
+  if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, silent; got "${logLevel}"`);
   }
   const config: Config = {
@@ -60,7 +59,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     clientCertHeader: (overrides.clientCertHeader ?? (env.CLIENT_CERT_HEADER || undefined))?.toLowerCase(),
     secretsKey: overrides.secretsKey ?? (env.SECRETS_KEY || undefined),
     logLevel,
-    sandbox: overrides.sandbox ?? (env.MDM_SANDBOX === '1' || env.MDM_SANDBOX === 'true'),
     enrollmentTtlMs: overrides.enrollmentTtlMs ?? intFrom(env, 'ENROLLMENT_TTL_SECONDS', 7 * 24 * 3600) * 1000,
     maxDeviceBodyBytes: overrides.maxDeviceBodyBytes ?? intFrom(env, 'MAX_DEVICE_BODY_BYTES', 2 * 1024 * 1024),
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),

@@ -48,7 +48,7 @@ export async function loadOrCreateFileSecret(opts: { value?: string; dataDir: st
   const value = opts.generate();
   try {
     await fs.writeFile(file, value + '\n', { mode: 0o600, flag: 'wx' });
-    opts.log.warn(`generated ${opts.what}`, { file });
+    opts.log.warn({ file }, `generated ${opts.what}`);
     opts.announce?.(value);
     return value;
   } catch (err) {

@@ -37,7 +37,7 @@ class ServerProcessError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** One `node --import tsx server/main.ts` process (a single PID, so SIGKILL hits the server itself, not npx). */
+/** One `node --import tsx main.ts` process (a single PID, so SIGKILL hits the server itself, not npx). */
 class ServerProcess {
   child: ChildProcess | undefined;
   url = '';
@@ -50,7 +50,7 @@ class ServerProcess {
   /** Starts the server on `port` (0: any free port) and resolves with its URL once it prints that it listens. */
   async start(port = 0): Promise<string> {
     const tag = `[${this.name} run ${++this.runs}] `;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
       cwd: REPO, env: { ...this.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -9,6 +9,7 @@ import type { CertifiedKey } from '../mdm/identity.js';
 import { signMdmMessage } from '../simulator/signing.js';
 import { availableBackends } from './support/databases.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { tableSnapshot } from './support/snapshot.js';
 import { TestDevice, fetchProfile, sendRaw, type Enrolled, type SendOptions } from './support/device-client.js';
 
 const MAX_BODY = 64 * 1024;
@@ -253,8 +254,8 @@ describe.each(availableBackends())('bad device input on %s', (backend) => {
     // The enqueue's wake-up is asynchronous; let it finish so only the requests under test could change anything.
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const stored = await server.storage.getDevice(device.udid);
-      const pending = (await server.storage.pendingPushes()).some((p) => p.udid === device.udid);
+      const stored = await server.storage.devices.get(device.udid);
+      const pending = (await server.storage.pushQueue.pending()).some((p) => p.udid === device.udid);
       if (stored?.lastPushedAt && !pending) break;
       if (Date.now() > deadline) throw new Error('the enqueue push did not complete');
       await new Promise((r) => setTimeout(r, 50));
@@ -267,9 +268,9 @@ describe.each(availableBackends())('bad device input on %s', (backend) => {
       stolenCert: { certPem: device.enrolled.identity.certPem, keyPem: rsaKeyPair().privateKey },
       unknownUdid: new TestDevice().udid,
     };
-    initialSnapshot = await server.storage.tableSnapshot();
-    initialLastSeen = (await server.storage.getDevice(device.udid))!.lastSeenAt;
-    expect((await server.storage.getCommand(ctx.commandUUID))!.status).toBe('Queued');
+    initialSnapshot = await tableSnapshot(server.database.pool);
+    initialLastSeen = (await server.storage.devices.get(device.udid))!.lastSeenAt;
+    expect((await server.storage.commands.get(ctx.commandUUID))!.status).toBe('Queued');
   });
   afterAll(async () => { await server?.close(); });
 
@@ -289,7 +290,7 @@ describe.each(availableBackends())('bad device input on %s', (backend) => {
   // Soft assertions: a case that goes wrong reports every way it went wrong (status, log, stored state) at once.
   it.each(CASES.map((c) => ({ ...c, name: `${c.endpoint}: ${c.title}` })))('$name → $status', async (c) => {
     const probe = c.probe(ctx);
-    const before = await server.storage.tableSnapshot();
+    const before = await tableSnapshot(server.database.pool);
     const mark = server.logs.length;
 
     const res = await send(c.endpoint, probe);
@@ -308,23 +309,23 @@ describe.each(availableBackends())('bad device input on %s', (backend) => {
     expect.soft(String(line.reason)).toMatch(c.reason);
     expect.soft(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([]);
 
-    expect.soft(changedTables(before, await server.storage.tableSnapshot())).toEqual([]);
+    expect.soft(changedTables(before, await tableSnapshot(server.database.pool))).toEqual([]);
   });
 
   it('after all of that, nothing changed and the enrolled device still works', async () => {
-    expect.soft(changedTables(initialSnapshot, await server.storage.tableSnapshot())).toEqual([]);
-    expect.soft((await server.storage.getCommand(ctx.commandUUID))!.status).toBe('Queued');
-    expect.soft((await server.storage.getDevice(ctx.device.udid))!.lastSeenAt).toEqual(initialLastSeen);
+    expect.soft(changedTables(initialSnapshot, await tableSnapshot(server.database.pool))).toEqual([]);
+    expect.soft((await server.storage.commands.get(ctx.commandUUID))!.status).toBe('Queued');
+    expect.soft((await server.storage.devices.get(ctx.device.udid))!.lastSeenAt).toEqual(initialLastSeen);
     expect.soft(server.logs.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([]);
 
     const idle = await ctx.device.connect({ Status: 'Idle' });
     expect(idle.status, idle.text).toBe(200);
     expect(parsePlistDict(idle.body).CommandUUID).toBe(ctx.commandUUID);
-    expect((await server.storage.getCommand(ctx.commandUUID))!.status).toBe('Sent');
+    expect((await server.storage.commands.get(ctx.commandUUID))!.status).toBe('Sent');
     const done = await ctx.device.connect({ Status: 'Acknowledged', CommandUUID: ctx.commandUUID, ProfileList: [] });
     expect(done.status, done.text).toBe(200);
-    expect((await server.storage.getCommand(ctx.commandUUID))!.status).toBe('Acknowledged');
+    expect((await server.storage.commands.get(ctx.commandUUID))!.status).toBe('Acknowledged');
     expect((await ctx.device.tokenUpdate()).status).toBe(200);
-    expect((await server.storage.getDevice(ctx.device.udid))!.lastSeenAt!.getTime()).toBeGreaterThan(initialLastSeen!.getTime());
+    expect((await server.storage.devices.get(ctx.device.udid))!.lastSeenAt!.getTime()).toBeGreaterThan(initialLastSeen!.getTime());
   });
 });

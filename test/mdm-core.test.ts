@@ -88,7 +88,7 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     expect(again.status).toBe(410);
     expect(await again.text()).toContain('already used');
     expect((await fetch(`${server.url}/mdm/enroll/not-a-token`)).status).toBe(404);
-    await server.storage.createEnrollment({ token: 'expired-token', expiresAt: new Date(Date.now() - 1000) });
+    await server.storage.enrollments.create({ token: 'expired-token', expiresAt: new Date(Date.now() - 1000) });
     const expired = await fetch(`${server.url}/mdm/enroll/expired-token`);
     expect(expired.status).toBe(410);
     expect(await expired.text()).toContain('expired');
@@ -103,7 +103,7 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
       udid: device.udid, serialNumber: device.serial, osVersion: '17.5', productName: 'iPhone15,2', userId: 'carol', enrolled: true, pushable: true,
     });
     expect(got.body.lastSeenAt).toBeTruthy();
-    const stored = await server.storage.getDevice(device.udid);
+    const stored = await server.storage.devices.get(device.udid);
     expect(stored!.pushToken).toBe(device.pushTokenHex());
     expect(stored!.unlockToken).not.toContain(Buffer.from('unlock').toString('base64')); // sealed at rest
     expect((await server.api('GET', '/api/v1/devices')).body.map((d: { udid: string }) => d.udid)).toContain(device.udid);
@@ -201,7 +201,7 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     // A late NotNow for a finished command does not reopen it.
     await device.connect({ CommandUUID: a, Status: 'Acknowledged' });
     await device.connect({ CommandUUID: b, Status: 'NotNow' });
-    expect((await server.storage.getCommand(b))!.status).toBe('Acknowledged');
+    expect((await server.storage.commands.get(b))!.status).toBe('Acknowledged');
   });
 
   it('binds the identity to its UDID: another UDID presenting it is refused', async () => {
@@ -216,7 +216,7 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     const cross = await sendRaw(a.enrolled.serverURL, Buffer.from(`<?xml version="1.0"?><plist version="1.0"><dict><key>UDID</key><string>${a.udid}</string><key>Status</key><string>Idle</string></dict></plist>`), b.enrolled.identity, 'connect');
     expect(cross.status).toBe(400);
     expect(cross.text).toContain('not the one bound');
-    expect((await server.storage.getDevice(impostor.udid))).toBeUndefined();
+    expect((await server.storage.devices.get(impostor.udid))).toBeUndefined();
   });
 
   it('answers Apple\'s 403 com.apple.unrecognized.device for unknown and checked-out devices', async () => {
@@ -258,7 +258,7 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     try {
       await server.api('POST', `/api/v1/devices/${device.udid}/commands`, { RequestType: 'ProfileList' });
       await until('push to be queued for retry', async () => {
-        const q = await server.storage.pendingPushes();
+        const q = await server.storage.pushQueue.pending();
         return q.some((p) => p.udid === device.udid && p.lastError) || undefined;
       });
       expect(deliveries.slice(before).some((d) => d.token === device.pushTokenHex())).toBe(false);
@@ -266,18 +266,18 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
       apns.setFault({ kind: 'none' });
     }
     await until('delivery after outage', async () => deliveries.slice(before).some((d) => d.token === device.pushTokenHex()), 30_000);
-    await until('queue drained', async () => !(await server.storage.pendingPushes()).some((p) => p.udid === device.udid));
+    await until('queue drained', async () => !(await server.storage.pushQueue.pending()).some((p) => p.udid === device.udid));
   });
 
   it('marks a token dead on 410 Unregistered and stops pushing it until a new TokenUpdate', async () => {
     const device = await enrolledDevice();
     server.sandbox!.apns.unregisterToken(device.pushTokenHex());
     await server.api('POST', `/api/v1/devices/${device.udid}/refresh`);
-    await until('token marked dead', async () => (await server.storage.getDevice(device.udid))!.tokenDead);
+    await until('token marked dead', async () => (await server.storage.devices.get(device.udid))!.tokenDead);
     expect((await server.api('GET', `/api/v1/devices/${device.udid}`)).body.pushable).toBe(false);
     expect((await server.api('POST', `/api/v1/devices/${device.udid}/refresh`)).status).toBe(409);
     await server.api('POST', `/api/v1/devices/${device.udid}/commands`, { RequestType: 'ProfileList' });
-    await until('queue drained without pushing', async () => !(await server.storage.pendingPushes()).some((p) => p.udid === device.udid));
+    await until('queue drained without pushing', async () => !(await server.storage.pushQueue.pending()).some((p) => p.udid === device.udid));
     server.sandbox!.apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
     await device.tokenUpdate();
     expect((await server.api('GET', `/api/v1/devices/${device.udid}`)).body.pushable).toBe(true);
@@ -339,10 +339,10 @@ describe.each(availableBackends())('real device captures and proxy certificates 
       const res = await sendRaw(kind === 'checkin' ? who.checkInURL : who.serverURL, await read(file), who.identity, kind);
       expect(res.status, `${file}: ${res.text}`).toBe(200);
     }
-    const dev = await server.storage.getDevice('663b07bb783e9ade1dae4fbb92ea12afc0ce5b69');
+    const dev = await server.storage.devices.get('663b07bb783e9ade1dae4fbb92ea12afc0ce5b69');
     expect(dev).toMatchObject({ serialNumber: 'F5JM992LF193', osVersion: '9.3.5', productName: 'iPad2,5', enrolled: true });
     expect(dev!.pushToken).toBe(Buffer.from('R+juwGLC9ynsFwPBs+GPGXHYXwC+dkRdNAgLqnAbX1E=', 'base64').toString('hex'));
-    expect(await server.storage.getDevice('66ADE930-5FDF-5EC4-8429-15640684C489')).toBeTruthy();
+    expect(await server.storage.devices.get('66ADE930-5FDF-5EC4-8429-15640684C489')).toBeTruthy();
   });
 
   it('with CLIENT_CERT_HEADER, takes the identity from the proxy header instead of Mdm-Signature', async () => {

@@ -7,8 +7,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../server/log.js';
 import { openDatabase, type Database } from '../server/storage/database.js';
-import { migrate } from '../server/storage/migrations.js';
-import { Storage } from '../server/storage/storage.js';
+import { migrate } from '../server/storage/migrate.js';
+import type { Storage } from '../server/storage/ports.js';
+import { postgresStorage } from '../server/storage/postgres/index.js';
 import { availableBackends, freshPostgresDatabase } from './support/databases.js';
 
 const log = createLogger('silent');
@@ -25,27 +26,27 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
     await migrate(db.pool, log);
     // A second migrate is a no-op (as when several processes start together).
     expect(await migrate(db.pool, log)).toBe(0);
-    storages = [new Storage(db.pool)];
+    storages = [postgresStorage(db.pool)];
     if (backend === 'postgres') {
       // Two more "server processes", each with its own pool on the same database.
       for (let i = 0; i < 2; i++) {
         const pool = new pg.Pool({ connectionString: db.url, max: 10 });
         extraPools.push(pool);
-        storages.push(new Storage(pool));
+        storages.push(postgresStorage(pool));
       }
     }
     const s = storages[0]!;
     await db.pool.query(`INSERT INTO vpp_subscriptions (id, name, sealed_stoken, token_hash, org_name, expires_at, sealed_notification_token, schedule, status)
       VALUES ('sub', 'test', 'x', 'hash', 'Org', now() + interval '1 year', 'y', '{"type":"none"}', 'Active')`);
     for (const [adamId, total] of [['100', 100], ['200', 3], ['300', 2]] as const) {
-      await s.vpp.upsertAsset({ subscriptionId: 'sub', adamId, pricingParam: 'STDQ', productType: 'App', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true, totalCount: total, appleAssignedCount: 0 });
-      await s.vpp.createBundle({ id: `bundle-${adamId}`, subscriptionId: 'sub', adamId, pricingParam: 'STDQ', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true });
+      await s.catalogue.upsertAsset({ subscriptionId: 'sub', adamId, pricingParam: 'STDQ', productType: 'App', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true, totalCount: total, appleAssignedCount: 0 });
+      await s.catalogue.createBundle({ id: `bundle-${adamId}`, subscriptionId: 'sub', adamId, pricingParam: 'STDQ', name: `App ${adamId}`, bundleIdentifier: null, deviceAssignable: true });
     }
     // Only enrolled, assigned targets may take a license.
     const entitle = async (adamId: string, ids: string[], type: 'device' | 'user' = 'device') => {
       for (const id of ids) {
         if (type === 'device') await db.pool.query(`INSERT INTO devices (udid, topic, cert_fingerprint) VALUES ($1, 't', $2) ON CONFLICT DO NOTHING`, [id, `fp-${id}`]);
-        await s.vpp.addAssignment(`bundle-${adamId}`, type, id);
+        await s.assignments.add(`bundle-${adamId}`, type, id);
       }
     };
     const range = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
@@ -64,55 +65,55 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
 
   it('never hands out more licenses than bought when 300 targets ask at once from several pools', async () => {
     const results = await Promise.all(Array.from({ length: 300 }, (_, i) =>
-      storages[i % storages.length]!.vpp.acquireLicense(key('100'), { type: 'device', id: `dev-${i}`, serialNumber: `SER${i}` })));
+      storages[i % storages.length]!.ledger.acquire(key('100'), { type: 'device', id: `dev-${i}`, serialNumber: `SER${i}` })));
     expect(results.filter((r) => r.outcome === 'acquired')).toHaveLength(100);
     expect(results.filter((r) => r.outcome === 'none')).toHaveLength(200);
-    expect(await storages[0]!.vpp.countLicenses(key('100'))).toBe(100);
+    expect(await storages[0]!.ledger.count(key('100'))).toBe(100);
     // Asking again (a retry) returns the license already held, never a second one.
     const holder = results.findIndex((r) => r.outcome === 'acquired');
-    const again = await storages[0]!.vpp.acquireLicense(key('100'), { type: 'device', id: `dev-${holder}` });
+    const again = await storages[0]!.ledger.acquire(key('100'), { type: 'device', id: `dev-${holder}` });
     expect(again.outcome).toBe('held');
-    expect(await storages[0]!.vpp.countLicenses(key('100'))).toBe(100);
+    expect(await storages[0]!.ledger.count(key('100'))).toBe(100);
     // A returned license can be taken by exactly one of the waiting targets.
-    await storages[0]!.vpp.deleteLicense((again as { license: { id: number } }).license.id);
+    await storages[0]!.ledger.release((again as { license: { id: number } }).license.id);
     const race = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-      storages[i % storages.length]!.vpp.acquireLicense(key('100'), { type: 'device', id: `late-${i}` })));
+      storages[i % storages.length]!.ledger.acquire(key('100'), { type: 'device', id: `late-${i}` })));
     expect(race.filter((r) => r.outcome === 'acquired')).toHaveLength(1);
-    expect(await storages[0]!.vpp.countLicenses(key('100'))).toBe(100);
+    expect(await storages[0]!.ledger.count(key('100'))).toBe(100);
   });
 
   it('keeps reserved licenses for their targets', async () => {
     const s = storages[0]!;
-    await s.vpp.addReservation('bundle-200', 'device', 'vip-1');
-    await s.vpp.addReservation('bundle-200', 'user', 'vip-user');
+    await s.reservations.add('bundle-200', 'device', 'vip-1');
+    await s.reservations.add('bundle-200', 'user', 'vip-user');
     // 3 bought, 2 reserved: FCFS may take one.
-    const fcfs = await Promise.all(['a', 'b', 'c'].map((id) => s.vpp.acquireLicense(key('200'), { type: 'device', id })));
+    const fcfs = await Promise.all(['a', 'b', 'c'].map((id) => s.ledger.acquire(key('200'), { type: 'device', id })));
     expect(fcfs.filter((r) => r.outcome === 'acquired')).toHaveLength(1);
     const refused = fcfs.find((r) => r.outcome === 'none') as { reservedForOthers: number };
     expect(refused.reservedForOthers).toBe(2);
-    expect((await s.vpp.acquireLicense(key('200'), { type: 'device', id: 'vip-1' })).outcome).toBe('acquired');
-    expect((await s.vpp.acquireLicense(key('200'), { type: 'user', id: 'vip-user' })).outcome).toBe('acquired');
-    expect(await s.vpp.countLicenses(key('200'))).toBe(3);
+    expect((await s.ledger.acquire(key('200'), { type: 'device', id: 'vip-1' })).outcome).toBe('acquired');
+    expect((await s.ledger.acquire(key('200'), { type: 'user', id: 'vip-user' })).outcome).toBe('acquired');
+    expect(await s.ledger.count(key('200'))).toBe(3);
   });
 
   it('refuses targets that lost their assignment or enrollment', async () => {
     const s = storages[0]!;
-    expect((await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'stranger' })).outcome).toBe('notEntitled');
+    expect((await s.ledger.acquire(key('300'), { type: 'device', id: 'stranger' })).outcome).toBe('notEntitled');
     await db.pool.query(`UPDATE devices SET enrolled = false WHERE udid = 'r'`);
-    expect((await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'r' })).outcome).toBe('notEntitled');
+    expect((await s.ledger.acquire(key('300'), { type: 'device', id: 'r' })).outcome).toBe('notEntitled');
     await db.pool.query(`UPDATE devices SET enrolled = true WHERE udid = 'r'`);
   });
 
   it('runs license claims in transactions that roll back on failure', async () => {
     const s = storages[0]!;
-    const unknown = await s.vpp.acquireLicense({ subscriptionId: 'sub', adamId: 'nope', pricingParam: 'STDQ' }, { type: 'device', id: 'x' });
+    const unknown = await s.ledger.acquire({ subscriptionId: 'sub', adamId: 'nope', pricingParam: 'STDQ' }, { type: 'device', id: 'x' });
     expect(unknown.outcome).toBe('none');
-    const first = await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'p' });
+    const first = await s.ledger.acquire(key('300'), { type: 'device', id: 'p' });
     expect(first.outcome).toBe('acquired');
     // The pool is still usable and consistent after a refused claim.
-    await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'q' });
-    expect((await s.vpp.acquireLicense(key('300'), { type: 'device', id: 'r' })).outcome).toBe('none');
-    expect(await s.vpp.countLicenses(key('300'))).toBe(2);
+    await s.ledger.acquire(key('300'), { type: 'device', id: 'q' });
+    expect((await s.ledger.acquire(key('300'), { type: 'device', id: 'r' })).outcome).toBe('none');
+    expect(await s.ledger.count(key('300'))).toBe(2);
   });
 
   it('leases each due push to exactly one claimer, coalescing repeated requests per device', async () => {
@@ -121,16 +122,16 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
       await db.pool.query(`INSERT INTO devices (udid, topic, cert_fingerprint, push_token, push_magic) VALUES ($1, 't', $2, 'aa', 'm')`, [`pushdev-${i}`, `fp-${i}`]);
     }
     const udids = Array.from({ length: 50 }, (_, i) => `pushdev-${i}`);
-    await s.requestPush(udids, 'test');
-    await s.requestPush(udids.slice(0, 10), 'again');
-    expect((await s.pendingPushes()).filter((p) => p.udid.startsWith('pushdev-'))).toHaveLength(50);
-    const claims = await Promise.all(storages.flatMap((st) => [st.claimDuePushes(20, 60_000), st.claimDuePushes(20, 60_000)]));
+    await s.pushQueue.request(udids, 'test');
+    await s.pushQueue.request(udids.slice(0, 10), 'again');
+    expect((await s.pushQueue.pending()).filter((p) => p.udid.startsWith('pushdev-'))).toHaveLength(50);
+    const claims = await Promise.all(storages.flatMap((st) => [st.pushQueue.claimDue(20, 60_000), st.pushQueue.claimDue(20, 60_000)]));
     const claimed = claims.flat().map((c) => c.udid).filter((u) => u.startsWith('pushdev-'));
     expect(new Set(claimed).size).toBe(claimed.length);
     expect(claimed.length).toBe(Math.min(50, 20 * claims.length));
     // Leased rows are not due again until the lease runs out.
-    expect((await s.claimDuePushes(100, 60_000)).filter((c) => c.udid.startsWith('pushdev-')).length).toBe(50 - claimed.length);
-    await s.completePush(udids, true);
-    expect((await s.pendingPushes()).filter((p) => p.udid.startsWith('pushdev-'))).toHaveLength(0);
+    expect((await s.pushQueue.claimDue(100, 60_000)).filter((c) => c.udid.startsWith('pushdev-')).length).toBe(50 - claimed.length);
+    await s.pushQueue.complete(udids, true);
+    expect((await s.pushQueue.pending()).filter((p) => p.udid.startsWith('pushdev-'))).toHaveLength(0);
   });
 });

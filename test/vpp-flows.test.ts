@@ -138,7 +138,7 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     await w.sync(d);
     await w.sync(d);
     await w.waitStatus(bundle, 'device', d.udid, 'Installed');
-    const cmds = await w.server.storage.listCommands(d.udid);
+    const cmds = await w.server.storage.commands.list(d.udid);
     const install = cmds.find((c) => c.requestType === 'InstallApplication')!;
     expect(install.payload).toContain('<key>iTunesStoreID</key>');
     const { parsePlistDict } = await import('../mdm/plist.js');
@@ -208,7 +208,7 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     expect(a.status).toBe('OSVersionTooOld');
     expect(a.reason).toContain('iOS 9');
     expect(sim().assignedCount(s.sToken, KEYNOTE.adamId)).toBe(0);
-    expect(await w.server.storage.vpp.countLicenses({ subscriptionId: s.id, adamId: KEYNOTE.adamId, pricingParam: 'STDQ' })).toBe(0);
+    expect(await w.server.storage.ledger.count({ subscriptionId: s.id, adamId: KEYNOTE.adamId, pricingParam: 'STDQ' })).toBe(0);
   });
 
   it('user assignment: first refresh registers and invites, second installs; one refresh once associated', async () => {
@@ -328,14 +328,14 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     await api('POST', `/api/v1/bundles/${bundle}/assignments`, { targetType: 'device', targetId: d.udid });
     await w.sync(d);
     await until('licensed', () => sim().assignedCount(s.sToken, KEYNOTE.adamId) === 1);
-    await until('associated', async () => (await w.server.storage.vpp.licensesForTarget('device', d.udid))[0]?.state === 'Associated');
+    await until('associated', async () => (await w.server.storage.ledger.forTarget('device', d.udid))[0]?.state === 'Associated');
     // The CheckOut is stored but the process died before its in-memory reclaim ran.
-    await w.server.storage.checkOutDevice(d.udid);
+    await w.server.storage.devices.checkOut(d.udid);
     const res = await api('POST', `/api/v1/vpp/subscriptions/${s.id}/reconcile?graceMs=0`);
     expect(res.status).toBe(200);
     expect(res.body.released).toBeGreaterThanOrEqual(1);
     await until('released at Apple', () => sim().assignedCount(s.sToken, KEYNOTE.adamId) === 0);
-    await until('released in the ledger', async () => (await w.server.storage.vpp.licensesForTarget('device', d.udid)).length === 0);
+    await until('released in the ledger', async () => (await w.server.storage.ledger.forTarget('device', d.udid)).length === 0);
     expect((await api('POST', `/api/v1/vpp/subscriptions/${s.id}/reconcile?graceMs=-5`)).status).toBe(400);
   });
 
@@ -371,7 +371,7 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     // Apple's TEST_NOTIFICATION at subscription time reached the endpoint and was accepted.
     expect(sim().notificationLog().some((n) => n.url === url && n.notificationType === 'TEST_NOTIFICATION' && n.lastStatus === 200)).toBe(true);
     const secrets = new SecretBox(decodeKey(await fs.readFile(path.join(w.server.dataDir, 'secrets-key'), 'utf8')));
-    const token = secrets.open((await w.server.storage.vpp.getSubscription(s.id))!.sealedNotificationToken);
+    const token = secrets.open((await w.server.storage.subscriptions.get(s.id))!.sealedNotificationToken);
     const count = { notificationId: crypto.randomUUID(), notificationType: 'ASSET_COUNT', uId: 'x', notification: { adamId: PAGES.adamId, countDelta: 0, pricingParam: 'STDQ' } };
     const handled = () => w.server.logs.filter((l) => l.msg === 'VPP notification handled').length;
     const before = handled();

@@ -1,9 +1,16 @@
+import type { ManageAssetsRequest } from './client.js';
+
 // License policy as plain functions over data (SPEC §6): who may hold a license, and what the admin sees.
 
-export type TargetType = 'user' | 'device';
-export type InstallStatus =
-  | 'Waiting' | 'InvitationSent' | 'Associating' | 'Licensed' | 'Installing' | 'Installed' | 'Failed'
-  | 'OSVersionTooOld' | 'DeviceLimitReached';
+export const TARGET_TYPES = ['user', 'device'] as const;
+export type TargetType = (typeof TARGET_TYPES)[number];
+export const INSTALL_STATUSES = [
+  'Waiting', 'InvitationSent', 'Associating', 'Licensed', 'Installing', 'Installed', 'Failed', 'OSVersionTooOld', 'DeviceLimitReached',
+] as const;
+export type InstallStatus = (typeof INSTALL_STATUSES)[number];
+/** Where one license of the ledger stands: taken and asked of Apple, confirmed by Apple, being given back. */
+export const LICENSE_STATES = ['Associating', 'Associated', 'Disassociating'] as const;
+export type LicenseState = (typeof LICENSE_STATES)[number];
 
 /** Device-based assignment arrived with iOS 9 (support.apple.com/101688). */
 export const MIN_DEVICE_ASSIGNMENT_OS = '9.0';
@@ -59,4 +66,12 @@ export function summarizeLicenses(rows: Array<Omit<LicenseSummaryRow, 'available
     byApp.set(key, cur);
   }
   return [...byApp.values()].sort((a, b) => a.adamId.localeCompare(b.adamId) || a.pricingParam.localeCompare(b.pricingParam));
+}
+
+/** Apple's associate/disassociate request for one asset and one target: a user by clientUserId, a device by serial number. */
+export function manageAssetsRequest(asset: { adamId: string; pricingParam: string }, who: { serialNumber?: string | null; clientUserId?: string }): ManageAssetsRequest {
+  return {
+    assets: [{ adamId: asset.adamId, pricingParam: asset.pricingParam }],
+    ...(who.clientUserId ? { clientUserIds: [who.clientUserId] } : { serialNumbers: [who.serialNumber!] }),
+  };
 }

@@ -1,27 +1,40 @@
 import type { NextFunction, Request, Response } from 'express';
+import { AppError, type AppErrorKind } from '../errors.js';
+import type { Logger } from '../log.js';
 
-// Admin API errors: {error: {code, message}} with a proper status.
-export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) { super(message); }
+// The one place an AppError becomes an HTTP answer: {error: {code, message}} with the kind's status. The code is
+// the error's reason when it has one (e.g. invalid_stoken), else the kind's.
+
+const STATUS: Record<AppErrorKind, number> = {
+  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unavailable: 503,
+};
+const CODE: Record<AppErrorKind, string> = {
+  invalid: 'bad_request', unauthorized: 'unauthorized', not_found: 'not_found', conflict: 'conflict', gone: 'gone',
+  too_large: 'body_too_large', unavailable: 'unavailable',
+};
+
+export const httpStatus = (err: AppError): number => STATUS[err.kind];
+
+export function sendError(res: Response, err: AppError): void {
+  res.status(httpStatus(err)).json({ error: { code: err.reason ?? CODE[err.kind], message: err.message } });
 }
 
-export const badRequest = (message: string, code = 'bad_request') => new ApiError(400, code, message);
-export const notFound = (message: string) => new ApiError(404, 'not_found', message);
-export const conflict = (message: string, code = 'conflict') => new ApiError(409, code, message);
-
-export function sendApiError(res: Response, err: ApiError): void {
-  res.status(err.status).json({ error: { code: err.code, message: err.message } });
+/** Body-parser failures arrive with `type` and `status`; they are the client's errors, said as AppErrors. */
+export function asAppError(err: unknown): AppError | undefined {
+  if (err instanceof AppError) return err;
+  const e = err as { type?: string; status?: number; message?: string } | undefined;
+  if (e?.type === 'entity.too.large') return new AppError('too_large', 'request body is larger than allowed');
+  if (e?.type === 'entity.parse.failed') return new AppError('invalid', `body is not valid JSON: ${e.message}`, 'invalid_json');
+  if (e?.status && e.status >= 400 && e.status < 500) return new AppError('invalid', e.message ?? 'bad request');
+  return undefined;
 }
 
-/** Express 5 passes rejected promises here; body-parser errors arrive with `type` and `status`. */
-export function apiErrorHandler(log: { error(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void }) {
+/** Express 5 passes rejected promises here. */
+export function apiErrorHandler(log: Logger, what = 'admin API') {
   return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    if (err instanceof ApiError) return sendApiError(res, err);
-    const e = err as { type?: string; status?: number; message?: string };
-    if (e.type === 'entity.too.large') return sendApiError(res, new ApiError(413, 'body_too_large', 'request body is larger than allowed'));
-    if (e.type === 'entity.parse.failed') return sendApiError(res, badRequest(`body is not valid JSON: ${e.message}`, 'invalid_json'));
-    if (e.status && e.status >= 400 && e.status < 500) return sendApiError(res, new ApiError(e.status, 'bad_request', e.message ?? 'bad request'));
-    log.error('unhandled error in admin API', { path: req.path, error: (err as Error)?.stack ?? String(err) });
-    sendApiError(res, new ApiError(500, 'internal', 'internal server error'));
+    const known = asAppError(err);
+    if (known) return sendError(res, known);
+    log.error({ path: req.path, error: (err as Error)?.stack ?? String(err) }, `unhandled error in ${what}`);
+    res.status(500).json({ error: { code: 'internal', message: 'internal server error' } });
   };
 }

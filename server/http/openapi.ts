@@ -30,7 +30,7 @@ const paths: Record<string, Record<string, object>> = {
     delete: { summary: 'Delete a device; its device licenses are disassociated at Apple', parameters: [udid], responses: { 204: { description: 'Deleted' }, 404: error } },
   },
   '/devices/{udid}/commands': {
-    get: { summary: 'List commands of a device with status and result', parameters: [udid], responses: { 200: ok('Commands'), 404: error } },
+    get: { summary: 'List commands of a device with status, result and owner (who queued it: admin, device-setup, vpp-install, vpp-check, vpp-invite)', parameters: [udid], responses: { 200: ok('Commands', { type: 'array', items: { $ref: '#/components/schemas/Command' } }), 404: error } },
     post: { summary: "Queue a raw command (the command dictionary, checked against Apple's schema) and push the device", parameters: [udid], requestBody: json({ type: 'object', required: ['RequestType'] }), responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error, 404: error, 409: error } },
   },
   '/devices/{udid}/refresh': { post: { summary: 'Refresh Device quick task: push now', parameters: [udid], responses: { 202: ok('Push queued'), 404: error, 409: error } } },
@@ -63,6 +63,7 @@ export function openApiDocument() {
         UserInput: { type: 'object', required: ['id', 'email'], properties: { id: { type: 'string' }, email: { type: 'string' }, appleAccount: { type: 'string' } } },
         User: { type: 'object', properties: { id: { type: 'string' }, email: { type: 'string' }, appleAccount: { type: ['string', 'null'] }, createdAt: { type: 'string' } } },
         Device: { type: 'object', properties: { udid: { type: 'string' }, serialNumber: { type: ['string', 'null'] }, osVersion: { type: ['string', 'null'] }, productName: { type: ['string', 'null'] }, userId: { type: ['string', 'null'] }, enrolled: { type: 'boolean' }, pushable: { type: 'boolean' }, lastSeenAt: { type: ['string', 'null'] } } },
+        Command: { type: 'object', properties: { commandUUID: { type: 'string' }, requestType: { type: 'string' }, status: { enum: ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] }, owner: { enum: ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] }, ownerRef: { type: ['string', 'null'], description: 'what the owner queued it for: the bundle id of a vpp-install, the user id of a vpp-invite' }, createdAt: { type: 'string' }, sentAt: { type: ['string', 'null'] }, updatedAt: { type: 'string' }, result: { type: 'object' }, errorChain: { type: 'array' } } },
         RefreshSchedule: { type: 'object', required: ['enabled', 'everyMinutes', 'pushAllDevices', 'waitingCommandsAfterMinutes', 'silentDays', 'removeSilent'], properties: { enabled: { type: 'boolean' }, everyMinutes: { type: 'integer' }, pushAllDevices: { type: 'boolean' }, waitingCommandsAfterMinutes: { type: 'integer' }, silentDays: { type: 'integer' }, removeSilent: { type: 'boolean' } } },
       },
     },

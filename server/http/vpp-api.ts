@@ -1,14 +1,12 @@
 import express from 'express';
 import { z } from 'zod';
-import { VppError, type VppService } from '../vpp-service.js';
-import { ApiError } from './errors.js';
-import { parseBody } from './admin-api.js';
-import type { Logger } from '../log.js';
-import type { Schedule } from '../storage/vpp-store.js';
+import { invalid } from '../errors.js';
+import type { Licensing } from '../licensing/index.js';
 import { addOpenApiPaths } from './openapi.js';
+import { parseBody } from './parse-body.js';
+import { assignmentView, bundleView, reservationView, subscriptionView } from './views.js';
 
-// VPP admin endpoints (SPEC §7) under /api/v1 (mounted behind the admin token), and Apple's notification
-// endpoint, which authenticates with the subscription's own notificationAuthToken instead.
+// VPP admin endpoints (SPEC §7) under /api/v1, mounted behind the admin token by admin-api.ts.
 
 const ScheduleBody = z.discriminatedUnion('type', [
   z.object({ type: z.literal('none') }).strict(),
@@ -20,118 +18,68 @@ const SubscriptionBody = z.object({
   claimManagement: z.boolean().optional(),
 }).strict();
 const TargetBody = z.object({ targetType: z.enum(['user', 'device']), targetId: z.string().min(1).max(200) }).strict();
-const UserPatch = z.object({ appleAccount: z.string().min(1).max(320).nullable() }).strict();
 const BundleBody = z.object({ subscriptionId: z.string().optional() }).strict();
 
-const wrap = (err: unknown): never => {
-  if (err instanceof VppError) throw new ApiError(err.status, err.code, err.message);
-  throw err;
-};
-
-export function vppAdminRouter(vpp: VppService): express.Router {
+export function vppAdminRouter(licensing: Licensing): express.Router {
+  const { subscriptions, assignments, reconciler } = licensing;
   const r = express.Router();
-  const sub = async (id: string) => vpp.subscriptionView(await vpp.activeSubscription(id).catch(wrap));
+  const id = (req: express.Request, name = 'id') => String(req.params[name]);
+  const subscription = async (subscriptionId: string) => {
+    const s = await subscriptions.get(subscriptionId);
+    return subscriptionView(s, subscriptions.notificationUrl(s.id));
+  };
 
   r.post('/api/v1/vpp/subscriptions', async (req, res) => {
-    const body = parseBody(SubscriptionBody, req.body);
-    res.status(201).json(await vpp.createSubscription({ ...body, schedule: body.schedule as Schedule }).catch(wrap));
+    const created = await subscriptions.create(parseBody(SubscriptionBody, req.body));
+    res.status(201).json(subscriptionView(created, subscriptions.notificationUrl(created.id)));
   });
   r.get('/api/v1/vpp/subscriptions', async (_req, res) => {
-    res.json((await vpp.deps.storage.vpp.listSubscriptions()).map((s) => vpp.subscriptionView(s)));
+    res.json((await subscriptions.list()).map((s) => subscriptionView(s, subscriptions.notificationUrl(s.id))));
   });
-  r.get('/api/v1/vpp/subscriptions/:id', async (req, res) => { res.json(await sub(String(req.params.id))); });
+  r.get('/api/v1/vpp/subscriptions/:id', async (req, res) => { res.json(await subscription(id(req))); });
   r.post('/api/v1/vpp/subscriptions/:id/claim', async (req, res) => {
-    await sub(String(req.params.id));
-    await vpp.claimAndSync(String(req.params.id), true).catch(wrap);
-    res.json(await sub(String(req.params.id)));
+    await subscriptions.get(id(req));
+    await subscriptions.claimAndSync(id(req), true);
+    res.json(await subscription(id(req)));
   });
   r.post('/api/v1/vpp/subscriptions/:id/run', async (req, res) => {
-    const id = String(req.params.id);
-    await sub(id);
-    void vpp.syncAssets(id).catch(() => {});
-    res.status(202).json({ id, started: true });
+    await subscriptions.get(id(req));
+    void subscriptions.syncAssets(id(req)).catch(() => {});
+    res.status(202).json({ id: id(req), started: true });
   });
   r.post('/api/v1/vpp/subscriptions/:id/reconcile', async (req, res) => {
-    const id = String(req.params.id);
-    await sub(id);
+    await subscriptions.get(id(req));
     const graceMs = typeof req.query.graceMs === 'string' ? Number(req.query.graceMs) : undefined;
-    if (graceMs !== undefined && !(Number.isInteger(graceMs) && graceMs >= 0)) throw new ApiError(400, 'bad_request', 'graceMs must be a non-negative integer (milliseconds a license must be untouched before reconcile may change it)');
-    res.json(await vpp.reconcile(id, { graceMs }).catch(wrap));
+    if (graceMs !== undefined && !(Number.isInteger(graceMs) && graceMs >= 0)) throw invalid('graceMs must be a non-negative integer (milliseconds a license must be untouched before reconcile may change it)');
+    res.json(await reconciler.reconcile(id(req), { graceMs }));
   });
-  r.get('/api/v1/vpp/licenses', async (_req, res) => { res.json(await vpp.licenseSummary()); });
+  r.get('/api/v1/vpp/licenses', async (_req, res) => { res.json(await assignments.licenseSummary()); });
   r.post('/api/v1/vpp/apps/:adamId/bundle', async (req, res) => {
     const body = parseBody(BundleBody, req.body);
-    const { bundle, created } = await vpp.createBundle(String(req.params.adamId), body.subscriptionId).catch(wrap);
+    const { bundle, created } = await subscriptions.createBundle(id(req, 'adamId'), body.subscriptionId);
     res.status(created ? 201 : 200).json(bundleView(bundle));
   });
-  r.get('/api/v1/bundles', async (_req, res) => { res.json((await vpp.deps.storage.vpp.listBundles()).map(bundleView)); });
-  r.get('/api/v1/bundles/:id', async (req, res) => {
-    const b = await vpp.deps.storage.vpp.getBundle(String(req.params.id));
-    if (!b) throw new ApiError(404, 'not_found', `no bundle with id "${req.params.id}"`);
-    res.json(bundleView(b));
-  });
+  r.get('/api/v1/bundles', async (_req, res) => { res.json((await assignments.listBundles()).map(bundleView)); });
+  r.get('/api/v1/bundles/:id', async (req, res) => { res.json(bundleView(await assignments.bundle(id(req)))); });
   r.post('/api/v1/bundles/:id/assignments', async (req, res) => {
     const body = parseBody(TargetBody, req.body);
-    res.status(201).json(await vpp.assign(String(req.params.id), body.targetType, body.targetId).catch(wrap));
+    res.status(201).json(assignmentView(await assignments.assign(id(req), body.targetType, body.targetId)));
   });
-  r.get('/api/v1/bundles/:id/assignments', async (req, res) => { res.json(await vpp.listAssignments(String(req.params.id)).catch(wrap)); });
+  r.get('/api/v1/bundles/:id/assignments', async (req, res) => { res.json((await assignments.list(id(req))).map(assignmentView)); });
   r.delete('/api/v1/bundles/:id/assignments/:targetType/:targetId', async (req, res) => {
     const t = parseBody(TargetBody, { targetType: req.params.targetType, targetId: req.params.targetId });
-    await vpp.unassign(String(req.params.id), t.targetType, t.targetId).catch(wrap);
+    await assignments.unassign(id(req), t.targetType, t.targetId);
     res.status(204).end();
   });
   r.post('/api/v1/bundles/:id/reservations', async (req, res) => {
     const body = parseBody(TargetBody, req.body);
-    res.status(201).json(await vpp.reserve(String(req.params.id), body.targetType, body.targetId).catch(wrap));
+    res.status(201).json(await assignments.reserve(id(req), body.targetType, body.targetId));
   });
-  r.get('/api/v1/bundles/:id/reservations', async (req, res) => {
-    res.json(await vpp.deps.storage.vpp.listReservations(String(req.params.id)));
-  });
-  r.delete('/api/v1/devices/:udid', async (req, res) => {
-    if (!(await vpp.deleteDevice(String(req.params.udid)))) throw new ApiError(404, 'not_found', `no device with UDID "${req.params.udid}"`);
-    res.status(204).end();
-  });
-  r.delete('/api/v1/users/:id', async (req, res) => {
-    if (!(await vpp.deleteUser(String(req.params.id)))) throw new ApiError(404, 'not_found', `no user with id "${req.params.id}"`);
-    res.status(204).end();
-  });
-  r.patch('/api/v1/users/:id', async (req, res) => {
-    const body = parseBody(UserPatch, req.body);
-    const id = String(req.params.id);
-    const before = await vpp.deps.storage.getUser(id);
-    if (!before) throw new ApiError(404, 'not_found', `no user with id "${id}"`);
-    const after = (await vpp.deps.storage.setAppleAccount(id, body.appleAccount))!;
-    if (before.appleAccount && before.appleAccount !== body.appleAccount) await vpp.appleAccountChanged(id);
-    res.json({ id: after.id, email: after.email, appleAccount: after.appleAccount, createdAt: after.createdAt.toISOString() });
-  });
+  r.get('/api/v1/bundles/:id/reservations', async (req, res) => { res.json((await assignments.reservations(id(req))).map(reservationView)); });
   r.post('/api/v1/devices/:udid/bundles/:bundleId/install', async (req, res) => {
-    res.status(202).json(await vpp.installNow(String(req.params.udid), String(req.params.bundleId)).catch(wrap));
+    res.status(202).json(assignmentView(await assignments.installNow(id(req, 'udid'), id(req, 'bundleId'))));
   });
   return r;
-}
-
-export function vppNotificationRouter(vpp: VppService, log: Logger): express.Router {
-  const r = express.Router();
-  r.post('/vpp/notifications/:subscriptionId', express.json({ limit: '256kb' }), async (req, res) => {
-    try {
-      if (JSON.stringify(req.body ?? {}).includes('\\u0000')) throw new VppError(400, 'invalid_notification', 'NUL characters are not allowed');
-      await vpp.handleNotification(String(req.params.subscriptionId), req.header('authorization'), req.body);
-      res.status(200).json({ received: true });
-    } catch (err) {
-      if (err instanceof VppError) {
-        log.warn('VPP notification refused', { status: err.status, reason: err.message });
-        res.status(err.status).json({ error: { code: err.code, message: err.message } });
-        return;
-      }
-      log.error('VPP notification failed', { error: (err as Error).message });
-      res.status(500).json({ error: { code: 'internal', message: 'internal server error' } });
-    }
-  });
-  return r;
-}
-
-function bundleView(b: { id: string; subscriptionId: string; adamId: string; pricingParam: string; name: string; bundleIdentifier: string | null; deviceAssignable: boolean; createdAt: Date }) {
-  return { id: b.id, subscriptionId: b.subscriptionId, adamId: b.adamId, pricingParam: b.pricingParam, name: b.name, bundleId: b.bundleIdentifier, deviceAssignable: b.deviceAssignable, platform: 'iOS', createdAt: b.createdAt.toISOString() };
 }
 
 const j = (schema: object) => ({ content: { 'application/json': { schema } } });

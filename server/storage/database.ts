@@ -19,7 +19,7 @@ export class DatabaseError extends Error {}
 export async function openDatabase(opts: { databaseUrl?: string; dataDir: string; log: Logger; poolSize?: number }): Promise<Database> {
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 20 });
-    pool.on('error', (err) => opts.log.error('database pool error', { error: err.message }));
+    pool.on('error', (err) => opts.log.error({ error: err.message }, 'database pool error'));
     try {
       const client = await pool.connect();
       client.release();
@@ -48,8 +48,8 @@ async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: num
   // concurrent connections outside transactions, which corrupts their statements ("portal does not exist").
   // PGlite runs one statement at a time anyway, so a single connection costs no throughput.
   const pool = new pg.Pool({ connectionString: url, max: 1 });
-  pool.on('error', (err) => opts.log.error('database pool error', { error: err.message }));
-  opts.log.info('embedded database ready', { dataDir: dir, ms: Date.now() - started });
+  pool.on('error', (err) => opts.log.error({ error: err.message }, 'database pool error'));
+  opts.log.info({ dataDir: dir, ms: Date.now() - started }, 'embedded database ready');
   return {
     pool,
     kind: 'pglite',

@@ -1,7 +1,17 @@
-import { bigserial, boolean, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, integer, jsonb, pgTable, primaryKey, text, timestamp, unique } from 'drizzle-orm/pg-core';
+import { APPLE_EVENT_KINDS } from '../../vpp/event-outcome.js';
+import { INSTALL_STATUSES, LICENSE_STATES, TARGET_TYPES } from '../../vpp/policy.js';
+import { SUBSCRIPTION_STATUSES, type ClaimHolder, type Schedule } from '../../vpp/subscription-state.js';
+import { VPP_USER_STATUSES } from '../../vpp/flows.js';
 
-// Typed view of the tables created by migrations.ts (the migrations are the source of truth for DDL).
+// Every table and column, for typed queries and the row types inferred from them. The DDL itself (indexes,
+// foreign keys, checks) is in migrations/*.sql, which create these tables; keep both in step.
+
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] as const;
+/** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
+export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] as const;
 
 export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
@@ -43,7 +53,7 @@ export const devices = pgTable('devices', {
   meid: text('meid'),
   topic: text('topic').notNull(),
   userId: text('user_id'),
-  certFingerprint: text('cert_fingerprint').notNull(),
+  certFingerprint: text('cert_fingerprint').notNull().unique(),
   enrolled: boolean('enrolled').notNull().default(true),
   pushToken: text('push_token'),
   pushMagic: text('push_magic'),
@@ -60,15 +70,17 @@ export const devices = pgTable('devices', {
 });
 
 export const commands = pgTable('commands', {
-  seq: bigserial('seq', { mode: 'number' }),
+  seq: bigserial('seq', { mode: 'number' }).notNull(),
   commandUuid: text('command_uuid').primaryKey(),
   udid: text('udid').notNull(),
   requestType: text('request_type').notNull(),
   payload: text('payload').notNull(),
-  status: text('status').notNull().default('Queued'),
-  result: jsonb('result'),
+  status: text('status', { enum: COMMAND_STATUSES }).notNull().default('Queued'),
+  result: jsonb('result').$type<Record<string, unknown>>(),
   errorChain: jsonb('error_chain'),
-  origin: text('origin').notNull().default('admin'),
+  owner: text('owner', { enum: COMMAND_OWNERS }).notNull().default('admin'),
+  /** What the owner queued it for (for vpp-install, the bundle id). */
+  ownerRef: text('owner_ref'),
   createdAt: ts('created_at').notNull().defaultNow(),
   sentAt: ts('sent_at'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
@@ -81,4 +93,122 @@ export const pushQueue = pgTable('push_queue', {
   nextAttemptAt: ts('next_attempt_at').notNull().defaultNow(),
   lastError: text('last_error'),
   createdAt: ts('created_at').notNull().defaultNow(),
+});
+
+export const vppSubscriptions = pgTable('vpp_subscriptions', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  sealedStoken: text('sealed_stoken').notNull(),
+  tokenHash: text('token_hash').notNull().unique(),
+  orgName: text('org_name').notNull(),
+  expiresAt: ts('expires_at').notNull(),
+  locationName: text('location_name'),
+  locationUid: text('location_uid'),
+  status: text('status', { enum: SUBSCRIPTION_STATUSES }).notNull().default('New'),
+  statusReason: text('status_reason'),
+  claimHolder: jsonb('claim_holder').$type<ClaimHolder>(),
+  sealedNotificationToken: text('sealed_notification_token').notNull(),
+  schedule: jsonb('schedule').$type<Schedule>().notNull(),
+  lastSyncAt: ts('last_sync_at'),
+  lastSyncError: text('last_sync_error'),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
+
+export const vppAssets = pgTable('vpp_assets', {
+  subscriptionId: text('subscription_id').notNull(),
+  adamId: text('adam_id').notNull(),
+  pricingParam: text('pricing_param').notNull(),
+  productType: text('product_type').notNull(),
+  name: text('name'),
+  bundleIdentifier: text('bundle_identifier'),
+  deviceAssignable: boolean('device_assignable').notNull(),
+  totalCount: integer('total_count').notNull(),
+  appleAssignedCount: integer('apple_assigned_count').notNull(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.subscriptionId, t.adamId, t.pricingParam] })]);
+
+export const bundles = pgTable('bundles', {
+  id: text('id').primaryKey(),
+  subscriptionId: text('subscription_id').notNull(),
+  adamId: text('adam_id').notNull(),
+  pricingParam: text('pricing_param').notNull(),
+  name: text('name').notNull(),
+  bundleIdentifier: text('bundle_identifier'),
+  deviceAssignable: boolean('device_assignable').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+}, (t) => [unique().on(t.subscriptionId, t.adamId, t.pricingParam)]);
+
+/** Assignments (what the admin asked for) and reservations (licenses kept for a target) share one shape. */
+const targetList = (name: string) => pgTable(name, {
+  bundleId: text('bundle_id').notNull(),
+  targetType: text('target_type', { enum: TARGET_TYPES }).notNull(),
+  targetId: text('target_id').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.bundleId, t.targetType, t.targetId] })]);
+export const bundleAssignments = targetList('bundle_assignments');
+export const bundleReservations = targetList('bundle_reservations');
+export type TargetListTable = typeof bundleAssignments;
+
+export const vppLicenses = pgTable('vpp_licenses', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  subscriptionId: text('subscription_id').notNull(),
+  adamId: text('adam_id').notNull(),
+  pricingParam: text('pricing_param').notNull(),
+  targetType: text('target_type', { enum: TARGET_TYPES }).notNull(),
+  targetId: text('target_id').notNull(),
+  serialNumber: text('serial_number'),
+  state: text('state', { enum: LICENSE_STATES }).notNull(),
+  eventId: text('event_id'),
+  failure: text('failure'),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+}, (t) => [unique().on(t.subscriptionId, t.adamId, t.pricingParam, t.targetType, t.targetId)]);
+
+export const bundleInstalls = pgTable('bundle_installs', {
+  bundleId: text('bundle_id').notNull(),
+  udid: text('udid').notNull(),
+  viaTargetType: text('via_target_type', { enum: TARGET_TYPES }).notNull(),
+  viaTargetId: text('via_target_id').notNull(),
+  status: text('status', { enum: INSTALL_STATUSES }).notNull(),
+  reason: text('reason'),
+  commandUuid: text('command_uuid'),
+  /** InstallApplication's State when the device accepted it; null until then. */
+  deviceState: text('device_state'),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.bundleId, t.udid] })]);
+
+export const vppUsers = pgTable('vpp_users', {
+  subscriptionId: text('subscription_id').notNull(),
+  userId: text('user_id').notNull(),
+  status: text('status', { enum: VPP_USER_STATUSES }).notNull(),
+  inviteCode: text('invite_code'),
+  idHash: text('id_hash'),
+  eventId: text('event_id'),
+  invitedUdids: jsonb('invited_udids').$type<string[]>().notNull().default([]),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.subscriptionId, t.userId] })]);
+
+export const vppEvents = pgTable('vpp_events', {
+  eventId: text('event_id').primaryKey(),
+  subscriptionId: text('subscription_id').notNull(),
+  kind: text('kind', { enum: APPLE_EVENT_KINDS }).notNull(),
+  status: text('status', { enum: ['PENDING', 'COMPLETE', 'FAILED'] }).notNull().default('PENDING'),
+  result: jsonb('result'),
+  lockedUntil: ts('locked_until'),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  completedAt: ts('completed_at'),
+});
+
+export const vppNotifications = pgTable('vpp_notifications', {
+  subscriptionId: text('subscription_id').notNull(),
+  notificationId: text('notification_id').notNull(),
+  notificationType: text('notification_type').notNull(),
+  receivedAt: ts('received_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.subscriptionId, t.notificationId] })]);
+
+export const schemaMigrations = pgTable('schema_migrations', {
+  id: integer('id').primaryKey(),
+  name: text('name').notNull(),
+  appliedAt: ts('applied_at').notNull().defaultNow(),
 });

@@ -2,12 +2,16 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Sandbox } from '../../sandbox/platform.js';
+import { startSandboxServer } from '../../sandbox/start.js';
 import { startServer, type RunningServer, type StartOptions } from '../../server/app.js';
 import { freshPostgresDatabase, type Backend } from './databases.js';
 
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 export interface TestServer extends RunningServer {
+  /** The simulated APNs and Apps and Books, unless started with sandbox: false. */
+  sandbox?: Sandbox;
   logs: Array<Record<string, unknown>>;
   dataDir: string;
   /** Admin API call with the test token; returns status and parsed JSON. */
@@ -26,17 +30,19 @@ async function pgliteTemplateDir(): Promise<string> {
   return pgliteTemplate;
 }
 
-export async function startTestServer(backend: Backend, opts: StartOptions = {}): Promise<TestServer> {
+export async function startTestServer(backend: Backend, opts: StartOptions & { sandbox?: boolean } = {}): Promise<TestServer> {
+  const { sandbox = true, ...options } = opts;
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-test-'));
   let databaseUrl: string | undefined;
   if (backend === 'postgres') databaseUrl = await freshPostgresDatabase();
   else await fs.cp(await pgliteTemplateDir(), dataDir, { recursive: true });
   const logs: Array<Record<string, unknown>> = [];
-  const server = await startServer({
-    env: {}, port: 0, host: '127.0.0.1', dataDir, databaseUrl, adminToken: TEST_ADMIN_TOKEN, sandbox: true,
+  const start: (o: StartOptions) => Promise<RunningServer & { sandbox?: Sandbox }> = sandbox ? startSandboxServer : startServer;
+  const server = await start({
+    env: {}, port: 0, host: '127.0.0.1', dataDir, databaseUrl, adminToken: TEST_ADMIN_TOKEN,
     pushRetryPollMs: 500, logLevel: process.env.TEST_LOG ? 'debug' : 'info',
     logSink: (line) => { logs.push(line); if (process.env.TEST_LOG) process.stderr.write(JSON.stringify(line) + '\n'); },
-    ...opts,
+    ...options,
   });
   const api = async (method: string, apiPath: string, body?: unknown) => {
     const res = await fetch(server.url + apiPath, {

@@ -45,7 +45,7 @@ export async function startWorld(backend: Backend, opts: Parameters<typeof start
     },
     async sync(d) {
       await syncOnce(d);
-      await server.vpp.settled();
+      await server.licensing.settled();
     },
     async subscribe(assets, o = {}) {
       const sToken = server.sandbox!.appsAndBooks.issueToken({ orgName: o.orgName ?? 'Test School', expDate: o.expDate, assets });

@@ -1,8 +1,9 @@
-import { startServer } from './app.js';
-import { ConfigError } from './config.js';
-import { DatabaseError } from './storage/database.js';
+import { startServer, type RunningServer, type StartOptions } from './server/app.js';
+import { ConfigError } from './server/config.js';
+import { DatabaseError } from './server/storage/database.js';
 
-// `npm start` (add `-- --sandbox` for simulated APNs and Apps and Books).
+// `npm start` (add `-- --sandbox`, or MDM_SANDBOX=1, for simulated APNs and Apps and Books). The sandbox is
+// imported only when asked: a production start never loads simulator code (test/architecture.test.ts).
 const args = process.argv.slice(2);
 if (args.includes('--help')) {
   console.log(`usage: npm start [-- --sandbox]
@@ -16,18 +17,21 @@ if (unknown.length) {
   console.error(`unknown argument(s): ${unknown.join(' ')} (try --help)`);
   process.exit(2);
 }
+const sandbox = args.includes('--sandbox') || process.env.MDM_SANDBOX === '1' || process.env.MDM_SANDBOX === 'true';
 
 try {
-  const server = await startServer({
-    ...(args.includes('--sandbox') ? { sandbox: true } : {}),
+  const options: StartOptions = {
     onGeneratedAdminToken: (token) => console.log(`\nGenerated an admin API token (stored in DATA_DIR/admin-token):\n\n  ${token}\n`),
-  });
-  console.log(`MDM server listening on ${server.url} (database: ${server.database.kind}${server.sandbox ? ', sandbox' : ''}, ready in ${server.startupMs} ms)`);
+  };
+  const server: RunningServer = sandbox
+    ? await (await import('./sandbox/start.js')).startSandboxServer(options)
+    : await startServer(options);
+  console.log(`MDM server listening on ${server.url} (database: ${server.database.kind}${sandbox ? ', sandbox' : ''}, ready in ${server.startupMs} ms)`);
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
-    server.log.info('shutting down', { signal });
+    server.log.info({ signal }, 'shutting down');
     await server.close();
     process.exit(0);
   };

@@ -1,11 +1,12 @@
-import type { PushSender, PushTarget } from '../mdm/apns.js';
-import type { Logger } from './log.js';
-import type { Storage } from './storage/storage.js';
+import type { PushSender, PushTarget } from '../../mdm/apns.js';
+import type { Logger } from '../log.js';
+import type { DeviceStore, PushQueueStore } from '../storage/ports.js';
 
 // Wakes devices through APNs from the durable push queue (table push_queue): a request is stored first,
 // then sent in batches; failures stay queued with backoff, so an APNs outage or a crash loses no wake-up.
 export interface PushServiceOptions {
-  storage: Storage;
+  pushQueue: PushQueueStore;
+  devices: Pick<DeviceStore, 'markTokenDead'>;
   log: Logger;
   /** Current sender, or undefined while no push certificate is configured (pushes wait in the queue). */
   sender: () => PushSender | undefined;
@@ -29,7 +30,7 @@ export class PushService {
 
   /** Queue a wake-up for each device and send soon. */
   async request(udids: string[], reason: string): Promise<void> {
-    await this.opts.storage.requestPush(udids, reason);
+    await this.opts.pushQueue.request(udids, reason);
     this.kick();
   }
 
@@ -51,7 +52,7 @@ export class PushService {
           while (!this.stopped && (await this.sendOneBatch()) > 0) { /* keep going while work is due */ }
         } while (this.again && !this.stopped);
       } catch (err) {
-        this.opts.log.error('push queue drain failed', { error: (err as Error).message });
+        this.opts.log.error({ error: (err as Error).message }, 'push queue drain failed');
       } finally {
         this.draining = undefined;
       }
@@ -60,13 +61,13 @@ export class PushService {
   }
 
   private async sendOneBatch(): Promise<number> {
-    const { storage, log } = this.opts;
+    const { pushQueue, devices, log } = this.opts;
     const sender = this.opts.sender();
     if (!sender) return 0;
-    const claimed = await storage.claimDuePushes(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000);
+    const claimed = await pushQueue.claimDue(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000);
     if (claimed.length === 0) return 0;
     const unpushable = claimed.filter((c) => !c.enrolled || c.tokenDead || !c.pushToken || !c.pushMagic);
-    await storage.completePush(unpushable.map((c) => c.udid), false);
+    await pushQueue.complete(unpushable.map((c) => c.udid), false);
     this.stats.dropped += unpushable.length;
     const targets: PushTarget[] = claimed.filter((c) => !unpushable.includes(c))
       .map((c) => ({ udid: c.udid, token: c.pushToken!, pushMagic: c.pushMagic! }));
@@ -79,24 +80,24 @@ export class PushService {
       if (o.status === 'delivered') { delivered.push(o.udid); continue; }
       if (o.status === 'unregistered') {
         this.stats.unregistered++;
-        log.warn('push token is no longer valid; no more pushes until a new TokenUpdate', { udid: o.udid, reason: o.reason });
-        await storage.markTokenDead(o.udid, tokenByUdid.get(o.udid)!);
-        await storage.completePush([o.udid], false);
+        log.warn({ udid: o.udid, reason: o.reason }, 'push token is no longer valid; no more pushes until a new TokenUpdate');
+        await devices.markTokenDead(o.udid, tokenByUdid.get(o.udid)!);
+        await pushQueue.complete([o.udid], false);
         continue;
       }
       const attempts = attemptsByUdid.get(o.udid) ?? 1;
       if (attempts >= (this.opts.maxAttempts ?? 30)) {
         this.stats.dropped++;
-        log.error('giving up on push after repeated failures', { udid: o.udid, attempts, reason: o.reason });
-        await storage.completePush([o.udid], false);
+        log.error({ udid: o.udid, attempts, reason: o.reason }, 'giving up on push after repeated failures');
+        await pushQueue.complete([o.udid], false);
         continue;
       }
       const delay = o.status === 'retry' && o.retryAfterMs ? o.retryAfterMs : backoffMs(attempts);
       if (o.status === 'retry') this.stats.retried++; else this.stats.failed++;
-      log.warn('push not delivered; will retry', { udid: o.udid, status: o.status, reason: o.reason, retryInMs: delay });
-      await storage.retryPushLater(o.udid, delay, `${o.status}: ${o.reason}`);
+      log.warn({ udid: o.udid, status: o.status, reason: o.reason, retryInMs: delay }, 'push not delivered; will retry');
+      await pushQueue.retryLater(o.udid, delay, `${o.status}: ${o.reason}`);
     }
-    await storage.completePush(delivered, true);
+    await pushQueue.complete(delivered, true);
     this.stats.delivered += delivered.length;
     return claimed.length;
   }

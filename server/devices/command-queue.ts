@@ -1,0 +1,32 @@
+import crypto from 'node:crypto';
+import { validateCommand } from '../../mdm/apple-schema.js';
+import { commandEnvelope, type Command } from '../../mdm/commands.js';
+import { buildPlist } from '../../mdm/plist.js';
+import { invalid } from '../errors.js';
+import type { PushService } from '../push/push-service.js';
+import type { CommandOwner, CommandRecord, CommandStore } from '../storage/ports.js';
+
+export interface QueueOptions {
+  owner: CommandOwner;
+  /** What the owner queued it for; its result handler reads it back. */
+  ownerRef?: string;
+  /** Push the device now (default), or let the command ride along with its next sync. */
+  push?: boolean;
+}
+
+/** Every command a device gets goes through here: checked against Apple's schema, stored with its owner, pushed. */
+export class CommandQueue {
+  constructor(private readonly deps: { commands: CommandStore; push: PushService }) {}
+
+  async enqueue(udid: string, command: Command, opts: QueueOptions): Promise<CommandRecord> {
+    const check = validateCommand(command);
+    if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+    const commandUuid = crypto.randomUUID().toUpperCase();
+    const stored = await this.deps.commands.enqueue({
+      commandUuid, udid, requestType: command.RequestType, owner: opts.owner, ownerRef: opts.ownerRef,
+      payload: buildPlist(commandEnvelope(commandUuid, command)),
+    });
+    if (opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
+    return stored;
+  }
+}

@@ -1,0 +1,52 @@
+import crypto from 'node:crypto';
+import { issueDeviceIdentity, type CertifiedKey } from '../../mdm/identity.js';
+import { buildEnrollmentProfile } from '../../mdm/profile.js';
+import { AppError, notFound } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { EnrollmentStore, UserStore } from '../storage/ports.js';
+
+// Enrollment tokens (single use, expiring, optionally bound to a user) and the profile they redeem.
+export class EnrollmentService {
+  constructor(private readonly deps: {
+    enrollments: EnrollmentStore; users: UserStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
+    pushTopic: () => string | undefined;
+  }) {}
+
+  async create(userId?: string): Promise<{ token: string; url: string; expiresAt: Date }> {
+    if (userId && !(await this.deps.users.get(userId))) throw notFound(`no user with id "${userId}"`);
+    const token = crypto.randomBytes(24).toString('base64url');
+    const expiresAt = new Date(Date.now() + this.deps.ttlMs);
+    await this.deps.enrollments.create({ token, userId, expiresAt });
+    return { token, url: `${this.deps.publicUrl()}/mdm/enroll/${token}`, expiresAt };
+  }
+
+  async profileFor(token: string): Promise<string> {
+    const { enrollments, log } = this.deps;
+    const topic = this.deps.pushTopic();
+    if (!topic) throw new AppError('conflict', 'no push certificate is configured: upload one (PUT /api/v1/push-certificate) before enrolling devices');
+    const known = await enrollments.get(token);
+    if (!known) throw new AppError('not_found', 'unknown enrollment token');
+    const now = new Date();
+    if (known.redeemedAt) throw new AppError('gone', 'enrollment token was already used');
+    if (known.expiresAt <= now) throw new AppError('gone', 'enrollment token has expired');
+    const redeemed = await enrollments.redeem(token, now);
+    if (!redeemed) throw new AppError('gone', 'enrollment token was already used');
+    try {
+      const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}` });
+      const cert = new crypto.X509Certificate(identity.certPem);
+      await enrollments.recordIdentity({
+        fingerprint: crypto.createHash('sha256').update(cert.raw).digest('hex'), enrollmentToken: token, notAfter: new Date(cert.validTo),
+      });
+      const { plist } = buildEnrollmentProfile({
+        pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
+        serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
+        organization: 'vpp-mdm', identifier: 'org.vppmdm.enroll',
+      });
+      log.info({ userId: redeemed.userId ?? undefined }, 'enrollment profile issued');
+      return plist;
+    } catch (err) {
+      await enrollments.unredeem(token);
+      throw err;
+    }
+  }
+}

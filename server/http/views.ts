@@ -1,0 +1,62 @@
+import { daysUntilExpiry } from '../../vpp/stoken.js';
+import type { AssignmentState } from '../licensing/assignments.js';
+import type { BundleRecord, CommandRecord, DeviceRecord, SubscriptionRecord, TargetListRecord, UserRecord } from '../storage/ports.js';
+
+// Every response body of the admin API, built from records: the one place the API's JSON shapes are written.
+
+export function userView(u: UserRecord) {
+  return { id: u.id, email: u.email, appleAccount: u.appleAccount, createdAt: u.createdAt.toISOString() };
+}
+
+export function deviceView(d: DeviceRecord) {
+  return {
+    udid: d.udid, serialNumber: d.serialNumber, osVersion: d.osVersion, buildVersion: d.buildVersion, productName: d.productName,
+    deviceName: d.deviceName, userId: d.userId, enrolled: d.enrolled,
+    pushable: d.enrolled && !!d.pushToken && !d.tokenDead, tokenDead: d.tokenDead,
+    lastSeenAt: d.lastSeenAt?.toISOString() ?? null, lastPushedAt: d.lastPushedAt?.toISOString() ?? null,
+    enrolledAt: d.authenticatedAt.toISOString(), checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
+    silentSince: d.silentFlaggedAt?.toISOString() ?? null,
+  };
+}
+
+export function commandView(c: CommandRecord) {
+  return {
+    commandUUID: c.commandUuid, requestType: c.requestType, status: c.status, owner: c.owner, ownerRef: c.ownerRef,
+    createdAt: c.createdAt.toISOString(), sentAt: c.sentAt?.toISOString() ?? null, updatedAt: c.updatedAt.toISOString(),
+    ...(c.result ? { result: c.result } : {}), ...(c.errorChain ? { errorChain: c.errorChain } : {}),
+  };
+}
+
+export function enrollmentView(e: { token: string; url: string; expiresAt: Date }, userId: string | undefined) {
+  return { token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: userId ?? null };
+}
+
+export function subscriptionView(s: SubscriptionRecord, notificationUrl: string) {
+  const days = daysUntilExpiry({ raw: '', token: '', orgName: s.orgName, expDate: s.expiresAt });
+  return {
+    id: s.id, name: s.name, status: s.status, statusReason: s.statusReason, orgName: s.orgName, locationName: s.locationName,
+    expiresAt: s.expiresAt.toISOString(), daysUntilExpiry: days,
+    ...(days < 30 ? { warning: `the sToken expires in ${days} days: download a new one from Apple Business/School Manager` } : {}),
+    claimHolder: s.claimHolder, schedule: s.schedule, lastSyncAt: s.lastSyncAt?.toISOString() ?? null, lastSyncError: s.lastSyncError,
+    notificationUrl,
+  };
+}
+
+export function bundleView(b: BundleRecord) {
+  return {
+    id: b.id, subscriptionId: b.subscriptionId, adamId: b.adamId, pricingParam: b.pricingParam, name: b.name, bundleId: b.bundleIdentifier,
+    deviceAssignable: b.deviceAssignable, platform: 'iOS', createdAt: b.createdAt.toISOString(),
+  };
+}
+
+export function assignmentView(a: AssignmentState) {
+  return {
+    bundleId: a.bundle.id, targetType: a.targetType, targetId: a.targetId, status: a.status, reason: a.reason,
+    license: a.license ? { state: a.license.state, failure: a.license.failure } : null,
+    devices: a.installs.map((i) => ({ udid: i.udid, status: i.status, reason: i.reason, commandUUID: i.commandUuid })),
+  };
+}
+
+export function reservationView(r: TargetListRecord) {
+  return { targetType: r.targetType, targetId: r.targetId, createdAt: r.createdAt.toISOString() };
+}

@@ -1,0 +1,81 @@
+import type { CommandOwners } from '../devices/command-owners.js';
+import type { CommandQueue } from '../devices/command-queue.js';
+import type { ServerEventBus } from '../events.js';
+import type { Logger } from '../log.js';
+import type { PushService } from '../push/push-service.js';
+import type { Scheduler } from '../scheduler.js';
+import type { SecretBox } from '../secrets.js';
+import type { Storage } from '../storage/ports.js';
+import { AppleClients } from './apple-clients.js';
+import { AppleEvents } from './apple-events.js';
+import { Assignments } from './assignments.js';
+import { Distribution } from './distribution.js';
+import { InstallTracking } from './install-tracking.js';
+import { LicenseTaking } from './license-taking.js';
+import { scheduleAssetSync, scheduleLicensingJobs } from './licensing-jobs.js';
+import { AppleNotifications } from './notifications.js';
+import { Reclaims } from './reclaim.js';
+import { Reconciler } from './reconcile.js';
+import { Subscriptions } from './subscriptions.js';
+import { UserRegistrations } from './user-registrations.js';
+
+// License distribution (SPEC §6), wired from its parts. Apple is reached only through AppleClients; every
+// license is taken from the ledger before Apple is asked.
+
+export interface LicensingDeps {
+  storage: Storage; log: Logger; secrets: SecretBox; push: PushService; queue: CommandQueue; owners: CommandOwners;
+  events: ServerEventBus; scheduler: Scheduler;
+  vppUrl: string; installationId: string; installationName: string; publicUrl: () => string;
+  /** How often pending Apple events are polled. */
+  eventPollMs: number;
+  reconcileEveryMs: number;
+  fetch?: typeof fetch;
+}
+
+export type Licensing = ReturnType<typeof createLicensing>;
+
+export function createLicensing(deps: LicensingDeps) {
+  const { storage, log, secrets, push, queue, scheduler } = deps;
+  const clients = new AppleClients({ subscriptions: storage.subscriptions, secrets, log, vppUrl: deps.vppUrl, installationId: deps.installationId, fetch: deps.fetch });
+  const tracking = new InstallTracking({ storage, queue });
+  const reclaims = new Reclaims({ storage, clients, push, log });
+  // Requests to Apple are answered by events; the poller is built last, as it hands work back to the flows.
+  const expectEvent = () => events.expect();
+  const registrations = new UserRegistrations({ storage, clients, queue, log, expectEvent });
+  const taking = new LicenseTaking({ storage, clients, reclaims, log, expectEvent });
+  const distribution = new Distribution({ storage, taking, registrations, tracking, log });
+  const events = new AppleEvents({
+    storage, clients, tracking, reclaims, registrations, log, pollMs: deps.eventPollMs, resync: (udid) => distribution.enqueueForDevice(udid),
+  });
+  const subscriptions = new Subscriptions({
+    storage, clients, secrets, log, installationId: deps.installationId, installationName: deps.installationName, publicUrl: deps.publicUrl,
+    scheduleSync: (id, schedule) => scheduleAssetSync(scheduler, id, schedule),
+  });
+  const assignments = new Assignments({ storage, reclaims, distribution, push });
+  const notifications = new AppleNotifications({ storage, secrets, log, push, events, registrations, subscriptions });
+  const reconciler = new Reconciler({ storage, clients, reclaims, subscriptions, push, log });
+
+  tracking.register(deps.owners);
+  deps.events.on('sync', (d) => void distribution.enqueueForDevice(d.udid));
+  deps.events.on('checkOut', (d) => void reclaims.removingDevice(d)
+    .catch((e) => log.error({ udid: d.udid, error: (e as Error)?.message ?? String(e) }, 'vpp check-out reclaim failed')));
+
+  return {
+    subscriptions, assignments, notifications, reconciler,
+    /** Device and user deletions, Apple Account changes: what licensing lets go of. */
+    lifecycle: reclaims,
+    async start(): Promise<void> {
+      events.start();
+      await scheduleLicensingJobs(scheduler, {
+        subscriptions: storage.subscriptions, log, reconcileEveryMs: deps.reconcileEveryMs,
+        syncAssets: (id) => subscriptions.syncAssets(id), reconcile: (id) => reconciler.reconcile(id),
+      });
+    },
+    /** Wait until the distribution work queued in this process has finished. */
+    settled: () => distribution.settled(),
+    async stop(): Promise<void> {
+      await events.stop();
+      await distribution.settled();
+    },
+  };
+}

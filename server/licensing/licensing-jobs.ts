@@ -1,0 +1,34 @@
+import type { Schedule } from '../../vpp/subscription-state.js';
+import type { Logger } from '../log.js';
+import type { Scheduler } from '../scheduler.js';
+import type { SubscriptionStore } from '../storage/ports.js';
+
+const SYNC = 'vpp:sync';
+const RECONCILE = 'vpp:reconcile';
+
+/** Asset syncs on each subscription's schedule, and the periodic reconcile of every active subscription. */
+export async function scheduleLicensingJobs(scheduler: Scheduler, deps: {
+  subscriptions: SubscriptionStore; log: Logger; reconcileEveryMs: number;
+  syncAssets: (subscriptionId: string) => Promise<unknown>;
+  reconcile: (subscriptionId: string) => Promise<unknown>;
+}): Promise<void> {
+  scheduler.define(SYNC, async (job) => {
+    const { subscriptionId } = job.attrs.data as { subscriptionId: string };
+    if (await deps.subscriptions.get(subscriptionId)) await deps.syncAssets(subscriptionId);
+  });
+  scheduler.define(RECONCILE, async () => {
+    for (const s of await deps.subscriptions.list()) {
+      if (s.status === 'Active') await deps.reconcile(s.id).catch((e) => deps.log.error({ subscriptionId: s.id, error: (e as Error).message }, 'reconcile failed'));
+    }
+  });
+  await scheduler.every(deps.reconcileEveryMs, RECONCILE, undefined, { skipImmediate: true });
+}
+
+/** A subscription's asset-sync schedule: none, once at a date, or recurring. */
+export async function scheduleAssetSync(scheduler: Scheduler, subscriptionId: string, schedule: Schedule): Promise<void> {
+  await scheduler.cancel({ name: SYNC, data: { subscriptionId } });
+  if (schedule.type === 'date' && schedule.at) await scheduler.schedule(new Date(schedule.at), SYNC, { subscriptionId });
+  if (schedule.type === 'recurring' && schedule.every) {
+    await scheduler.create(SYNC, { subscriptionId }).repeatEvery(schedule.every, { skipImmediate: true }).unique({ 'data.subscriptionId': subscriptionId }).save();
+  }
+}

@@ -1,0 +1,162 @@
+import crypto from 'node:crypto';
+import type { AppsAndBooksClient } from '../../vpp/client.js';
+import { groupByAsset } from '../../vpp/reconcile-plan.js';
+import { parseSToken, STokenError } from '../../vpp/stoken.js';
+import { claimDecision, claimRequired, type Schedule } from '../../vpp/subscription-state.js';
+import { conflict, invalid, notFound } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SecretBox } from '../secrets.js';
+import type { BundleRecord, Storage, SubscriptionRecord } from '../storage/ports.js';
+import type { AppleClients } from './apple-clients.js';
+
+export const NOTIFICATION_TYPES = ['ASSET_MANAGEMENT', 'ASSET_COUNT', 'USER_MANAGEMENT', 'USER_ASSOCIATED'];
+
+type SubscriptionPorts = Pick<Storage, 'subscriptions' | 'catalogue' | 'ledger' | 'vppUsers' | 'installs' | 'appleEvents'>;
+
+/**
+ * VPP subscriptions: the organisation's sToken, claimed for this installation (Apple's mdmInfo), and the
+ * assets it bought, synced into one bundle per app.
+ */
+export class Subscriptions {
+  constructor(private readonly deps: {
+    storage: SubscriptionPorts; clients: AppleClients; secrets: SecretBox; log: Logger;
+    installationId: string; installationName: string; publicUrl: () => string;
+    /** (Re)schedules the subscription's asset sync (licensing-jobs.ts). */
+    scheduleSync: (subscriptionId: string, schedule: Schedule) => Promise<void>;
+  }) {}
+
+  async create(input: { name: string; sToken: string; schedule: Schedule; claimManagement?: boolean }): Promise<SubscriptionRecord> {
+    let token;
+    try {
+      token = parseSToken(input.sToken);
+    } catch (err) {
+      if (err instanceof STokenError) throw invalid(`sToken rejected: ${err.message}`, 'invalid_stoken');
+      throw err;
+    }
+    if (token.orgName.includes('\0') || token.token.includes('\0')) throw invalid('sToken rejected: it contains NUL characters', 'invalid_stoken');
+    const { secrets } = this.deps;
+    const sub = await this.deps.storage.subscriptions.create({
+      id: crypto.randomUUID(), name: input.name, sealedStoken: secrets.seal(token.raw), orgName: token.orgName, expiresAt: token.expDate,
+      tokenHash: crypto.createHash('sha256').update(token.token).digest('hex'),
+      sealedNotificationToken: secrets.seal(crypto.randomBytes(24).toString('base64url')), schedule: input.schedule,
+    });
+    if (!sub) throw conflict('a subscription with this sToken already exists', 'duplicate_stoken');
+    await this.claimAndSync(sub.id, input.claimManagement ?? false);
+    await this.deps.scheduleSync(sub.id, input.schedule);
+    return this.get(sub.id);
+  }
+
+  async get(id: string): Promise<SubscriptionRecord> {
+    const sub = await this.deps.storage.subscriptions.get(id);
+    if (!sub) throw notFound(`no VPP subscription with id "${id}"`);
+    return sub;
+  }
+
+  list(): Promise<SubscriptionRecord[]> {
+    return this.deps.storage.subscriptions.list();
+  }
+
+  notificationUrl(id: string): string {
+    return `${this.deps.publicUrl()}/vpp/notifications/${id}`;
+  }
+
+  /** Read the token's owner; take it if free (or if the admin said to), then sync its assets. */
+  async claimAndSync(id: string, claimManagement: boolean): Promise<void> {
+    await this.deps.clients.whileClaiming(id, () => this.claim(id, claimManagement));
+    if ((await this.deps.storage.subscriptions.get(id))?.status === 'Active') await this.syncAssets(id);
+  }
+
+  private async claim(id: string, claimManagement: boolean): Promise<void> {
+    const { storage: { subscriptions }, log } = this.deps;
+    const sub = await this.get(id);
+    const client = this.deps.clients.for(sub);
+    await subscriptions.update(id, { status: 'ClaimInProgress', statusReason: null });
+    try {
+      const config = await client.clientConfig();
+      const location = { locationName: config.locationName, locationUid: config.uId };
+      const decision = claimDecision(config.mdmInfo, this.deps.installationId, claimManagement);
+      if (decision === 'claimRequired') {
+        await subscriptions.update(id, { ...claimRequired(config.mdmInfo!, 'claim it (POST .../claim) to manage its licenses here'), ...location });
+        log.warn({ subscriptionId: id, holder: config.mdmInfo!.name }, 'sToken is held by another MDM');
+        return;
+      }
+      if (decision === 'takeOver') await this.resetForeignAssignments(sub, client);
+      await client.updateClientConfig({
+        mdmInfo: { id: this.deps.installationId, name: this.deps.installationName },
+        notificationUrl: this.notificationUrl(id),
+        notificationAuthToken: this.deps.secrets.open(sub.sealedNotificationToken),
+        notificationTypes: NOTIFICATION_TYPES,
+      });
+      await subscriptions.update(id, { status: 'Active', statusReason: null, claimHolder: null, ...location });
+      log.info({ subscriptionId: id, location: config.locationName }, 'VPP subscription active');
+    } catch (err) {
+      await this.deps.clients.recordFailure(id, err);
+    }
+  }
+
+  /** Taking over a token: what the previous MDM assigned is released, so counts start from what we do. */
+  private async resetForeignAssignments(sub: SubscriptionRecord, client: AppsAndBooksClient): Promise<void> {
+    const { ledger, vppUsers, installs, appleEvents } = this.deps.storage;
+    const assignments = await client.assignments();
+    for (const a of groupByAsset(assignments)) {
+      const refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serialNumbers, clientUserIds: a.clientUserIds });
+      for (const r of refs) await appleEvents.record(r.eventId, sub.id, 'reset');
+    }
+    // Its license records are no longer ours to trust.
+    await ledger.releaseAllOf(sub.id);
+    await vppUsers.deleteAllOf(sub.id);
+    await installs.deleteForSubscription(sub.id);
+    this.deps.log.warn({ subscriptionId: sub.id, released: assignments.length }, 'claimed an sToken from another MDM: released its assignments');
+  }
+
+  /** Run Now / scheduled: read all assets, refresh counts, one bundle per app. */
+  async syncAssets(id: string): Promise<{ assets: number; bundlesCreated: number }> {
+    const { storage: { catalogue, subscriptions }, log } = this.deps;
+    const sub = await this.get(id);
+    if (sub.status !== 'Active') {
+      log.warn({ subscriptionId: id, status: sub.status }, 'asset sync skipped: subscription not active');
+      return { assets: 0, bundlesCreated: 0 };
+    }
+    const client = this.deps.clients.for(sub);
+    let assets;
+    try {
+      assets = await client.assets();
+    } catch (err) {
+      await this.deps.clients.recordFailure(id, err);
+      return { assets: 0, bundlesCreated: 0 };
+    }
+    // Names and bundle identifiers come from the store's metadata lookup; a failed lookup only costs names.
+    const known = new Set((await catalogue.listAssets(id)).filter((a) => a.name).map((a) => a.adamId));
+    const metadata = await client.contentMetadata(assets.filter((a) => a.productType === 'App' && !known.has(a.adamId)).map((a) => a.adamId))
+      .catch((err) => { log.warn({ error: (err as Error).message }, 'app metadata lookup failed; bundles keep placeholder names'); return {} as Record<string, { name?: string; bundleId?: string }>; });
+    let bundlesCreated = 0;
+    for (const a of assets) {
+      await catalogue.upsertAsset({
+        subscriptionId: id, adamId: a.adamId, pricingParam: a.pricingParam, productType: a.productType, name: metadata[a.adamId]?.name ?? null,
+        bundleIdentifier: metadata[a.adamId]?.bundleId ?? null, deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.assignedCount,
+      });
+      // Books are listed with their counts but get no bundle: they are not installed by InstallApplication.
+      if (a.productType !== 'App') continue;
+      if ((await this.bundleForAsset(id, a.adamId, a.pricingParam)).created) bundlesCreated++;
+    }
+    await subscriptions.update(id, { lastSyncAt: new Date(), lastSyncError: null });
+    log.info({ subscriptionId: id, assets: assets.length, bundlesCreated }, 'VPP asset sync done');
+    return { assets: assets.length, bundlesCreated };
+  }
+
+  /** Create Bundle for one app (from the synced assets). */
+  async createBundle(adamId: string, subscriptionId?: string): Promise<{ bundle: BundleRecord; created: boolean }> {
+    const assets = (await this.deps.storage.catalogue.assetsByAdamId(adamId)).filter((a) => a.productType === 'App' && (!subscriptionId || a.subscriptionId === subscriptionId));
+    if (assets.length === 0) throw notFound(`no purchased app with adamId ${adamId} in the synced assets; run the subscription's asset sync first`);
+    const a = assets[0]!;
+    return this.bundleForAsset(a.subscriptionId, a.adamId, a.pricingParam);
+  }
+
+  private async bundleForAsset(subscriptionId: string, adamId: string, pricingParam: string) {
+    const asset = (await this.deps.storage.catalogue.getAsset({ subscriptionId, adamId, pricingParam }))!;
+    return this.deps.storage.catalogue.createBundle({
+      id: crypto.randomUUID(), subscriptionId, adamId, pricingParam, name: asset.name ?? `App ${adamId}`,
+      bundleIdentifier: asset.bundleIdentifier, deviceAssignable: asset.deviceAssignable,
+    });
+  }
+}

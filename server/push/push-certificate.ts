@@ -1,0 +1,112 @@
+import { createApnsSender, type PushSender } from '../../mdm/apns.js';
+import { IdentityError, parsePushCertificate, type CertifiedKey } from '../../mdm/identity.js';
+import { invalid } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SecretBox } from '../secrets.js';
+import type { SettingsStore } from '../storage/ports.js';
+import type { SealedKeyPair } from '../devices/server-ca.js';
+
+// The APNs push certificate's life: loaded from the database at start, swapped when the admin uploads one,
+// and reloaded when another server process stored one. Each process holds its own APNs session (sender).
+
+export interface PushCertificateInfo { topic: string; notAfter: string; notBefore: string }
+type LoadedCertificate = PushCertificateInfo & CertifiedKey;
+export type PushCertificateInput = Parameters<typeof parsePushCertificate>[0];
+
+const SETTING = 'push_certificate';
+
+export interface PushCertificatesDeps {
+  settings: SettingsStore; secrets: SecretBox; log: Logger;
+  apns: { url: string; caPem?: string };
+  /** Told of every certificate this process starts using (the sandbox's APNs trusts it). */
+  onInUse?: (certPem: string) => void;
+  /** Called after the certificate changed, so waiting pushes go out with it. */
+  onChange?: () => void;
+}
+
+export class PushCertificates {
+  private certificate: LoadedCertificate | undefined;
+  private currentSender: PushSender | undefined;
+  private stamp: Date | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: PushCertificatesDeps) {}
+
+  /** The certificate's topic and validity, or undefined while none is configured. */
+  info(): PushCertificateInfo | undefined {
+    const c = this.certificate;
+    return c && { topic: c.topic, notAfter: c.notAfter, notBefore: c.notBefore };
+  }
+  topic(): string | undefined { return this.certificate?.topic; }
+  /** The APNs sender for the current certificate; undefined while none is configured (pushes wait in the queue). */
+  sender(): PushSender | undefined { return this.currentSender; }
+
+  /** At start: the stored certificate, or — when none is and `ifNone` is given — the one it makes. */
+  async load(ifNone?: () => Promise<PushCertificateInput>): Promise<void> {
+    const stored = await this.read();
+    if (!stored && ifNone) await this.save(await ifNone());
+    else await this.use(stored);
+    this.stamp = await this.deps.settings.updatedAt(SETTING);
+  }
+
+  /** The admin's upload: checked, stored (key sealed), and used at once. */
+  async store(input: PushCertificateInput): Promise<PushCertificateInfo> {
+    const info = await this.save(input);
+    this.deps.onChange?.();
+    return info;
+  }
+
+  private async save(input: PushCertificateInput): Promise<PushCertificateInfo> {
+    let parsed;
+    try {
+      parsed = parsePushCertificate(input);
+    } catch (err) {
+      if (err instanceof IdentityError) throw invalid(err.message, 'invalid_certificate');
+      throw err;
+    }
+    const info: PushCertificateInfo = { topic: parsed.topic, notAfter: parsed.notAfter.toISOString(), notBefore: parsed.notBefore.toISOString() };
+    await this.deps.settings.put(SETTING, { ...info, certPem: parsed.certPem, sealedKey: this.deps.secrets.seal(parsed.keyPem) });
+    await this.use({ ...info, certPem: parsed.certPem, keyPem: parsed.keyPem });
+    return info;
+  }
+
+  /**
+   * Notice a certificate another process stored. Agenda jobs run on one process at a time, so this is a
+   * per-process timer, comparing only the setting's timestamp.
+   */
+  watch(everyMs: number): void {
+    this.watcher = setInterval(() => {
+      void (async () => {
+        const stamp = await this.deps.settings.updatedAt(SETTING);
+        if (stamp?.getTime() === this.stamp?.getTime()) return;
+        this.stamp = stamp;
+        await this.use(await this.read());
+        this.deps.onChange?.();
+      })().catch((e) => this.deps.log.error({ error: (e as Error).message }, 'push certificate reload failed'));
+    }, everyMs);
+    this.watcher.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.watcher) clearInterval(this.watcher);
+    await this.currentSender?.close();
+  }
+
+  private async read(): Promise<LoadedCertificate | undefined> {
+    const s = await this.deps.settings.get<PushCertificateInfo & SealedKeyPair>(SETTING);
+    if (!s) return undefined;
+    return { topic: s.topic, notAfter: s.notAfter, notBefore: s.notBefore, certPem: s.certPem, keyPem: this.deps.secrets.open(s.sealedKey) };
+  }
+
+  private async use(cert: LoadedCertificate | undefined): Promise<void> {
+    const current = this.certificate;
+    if (cert && current && cert.certPem === current.certPem && cert.keyPem === current.keyPem) return;
+    const old = this.currentSender;
+    this.certificate = cert;
+    this.currentSender = cert
+      ? createApnsSender({ url: this.deps.apns.url, certPem: cert.certPem, keyPem: cert.keyPem, topic: cert.topic, caPem: this.deps.apns.caPem })
+      : undefined;
+    if (cert) this.deps.onInUse?.(cert.certPem);
+    await old?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,246 @@
+import type { InstallStatus, LicenseState, TargetType } from '../../vpp/policy.js';
+import type { AppleEventKind } from '../../vpp/event-outcome.js';
+import type * as t from './schema.js';
+
+// The storage the services see: one small interface per concern. Services receive the ports they use, never
+// a pool or SQL; postgres/ implements each port in its own file. Row types are inferred from schema.ts.
+
+export type SettingRecord = typeof t.settings.$inferSelect;
+export type UserRecord = typeof t.users.$inferSelect;
+export type EnrollmentRecord = typeof t.enrollments.$inferSelect;
+export type DeviceRecord = typeof t.devices.$inferSelect;
+export type CommandRecord = typeof t.commands.$inferSelect;
+export type CommandStatus = CommandRecord['status'];
+export type CommandOwner = CommandRecord['owner'];
+export type PushQueueRecord = typeof t.pushQueue.$inferSelect;
+export type SubscriptionRecord = typeof t.vppSubscriptions.$inferSelect;
+export type AssetRecord = Omit<typeof t.vppAssets.$inferSelect, 'updatedAt'>;
+export type BundleRecord = typeof t.bundles.$inferSelect;
+export type TargetListRecord = typeof t.bundleAssignments.$inferSelect;
+export type LicenseRecord = typeof t.vppLicenses.$inferSelect;
+export type InstallRecord = typeof t.bundleInstalls.$inferSelect;
+export type VppUserRecord = typeof t.vppUsers.$inferSelect;
+export type AppleEventRecord = Pick<typeof t.vppEvents.$inferSelect, 'eventId' | 'subscriptionId' | 'kind' | 'status' | 'createdAt'>;
+
+export interface SettingsStore {
+  get<T>(key: string): Promise<T | undefined>;
+  updatedAt(key: string): Promise<Date | undefined>;
+  put(key: string, value: unknown): Promise<void>;
+  /** Stores value unless the key exists; returns whichever value is stored (first writer wins across processes). */
+  putIfAbsent<T>(key: string, value: T): Promise<T>;
+}
+
+export interface UserStore {
+  /** AppError conflict when the id is taken. */
+  create(u: { id: string; email: string; appleAccount?: string }): Promise<UserRecord>;
+  get(id: string): Promise<UserRecord | undefined>;
+  delete(id: string): Promise<boolean>;
+  setAppleAccount(id: string, appleAccount: string | null): Promise<UserRecord | undefined>;
+  list(): Promise<UserRecord[]>;
+}
+
+/** Enrollment tokens and the device identities issued for them. */
+export interface EnrollmentStore {
+  create(e: { token: string; userId?: string; expiresAt: Date }): Promise<EnrollmentRecord>;
+  get(token: string): Promise<EnrollmentRecord | undefined>;
+  /** Single use: marks the token redeemed in the statement that checks it, so two fetches can't both win. */
+  redeem(token: string, now: Date): Promise<EnrollmentRecord | undefined>;
+  /** Undo a redemption when the profile could not be produced, so the admin's token is not burnt by our failure. */
+  unredeem(token: string): Promise<void>;
+  recordIdentity(i: { fingerprint: string; enrollmentToken: string; notAfter: Date }): Promise<void>;
+  enrollmentOfIdentity(fingerprint: string): Promise<EnrollmentRecord | undefined>;
+}
+
+export interface DeviceFacts {
+  udid: string; topic: string; serialNumber?: string; osVersion?: string; buildVersion?: string; productName?: string;
+  deviceName?: string; model?: string; imei?: string; meid?: string;
+}
+
+export interface DeviceStore {
+  get(udid: string): Promise<DeviceRecord | undefined>;
+  list(filter?: { userId?: string }): Promise<DeviceRecord[]>;
+  /** (Re-)enroll the device bound to this certificate; AppError conflict when the certificate is bound to another UDID. */
+  authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord>;
+  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void>;
+  checkOut(udid: string): Promise<void>;
+  delete(udid: string): Promise<boolean>;
+  touch(udid: string, now?: Date): Promise<void>;
+  /** Only the token APNs refused: a TokenUpdate that raced in with a new token stays alive. */
+  markTokenDead(udid: string, pushToken: string): Promise<void>;
+  pushable(): Promise<string[]>;
+  /** Enrolled devices with commands waiting that have not connected since `since`. */
+  withWaitingCommands(since: Date): Promise<string[]>;
+  silent(before: Date): Promise<DeviceRecord[]>;
+  flagSilent(udids: string[], now: Date): Promise<void>;
+}
+
+export interface CommandStore {
+  enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; owner: CommandOwner; ownerRef?: string }): Promise<CommandRecord>;
+  /**
+   * The next command to offer a device, marked Sent. NotNow'd commands are skipped for the rest of a
+   * connection (any non-Idle report) and offered again on the next Idle, as Apple's NotNow rules want.
+   */
+  next(udid: string, skipNotNow: boolean): Promise<CommandRecord | undefined>;
+  /** Stores a device's answer. Idempotent: a repeated report of the same result changes nothing more. */
+  recordResult(udid: string, r: { commandUuid: string; status: Exclude<CommandStatus, 'Queued' | 'Sent'>; result: Record<string, unknown>; errorChain?: unknown }): Promise<CommandRecord | undefined>;
+  get(commandUuid: string): Promise<CommandRecord | undefined>;
+  list(udid: string): Promise<CommandRecord[]>;
+  countPending(udid: string): Promise<number>;
+  hasPending(udid: string, owner: CommandOwner): Promise<boolean>;
+}
+
+export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
+
+/** The durable push queue: one row per device (coalesced), drained in batches by any server process. */
+export interface PushQueueStore {
+  /** Coalesced: a device already waiting for a push keeps one row, due at the earlier time. */
+  request(udids: string[], reason: string, at?: Date): Promise<void>;
+  /** Leases due pushes to this process; a crashed sender's lease runs out and the rows come due again. */
+  claimDue(limit: number, leaseMs: number): Promise<ClaimedPush[]>;
+  complete(udids: string[], pushed: boolean): Promise<void>;
+  retryLater(udid: string, delayMs: number, error: string): Promise<void>;
+  pending(): Promise<PushQueueRecord[]>;
+}
+
+export type SubscriptionPatch = Partial<Pick<SubscriptionRecord,
+  'status' | 'statusReason' | 'claimHolder' | 'locationName' | 'locationUid' | 'lastSyncAt' | 'lastSyncError' | 'schedule' | 'expiresAt'>>;
+
+export interface SubscriptionStore {
+  /** undefined when a subscription with this token exists. */
+  create(s: Pick<SubscriptionRecord, 'id' | 'name' | 'sealedStoken' | 'tokenHash' | 'orgName' | 'expiresAt' | 'sealedNotificationToken' | 'schedule'>): Promise<SubscriptionRecord | undefined>;
+  get(id: string): Promise<SubscriptionRecord | undefined>;
+  list(): Promise<SubscriptionRecord[]>;
+  update(id: string, patch: SubscriptionPatch): Promise<void>;
+}
+
+export interface LicenseKey { subscriptionId: string; adamId: string; pricingParam: string }
+
+/** What was bought (assets, with Apple's counts) and the bundles made of the apps among them. */
+export interface CatalogueStore {
+  upsertAsset(a: AssetRecord): Promise<void>;
+  listAssets(subscriptionId?: string): Promise<AssetRecord[]>;
+  getAsset(k: LicenseKey): Promise<AssetRecord | undefined>;
+  assetsByAdamId(adamId: string): Promise<AssetRecord[]>;
+  /** One bundle per asset: an existing one is refreshed and returned with created false. */
+  createBundle(b: Omit<BundleRecord, 'createdAt'>): Promise<{ bundle: BundleRecord; created: boolean }>;
+  /** The device names the app's bundle identifier when it accepts the install; kept if Apple gave none. */
+  learnBundleIdentifier(bundleId: string, identifier: string): Promise<void>;
+  getBundle(id: string): Promise<BundleRecord | undefined>;
+  listBundles(): Promise<BundleRecord[]>;
+  bundleFor(k: LicenseKey): Promise<BundleRecord | undefined>;
+}
+
+/** A list of (bundle, target) pairs: the admin's assignments, or reservations. */
+export interface TargetListStore {
+  add(bundleId: string, targetType: TargetType, targetId: string): Promise<boolean>;
+  remove(bundleId: string, targetType: TargetType, targetId: string): Promise<boolean>;
+  list(bundleId: string): Promise<TargetListRecord[]>;
+  has(bundleId: string, targetType: TargetType, targetId: string): Promise<boolean>;
+  /** Bundles listed for this device directly or through its user. */
+  bundlesForDevice(udid: string, userId: string | null): Promise<Array<BundleRecord & { targetType: TargetType; targetId: string }>>;
+  removeTarget(targetType: TargetType, targetId: string): Promise<void>;
+}
+
+export type AcquireResult =
+  | { outcome: 'acquired'; license: LicenseRecord } | { outcome: 'held'; license: LicenseRecord }
+  | { outcome: 'none'; total: number; held: number; reservedForOthers: number }
+  /** The target lost its assignment or enrollment meanwhile. */
+  | { outcome: 'notEntitled' };
+
+export interface LicenseSummarySource {
+  adamId: string; name: string | null; bundleId: string | null; pricingParam: string; total: number; assigned: number; reserved: number; waiting: number;
+}
+
+/** The license ledger: one row per license this server holds or is acquiring; never more than bought. */
+export interface LicenseLedger {
+  /** Take one license for a target, atomically against every other claim on any server process. */
+  acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }): Promise<AcquireResult>;
+  /** The target still has this asset's bundle assigned (and, for a device, is enrolled). */
+  isEntitled(k: LicenseKey, targetType: TargetType, targetId: string): Promise<boolean>;
+  get(k: LicenseKey, targetType: TargetType, targetId: string): Promise<LicenseRecord | undefined>;
+  forTarget(targetType: TargetType, targetId: string): Promise<LicenseRecord[]>;
+  forEvent(eventId: string): Promise<LicenseRecord[]>;
+  ofSubscription(subscriptionId: string): Promise<LicenseRecord[]>;
+  /** False when `onlyFrom` is given and the license is no longer in that state. */
+  setState(id: number, state: LicenseState, patch?: { eventId?: string | null; failure?: string | null }, onlyFrom?: LicenseState): Promise<boolean>;
+  /** Give a license back. */
+  release(id: number): Promise<LicenseRecord | undefined>;
+  releaseAllOf(subscriptionId: string): Promise<void>;
+  count(k: LicenseKey): Promise<number>;
+  summarySources(): Promise<LicenseSummarySource[]>;
+}
+
+export interface DeviceApp {
+  bundleId: string; adamId: string; name: string; bundleIdentifier: string | null; via: string; status: InstallStatus; reason: string | null; license: LicenseState | null;
+}
+export type InstallPut = Omit<InstallRecord, 'updatedAt' | 'commandUuid' | 'deviceState'> & { commandUuid?: string | null; deviceState?: string | null };
+
+/** Per device and bundle: where the install stands (a user assignment reaches up to 10 devices). */
+export interface InstallStore {
+  get(bundleId: string, udid: string): Promise<InstallRecord | undefined>;
+  /** Upsert; with `unlessStatusIn`, an install already in one of those statuses is left as it is. */
+  put(i: InstallPut, opts?: { unlessStatusIn?: readonly InstallStatus[] }): Promise<void>;
+  /**
+   * Count this device against a user license's device limit, atomically across processes: false when `limit`
+   * other devices of the user already hold one of `slotStatuses`.
+   */
+  claimUserDeviceSlot(i: { bundleId: string; udid: string; userId: string; status: InstallStatus; reason: string }, slotStatuses: readonly InstallStatus[], limit: number): Promise<boolean>;
+  via(bundleId: string, targetType: TargetType, targetId: string): Promise<InstallRecord[]>;
+  forDevice(udid: string): Promise<InstallRecord[]>;
+  byCommand(commandUuid: string): Promise<InstallRecord | undefined>;
+  delete(where: { bundleId?: string; udid?: string; viaTargetType?: TargetType; viaTargetId?: string }): Promise<void>;
+  deleteForSubscription(subscriptionId: string): Promise<void>;
+  /** Devices whose install of this asset's bundle waits for a license (pushed when one frees up). */
+  waitingDevices(k: LicenseKey): Promise<string[]>;
+  /** What the device has of each bundle, for the device view. */
+  deviceApps(udid: string): Promise<DeviceApp[]>;
+}
+
+export type VppUserPatch = Partial<Pick<VppUserRecord, 'status' | 'inviteCode' | 'idHash' | 'eventId' | 'invitedUdids'>>;
+
+/** Users as registered at Apple, per subscription. */
+export interface VppUserStore {
+  get(subscriptionId: string, userId: string): Promise<VppUserRecord | undefined>;
+  /** True when this call created the row, and so must register the user at Apple. */
+  claimRegistration(subscriptionId: string, userId: string): Promise<boolean>;
+  delete(subscriptionId: string, userId: string): Promise<void>;
+  deleteAllOf(subscriptionId: string): Promise<void>;
+  update(subscriptionId: string, userId: string, patch: VppUserPatch): Promise<void>;
+  /** Adds a device to those invited, atomically (concurrent syncs of the user's devices each add theirs). */
+  addInvitedDevice(subscriptionId: string, userId: string, udid: string): Promise<void>;
+  byEvent(eventId: string): Promise<VppUserRecord[]>;
+}
+
+/** Apple events we wait for, kept so a restart keeps waiting. */
+export interface AppleEventStore {
+  record(eventId: string, subscriptionId: string, kind: AppleEventKind): Promise<void>;
+  /** Lease pending events to this process (a crashed process's lease runs out and another takes over). */
+  claimPending(limit: number, leaseMs: number, eventId?: string): Promise<AppleEventRecord[]>;
+  release(eventId: string): Promise<void>;
+  complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void>;
+  pendingIds(subscriptionId: string): Promise<string[]>;
+}
+
+export interface NotificationStore {
+  /** False when this notification was seen before (Apple retries deliveries). */
+  record(subscriptionId: string, notificationId: string, type: string): Promise<boolean>;
+}
+
+/** Every port, as the composition root builds them. */
+export interface Storage {
+  settings: SettingsStore;
+  users: UserStore;
+  enrollments: EnrollmentStore;
+  devices: DeviceStore;
+  commands: CommandStore;
+  pushQueue: PushQueueStore;
+  subscriptions: SubscriptionStore;
+  catalogue: CatalogueStore;
+  assignments: TargetListStore;
+  reservations: TargetListStore;
+  ledger: LicenseLedger;
+  installs: InstallStore;
+  vppUsers: VppUserStore;
+  appleEvents: AppleEventStore;
+  notifications: NotificationStore;
+}

@@ -1,0 +1,33 @@
+import { and, asc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import type { AppleEventKind } from '../../../vpp/event-outcome.js';
+import type { AppleEventRecord, AppleEventStore } from '../ports.js';
+import { vppEvents } from '../schema.js';
+import type { Db } from './db.js';
+
+export class PostgresAppleEvents implements AppleEventStore {
+  constructor(private readonly db: Db) {}
+
+  async record(eventId: string, subscriptionId: string, kind: AppleEventKind): Promise<void> {
+    await this.db.insert(vppEvents).values({ eventId, subscriptionId, kind }).onConflictDoNothing();
+  }
+  async claimPending(limit: number, leaseMs: number, eventId?: string): Promise<AppleEventRecord[]> {
+    const due = this.db.select({ eventId: vppEvents.eventId }).from(vppEvents)
+      .where(and(eq(vppEvents.status, 'PENDING'), or(isNull(vppEvents.lockedUntil), lt(vppEvents.lockedUntil, sql`now()`)),
+        eventId !== undefined ? eq(vppEvents.eventId, eventId) : undefined))
+      .orderBy(asc(vppEvents.createdAt)).limit(limit).for('update', { skipLocked: true });
+    return this.db.update(vppEvents).set({ lockedUntil: sql`now() + (${leaseMs}::int * interval '1 millisecond')` })
+      .where(inArray(vppEvents.eventId, due))
+      .returning({ eventId: vppEvents.eventId, subscriptionId: vppEvents.subscriptionId, kind: vppEvents.kind, status: vppEvents.status, createdAt: vppEvents.createdAt });
+  }
+  async release(eventId: string): Promise<void> {
+    await this.db.update(vppEvents).set({ lockedUntil: null }).where(eq(vppEvents.eventId, eventId));
+  }
+  async complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void> {
+    await this.db.update(vppEvents).set({ status, result, completedAt: sql`now()`, lockedUntil: null }).where(eq(vppEvents.eventId, eventId));
+  }
+  async pendingIds(subscriptionId: string): Promise<string[]> {
+    const rows = await this.db.select({ eventId: vppEvents.eventId }).from(vppEvents)
+      .where(and(eq(vppEvents.subscriptionId, subscriptionId), eq(vppEvents.status, 'PENDING')));
+    return rows.map((r) => r.eventId);
+  }
+}

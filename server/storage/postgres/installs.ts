@@ -1,0 +1,90 @@
+import { and, asc, eq, inArray, ne, notInArray, sql } from 'drizzle-orm';
+import type { InstallStatus, TargetType } from '../../../vpp/policy.js';
+import type { DeviceApp, InstallPut, InstallRecord, InstallStore, LicenseKey } from '../ports.js';
+import { bundleInstalls, bundles, vppLicenses } from '../schema.js';
+import type { Db } from './db.js';
+
+export class PostgresInstalls implements InstallStore {
+  constructor(private readonly db: Db) {}
+
+  async get(bundleId: string, udid: string): Promise<InstallRecord | undefined> {
+    return (await this.db.select().from(bundleInstalls).where(and(eq(bundleInstalls.bundleId, bundleId), eq(bundleInstalls.udid, udid))))[0];
+  }
+  async put(i: InstallPut, opts: { unlessStatusIn?: readonly InstallStatus[] } = {}): Promise<void> {
+    const fields = { bundleId: i.bundleId, udid: i.udid, viaTargetType: i.viaTargetType, viaTargetId: i.viaTargetId, status: i.status, reason: i.reason };
+    // The device's State belongs to the status it came with: any other change clears it.
+    const deviceState = i.deviceState ?? null;
+    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null, deviceState }).onConflictDoUpdate({
+      target: [bundleInstalls.bundleId, bundleInstalls.udid],
+      set: {
+        viaTargetType: fields.viaTargetType, viaTargetId: fields.viaTargetId, status: fields.status, reason: fields.reason,
+        commandUuid: sql`COALESCE(excluded.command_uuid, ${bundleInstalls.commandUuid})`, updatedAt: sql`now()`,
+        deviceState,
+      },
+      setWhere: opts.unlessStatusIn?.length ? notInArray(bundleInstalls.status, [...opts.unlessStatusIn]) : undefined,
+    });
+  }
+  /**
+   * The (bundle, user) pair is locked while the user's devices holding a slot are counted, so concurrent syncs
+   * of the user's devices (on any server process) cannot all squeeze in.
+   */
+  async claimUserDeviceSlot(i: { bundleId: string; udid: string; userId: string; status: InstallStatus; reason: string }, slotStatuses: readonly InstallStatus[], limit: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`user-slot/${i.bundleId}/${i.userId}`}))`);
+      const mine = (await tx.select({ status: bundleInstalls.status }).from(bundleInstalls)
+        .where(and(eq(bundleInstalls.bundleId, i.bundleId), eq(bundleInstalls.udid, i.udid))))[0];
+      if (mine && slotStatuses.includes(mine.status)) return true;
+      const others = (await tx.select({ n: sql<number>`count(*)::int` }).from(bundleInstalls).where(and(
+        eq(bundleInstalls.bundleId, i.bundleId), eq(bundleInstalls.viaTargetType, 'user'), eq(bundleInstalls.viaTargetId, i.userId),
+        ne(bundleInstalls.udid, i.udid), inArray(bundleInstalls.status, [...slotStatuses]))))[0]!.n;
+      if (others >= limit) return false;
+      const row = { bundleId: i.bundleId, udid: i.udid, viaTargetType: 'user' as const, viaTargetId: i.userId, status: i.status, reason: i.reason };
+      await tx.insert(bundleInstalls).values(row).onConflictDoUpdate({
+        target: [bundleInstalls.bundleId, bundleInstalls.udid],
+        set: { viaTargetType: 'user', viaTargetId: i.userId, status: i.status, reason: i.reason, deviceState: null, updatedAt: sql`now()` },
+      });
+      return true;
+    });
+  }
+  async via(bundleId: string, targetType: TargetType, targetId: string): Promise<InstallRecord[]> {
+    return this.db.select().from(bundleInstalls)
+      .where(and(eq(bundleInstalls.bundleId, bundleId), eq(bundleInstalls.viaTargetType, targetType), eq(bundleInstalls.viaTargetId, targetId)))
+      .orderBy(asc(bundleInstalls.updatedAt));
+  }
+  async forDevice(udid: string): Promise<InstallRecord[]> {
+    return this.db.select().from(bundleInstalls).where(eq(bundleInstalls.udid, udid)).orderBy(asc(bundleInstalls.bundleId));
+  }
+  async byCommand(commandUuid: string): Promise<InstallRecord | undefined> {
+    return (await this.db.select().from(bundleInstalls).where(eq(bundleInstalls.commandUuid, commandUuid)))[0];
+  }
+  async delete(where: { bundleId?: string; udid?: string; viaTargetType?: TargetType; viaTargetId?: string }): Promise<void> {
+    const conditions = [
+      where.bundleId !== undefined ? eq(bundleInstalls.bundleId, where.bundleId) : undefined,
+      where.udid !== undefined ? eq(bundleInstalls.udid, where.udid) : undefined,
+      where.viaTargetType !== undefined ? eq(bundleInstalls.viaTargetType, where.viaTargetType) : undefined,
+      where.viaTargetId !== undefined ? eq(bundleInstalls.viaTargetId, where.viaTargetId) : undefined,
+    ].filter((c) => c !== undefined);
+    if (conditions.length === 0) throw new Error('deleting installs needs a condition');
+    await this.db.delete(bundleInstalls).where(and(...conditions));
+  }
+  async deleteForSubscription(subscriptionId: string): Promise<void> {
+    await this.db.delete(bundleInstalls).where(inArray(bundleInstalls.bundleId,
+      this.db.select({ id: bundles.id }).from(bundles).where(eq(bundles.subscriptionId, subscriptionId))));
+  }
+  async waitingDevices(k: LicenseKey): Promise<string[]> {
+    const rows = await this.db.select({ udid: bundleInstalls.udid }).from(bundleInstalls).innerJoin(bundles, eq(bundles.id, bundleInstalls.bundleId))
+      .where(and(eq(bundles.subscriptionId, k.subscriptionId), eq(bundles.adamId, k.adamId), eq(bundles.pricingParam, k.pricingParam),
+        inArray(bundleInstalls.status, ['Waiting', 'Failed'])));
+    return rows.map((r) => r.udid);
+  }
+  async deviceApps(udid: string): Promise<DeviceApp[]> {
+    return this.db.select({
+      bundleId: bundleInstalls.bundleId, adamId: bundles.adamId, name: bundles.name, bundleIdentifier: bundles.bundleIdentifier,
+      via: sql<string>`${bundleInstalls.viaTargetType} || ':' || ${bundleInstalls.viaTargetId}`, status: bundleInstalls.status, reason: bundleInstalls.reason,
+      license: vppLicenses.state,
+    }).from(bundleInstalls).innerJoin(bundles, eq(bundles.id, bundleInstalls.bundleId))
+      .leftJoin(vppLicenses, and(eq(vppLicenses.subscriptionId, bundles.subscriptionId), eq(vppLicenses.adamId, bundles.adamId),
+        eq(vppLicenses.pricingParam, bundles.pricingParam), eq(vppLicenses.targetType, bundleInstalls.viaTargetType), eq(vppLicenses.targetId, bundleInstalls.viaTargetId)))
+      .where(eq(bundleInstalls.udid, udid)).orderBy(asc(bundles.name));
+  }
+}

@@ -1,0 +1,23 @@
+import { asc, eq } from 'drizzle-orm';
+import type { SubscriptionPatch, SubscriptionRecord, SubscriptionStore } from '../ports.js';
+import { vppSubscriptions } from '../schema.js';
+import type { Db } from './db.js';
+
+export class PostgresSubscriptions implements SubscriptionStore {
+  constructor(private readonly db: Db) {}
+
+  async create(s: Parameters<SubscriptionStore['create']>[0]): Promise<SubscriptionRecord | undefined> {
+    return (await this.db.insert(vppSubscriptions).values(s).onConflictDoNothing({ target: vppSubscriptions.tokenHash }).returning())[0];
+  }
+  async get(id: string): Promise<SubscriptionRecord | undefined> {
+    return (await this.db.select().from(vppSubscriptions).where(eq(vppSubscriptions.id, id)))[0];
+  }
+  async list(): Promise<SubscriptionRecord[]> {
+    return this.db.select().from(vppSubscriptions).orderBy(asc(vppSubscriptions.createdAt), asc(vppSubscriptions.id));
+  }
+  async update(id: string, patch: SubscriptionPatch): Promise<void> {
+    const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as SubscriptionPatch;
+    if (Object.keys(set).length === 0) return;
+    await this.db.update(vppSubscriptions).set({ ...set, updatedAt: new Date() }).where(eq(vppSubscriptions.id, id));
+  }
+}

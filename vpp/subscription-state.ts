@@ -1,0 +1,56 @@
+import type { AppsAndBooksErrorKind, MdmInfo } from './client.js';
+
+// What a subscription's status becomes after Apple answers: decisions only, the service stores them.
+
+export const SUBSCRIPTION_STATUSES = ['New', 'ClaimInProgress', 'Active', 'ClaimRequired', 'Error'] as const;
+export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
+
+/** The asset-sync schedule an admin picks for a subscription. */
+export interface Schedule { type: 'none' | 'date' | 'recurring'; at?: string; every?: string }
+export interface ClaimHolder { id: string; name: string }
+
+export interface SubscriptionChange {
+  status?: SubscriptionStatus;
+  statusReason?: string | null;
+  claimHolder?: ClaimHolder | null;
+  lastSyncError?: string | null;
+}
+
+/** How a claim proceeds, given who Apple says holds the token. */
+export function claimDecision(holder: MdmInfo | undefined, installationId: string, claimManagement: boolean): 'claim' | 'takeOver' | 'claimRequired' {
+  if (!holder || holder.id === installationId) return 'claim';
+  return claimManagement ? 'takeOver' : 'claimRequired';
+}
+
+export function claimRequired(holder: MdmInfo, how: string): SubscriptionChange {
+  return {
+    status: 'ClaimRequired', claimHolder: { id: holder.id, name: holder.name },
+    statusReason: `another MDM ("${holder.name}") manages this token; ${how}`,
+  };
+}
+
+/** Apple's responses name the MDM holding the token: someone else's name outside a claim means it was taken over. */
+export function foreignHolder(holder: MdmInfo | undefined, installationId: string, claiming: boolean): MdmInfo | undefined {
+  return holder && holder.id !== installationId && !claiming ? holder : undefined;
+}
+
+export interface AppleFailure { kind?: AppsAndBooksErrorKind; errorNumber?: number; httpStatus?: number; message: string }
+
+/**
+ * A call to Apple failed: an invalid token stops the subscription; anything else is recorded, and a claim that
+ * never completed leaves the subscription in Error until the admin retries.
+ */
+export function afterAppleFailure(current: SubscriptionStatus | undefined, failure: AppleFailure): SubscriptionChange {
+  if (failure.kind === 'tokenInvalid') {
+    const why = failure.errorNumber === 9621 ? 'expired' : failure.errorNumber === 9625 ? 'revoked' : 'not accepted';
+    return {
+      status: 'Error', lastSyncError: failure.message,
+      statusReason: `sToken ${why} by Apple (${failure.errorNumber ?? failure.httpStatus}: ${failure.message}); upload a new one`,
+    };
+  }
+  const stuck = current === 'New' || current === 'ClaimInProgress';
+  return {
+    lastSyncError: failure.message,
+    ...(stuck ? { status: 'Error', statusReason: `could not reach Apple to claim the token: ${failure.message}; retry with POST .../claim` } : {}),
+  };
+}
