@@ -1,3 +1,5 @@
+import { clip as clipText } from './clip.js';
+
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
 }
@@ -231,6 +233,4 @@ function kind(v: unknown): string {
 }
 
 // Device-supplied strings end up in error messages and logs; keep them short.
-function clip(s: string): string {
-  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
-}
+const clip = (s: string) => clipText(s, 64);
