@@ -11,6 +11,7 @@ import { enrollCapturingProfile, replayDevice } from './world.js';
 
 const SUSTAINED_CONCURRENCY = 32;
 const PROGRESS_EVERY_MS = 15_000;
+const MEMORY_TARGET_DEVICES = 10_000;
 
 interface Memory {
   rss: number;
@@ -31,12 +32,13 @@ async function memoryAfterGc(ctx: BenchContext): Promise<Memory> {
 async function enrollTimed(ctx: BenchContext, label: string, devices: SimulatedDevice[], concurrency: number, profiles: Map<SimulatedDevice, Buffer>, replay: Set<SimulatedDevice>) {
   const cpu0 = ctx.server.cpuMs();
   const started = Date.now();
+  let served = 0;
   let done = 0;
-  const ticker = setInterval(() => ctx.log(`${label}: ${done}/${devices.length} enrolled in ${((Date.now() - started) / 1000).toFixed(0)} s`), PROGRESS_EVERY_MS);
+  const ticker = setInterval(() => ctx.log(`${label}: ${served} profiles served, ${done}/${devices.length} devices enrolled in ${((Date.now() - started) / 1000).toFixed(0)} s`), PROGRESS_EVERY_MS);
   try {
     await mapLimit(devices, concurrency, async (d) => {
-      if (replay.has(d)) profiles.set(d, await enrollCapturingProfile(ctx.fleet, d));
-      else await ctx.fleet.enrollDevice(d);
+      const profile = await enrollCapturingProfile(ctx.fleet, d, () => served++);
+      if (replay.has(d)) profiles.set(d, profile);
       done++;
     });
   } catch (err) {
@@ -107,6 +109,7 @@ export async function memoryPerDevice(ctx: BenchContext): Promise<Figure> {
     value: round((atAll.rss - atFew.rss) / rest.length / 1024), unit: 'KB/device',
     what: `fresh server process, RSS after a full GC with ${fleet.devices.length} idle enrolled devices connected minus with ${few.length}, per further device`,
     devices: fleet.devices.length, rss_mb: round(atAll.rss / 2 ** 20), rss_mb_at_few: round(atFew.rss / 2 ** 20),
+    ...(fleet.devices.length < MEMORY_TARGET_DEVICES ? { note: `issue 10 asks at ${MEMORY_TARGET_DEVICES} devices; enrolling them costs the server minutes of RSA key generation today, so this is at ${fleet.devices.length} (--devices)` } : {}),
     heap_kb_per_device: round((atAll.heapUsed - atFew.heapUsed) / rest.length / 1024), heap_used_mb: round(atAll.heapUsed / 2 ** 20),
   };
 }

@@ -11,6 +11,7 @@ const PUSH_TIMEOUT_MS = 600_000;
 // The server's APNs sender keeps this many pushes in flight (mdm/apns.ts default); the baseline does too.
 const SENDER_CONCURRENCY = 100;
 const ENQUEUE_CONCURRENCY = 16;
+const FANOUT_TARGET = 50_000;
 
 function fleetTokens(ctx: BenchContext): Set<string> {
   return new Set(ctx.fleet.devices.filter((d) => d.enrolled).map((d) => d.pushTokenHex));
@@ -27,6 +28,7 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
   ctx.world.gateOpen = false;
   const started = Date.now();
   const cpu0 = ctx.server.cpuMs();
+  const load0 = process.cpuUsage();
   const pushes = ctx.world.waitForPushes(tokens, devices.length, PUSH_TIMEOUT_MS);
   let queuedMs = 0;
   await profiled(ctx, 'bulk_enqueue', async () => {
@@ -36,6 +38,7 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
   });
   const pushedMs = Date.now() - started;
   const cpuMs = ctx.server.cpuMs() - cpu0;
+  const load = process.cpuUsage(load0);
   const errors = ctx.fleet.stats().errors;
   if (errors > 0) throw new BenchError(`bulk_enqueue: ${errors} errors, e.g. ${ctx.fleet.stats().errorSamples.join(' | ')}`);
   const complete = pushes.received() >= devices.length;
@@ -51,7 +54,8 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
     value: complete ? round(pushedMs / 1000) : null, unit: 's',
     api: 'loop of single POST /api/v1/devices/:udid/commands, 16 at a time (no bulk API yet)',
     devices: devices.length, queued_s: round(queuedMs / 1000), commands_per_s: round(devices.length / (queuedMs / 1000)),
-    pushed: pushes.received(), cpu_ms_per_command: round(cpuMs / devices.length), drained_s: round(drainedMs / 1000),
+    pushed: pushes.received(), cpu_ms_per_command: round(cpuMs / devices.length),
+    bench_cpu_s: round((load.user + load.system) / 1e6), drained_s: round(drainedMs / 1000),
   };
 }
 
@@ -99,6 +103,8 @@ export async function apnsFanout(ctx: BenchContext): Promise<Figure> {
     return {
       value: round(value), unit: 'ms', baseline: round(baseline), ratio: round(baseline / value),
       pushes: tokens.size, path: 'POST /api/v1/schedules/device-refresh/run (pushes every pushable device)',
+      // One push per device: the queue holds one row per device. Enrollment is what stands in the way today.
+      ...(tokens.size < FANOUT_TARGET ? { note: `issue 10's target is ${FANOUT_TARGET} pushes, which needs as many enrolled devices (--devices)` } : {}),
       cpu_ms_per_push: round(median(server.map((s) => s.cpuMs)) / tokens.size),
       baseline_cpu_ms_per_push: round(median(raw.map((s) => s.cpuMs)) / tokens.size),
       rounds: { value: server.map((s) => round(s.ms)), baseline: raw.map((s) => round(s.ms)) },

@@ -19,6 +19,9 @@ import type { PreparedRequest } from './load-client.js';
 import { BenchError } from './processes.js';
 import type { BenchServer, ServerEnvironment } from './server.js';
 
+/** Syncs the fleet runs at once (pushes beyond it queue in the fleet, as devices would retry later). */
+export const FLEET_SYNC_CONCURRENCY = 64;
+
 type CaptureSink = (url: string, opts: HttpRequestOptions, res: HttpResponse) => void;
 const captureScope = new AsyncLocalStorage<CaptureSink>();
 
@@ -89,7 +92,7 @@ export class World {
     };
     return new Fleet({
       serverUrl: server.url, adminToken: server.adminToken, push: gated, devices, users: 0,
-      enrollConcurrency: 64, syncConcurrency: 64, installDelayMs: 20, retryDelayMs: 500,
+      enrollConcurrency: 64, syncConcurrency: FLEET_SYNC_CONCURRENCY, installDelayMs: 20, retryDelayMs: 500,
       // A burst of enrollments waits in the server's queue far longer than any device request would.
       http: new CapturingHttpClient({ maxSockets: 80, timeoutMs: 600_000 }),
       vppLicenseCheck: appsAndBooksLicenseCheck(this.appsAndBooks, () => this.sTokens),
@@ -140,11 +143,13 @@ export class World {
   }
 }
 
-/** Enrolls `device` through the fleet; for a replay device also returns the profile it was served. */
-export async function enrollCapturingProfile(fleet: Fleet, device: SimulatedDevice): Promise<Buffer> {
+/** Enrolls `device` through the fleet and returns the enrollment profile it was served. */
+export async function enrollCapturingProfile(fleet: Fleet, device: SimulatedDevice, onProfile?: () => void): Promise<Buffer> {
   let profile: Buffer | undefined;
   await captureScope.run((url, _opts, res) => {
-    if (new URL(url).pathname.startsWith('/mdm/enroll/')) profile = res.body;
+    if (!new URL(url).pathname.startsWith('/mdm/enroll/')) return;
+    profile = res.body;
+    onProfile?.();
   }, () => fleet.enrollDevice(device));
   if (!profile) throw new BenchError(`no enrollment profile seen for ${device.udid}`);
   return profile;
