@@ -97,28 +97,71 @@ function readStat(pid: number): ProcStat | undefined {
   return { pid, ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
 }
 
-function allStats(): ProcStat[] {
-  const out: ProcStat[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const s = readStat(Number(name));
-    if (s) out.push(s);
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  // A child is listed under the thread that forked it.
+  for (const task of tasks) {
+    try {
+      for (const c of fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ')) if (c.trim()) out.push(Number(c));
+    } catch {
+      // the thread ended meanwhile
+    }
   }
   return out;
 }
 
 /** `root` and every process below it. */
 export function processTree(root: number): number[] {
-  const stats = allStats();
-  const children = new Map<number, number[]>();
-  for (const s of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), s.pid]);
+  if (!readStat(root)) return [];
   const out: number[] = [];
   const walk = (pid: number) => {
     out.push(pid);
-    for (const c of children.get(pid) ?? []) walk(c);
+    for (const c of childrenOf(pid)) walk(c);
   };
-  if (stats.some((s) => s.pid === root)) walk(root);
+  walk(root);
   return out;
+}
+
+/**
+ * CPU time of a process tree whose members come and go (PostgreSQL backends close with their pool
+ * connections): sampled every `intervalMs`, each process counted from when it was first seen, so the
+ * CPU of one that exits is kept up to its last sample rather than vanishing from the sum.
+ */
+export class TreeCpuMeter {
+  private readonly lastTicks = new Map<number, number>();
+  private ticks = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly root: number, intervalMs = 250) {
+    for (const pid of processTree(root)) this.lastTicks.set(pid, readStat(pid)?.cpuTicks ?? 0);
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  private sample(): void {
+    for (const pid of processTree(this.root)) {
+      const now = readStat(pid)?.cpuTicks;
+      if (now === undefined) continue;
+      this.ticks += now - (this.lastTicks.get(pid) ?? 0);
+      this.lastTicks.set(pid, now);
+    }
+  }
+
+  /** CPU ms used by the tree since this meter was created. */
+  cpuMs(): number {
+    this.sample();
+    return (this.ticks * 1000) / CLOCK_TICKS;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }
 
 /** User + system CPU milliseconds of `root` and its descendants (threads included). */

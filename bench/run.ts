@@ -59,8 +59,10 @@ async function main(opts: BenchOptions): Promise<Results> {
       const pg = await startPostgres();
       cleanups.push(() => pg.stop());
       databaseUrl = await pg.createDatabase('bench');
-      db = await PostgresProcesses.find(pg.url);
-      db.pin(serverCpus);
+      const processes = await PostgresProcesses.find(pg.url);
+      cleanups.push(async () => processes.stop());
+      processes.pin(serverCpus);
+      db = processes;
     }
     const world = await World.start(tmp);
     cleanups.push(() => world.close());

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { Inspector } from './inspector.js';
 import {
   BenchError, SERVER_ENTRY, TS_CHILD_FLAGS, freePort, onCpu, parentOf, pinTree, rssBytes, sleep, spawnChild, treeCpuMs, waitForHttp,
-  type Child,
+  TreeCpuMeter, type Child,
 } from './processes.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -149,7 +149,10 @@ export class BareServer implements Target {
 
 /** CPU time of a PostgreSQL server's processes (the postmaster and its backends), found from a backend's pid. */
 export class PostgresProcesses {
-  private constructor(readonly postmasterPid: number) {}
+  private readonly meter: TreeCpuMeter;
+  private constructor(readonly postmasterPid: number) {
+    this.meter = new TreeCpuMeter(postmasterPid);
+  }
 
   static async find(url: string): Promise<PostgresProcesses> {
     const client = new pg.Client({ connectionString: url });
@@ -164,9 +167,12 @@ export class PostgresProcesses {
     }
   }
   cpuMs(): number {
-    return treeCpuMs(this.postmasterPid);
+    return this.meter.cpuMs();
   }
   pin(cpus: number[] | undefined): void {
     pinTree(this.postmasterPid, cpus);
+  }
+  stop(): void {
+    this.meter.stop();
   }
 }
