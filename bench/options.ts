@@ -1,0 +1,98 @@
+// `npm run bench -- [--quick] [--pglite] [...]`: the sizes of a full and a quick run, and the overrides.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BenchError } from './processes.js';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+export interface BenchOptions {
+  quick: boolean;
+  database: 'postgresql' | 'pglite';
+  /** Devices enrolled (all of them take part in bulk_enqueue, apns_fanout, license_contention, memory_per_device). */
+  devices: number;
+  /** Enrolled at once for the burst enrollment rate (the first devices). */
+  burst: number;
+  /** Devices whose signed requests are replayed in the round trips. */
+  replayDevices: number;
+  connections: number;
+  rounds: number;
+  roundMs: number;
+  warmupMs: number;
+  commandsPerDevice: number;
+  /** Licenses of the one app the devices compete for. */
+  licenses: number;
+  fanoutRounds: number;
+  microMs: number;
+  out: string;
+  /** Where CPU profiles of the server go (--profile); undefined: not profiled. */
+  profileDir?: string;
+}
+
+const FULL = {
+  devices: 5000, burst: 1000, replayDevices: 200, connections: 50, rounds: 4, roundMs: 5000, warmupMs: 1000,
+  commandsPerDevice: 5, licenses: 1000, fanoutRounds: 3, microMs: 2000,
+};
+const QUICK = {
+  devices: 100, burst: 50, replayDevices: 50, connections: 50, rounds: 2, roundMs: 1500, warmupMs: 300,
+  commandsPerDevice: 3, licenses: 10, fanoutRounds: 2, microMs: 300,
+};
+
+export const USAGE = `usage: npm run bench -- [options]
+
+Starts its own PostgreSQL (or, with --pglite, the server's embedded database), the server and a bare
+node:http baseline on one CPU and the load generator on the other, enrolls simulated devices, and measures
+(see README "Benchmarks"). Prints a table and writes the figures as JSON.
+
+  --quick              a run of about a minute (CI); writes .tmp/bench/results-quick.json by default
+  --pglite             the embedded PGlite instead of PostgreSQL
+  --devices N          devices enrolled (full ${FULL.devices}, quick ${QUICK.devices})
+  --licenses N         licenses the devices compete for (full ${FULL.licenses}, quick ${QUICK.licenses})
+  --rounds N           interleaved rounds per round-trip figure (full ${FULL.rounds}, quick ${QUICK.rounds})
+  --connections N      load generator connections (${FULL.connections})
+  --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
+  --profile            also record CPU profiles of the server per measured phase (.tmp/bench/profiles);
+                       the profiler costs CPU, so such a run's figures are not comparable
+  -h, --help           this text
+`;
+
+function positive(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new BenchError(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv, strict: true, allowPositionals: false,
+    options: {
+      quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' },
+      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, profile: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const base = values.quick ? QUICK : FULL;
+  const database = values.pglite ? 'pglite' : 'postgresql';
+  const devices = positive('--devices', values.devices, base.devices);
+  const replayDevices = Math.min(base.replayDevices, devices);
+  const licenses = positive('--licenses', values.licenses, base.licenses);
+  if (licenses >= devices) throw new BenchError(`--licenses (${licenses}) must be fewer than --devices (${devices}): the devices compete for them`);
+  const defaultOut = values.quick
+    ? path.join(REPO, '.tmp', 'bench', `results-quick${database === 'pglite' ? '-pglite' : ''}.json`)
+    : path.join(REPO, 'bench', database === 'pglite' ? 'results-pglite.json' : 'results.json');
+  return {
+    ...base,
+    quick: !!values.quick,
+    database,
+    devices,
+    burst: Math.min(Math.max(base.burst, replayDevices), devices),
+    replayDevices,
+    licenses,
+    rounds: positive('--rounds', values.rounds, base.rounds),
+    connections: positive('--connections', values.connections, base.connections),
+    out: path.resolve(values.out ?? defaultOut),
+    profileDir: values.profile ? path.join(REPO, '.tmp', 'bench', 'profiles') : undefined,
+  };
+}
