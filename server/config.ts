@@ -21,8 +21,17 @@ export interface Config {
   maxDeviceBodyBytes: number;
   /** Interval at which the durable push queue is drained for retries. */
   pushRetryPollMs: number;
-  /** How often pending Apple events (/status?eventId) are polled. */
+  /**
+   * Time between two GET /status polls of one PENDING Apple event. Apple: "While the returned eventStatus is
+   * PENDING, wait at least 30 seconds between subsequent status queries" — the default, and the floor against
+   * Apple's own service. In the sandbox the simulated service refuses polls faster than this same value.
+   */
   vppEventPollMs: number;
+  /**
+   * How long an Apple event waits for its notification before it is first polled. Apple: "If your device
+   * management service doesn't receive a notification for an event within 5 minutes, check the event status".
+   */
+  vppEventNotificationWaitMs: number;
   /** How often the ledger is reconciled with Apple's /assignments. */
   vppReconcileMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
@@ -30,6 +39,21 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** Apple's minimum between /status polls of a PENDING event (subscribing-to-notifications). */
+export const APPLE_MIN_STATUS_POLL_MS = 30_000;
+
+/**
+ * VPP_EVENT_POLL_MS may go below Apple's 30 s only where Apple's service is not the one polled (a simulator
+ * or the sandbox); against an apple.com host it is refused.
+ */
+export function checkEventPolling(config: Pick<Config, 'vppEventPollMs'>, vppUrl: string): void {
+  let host = '';
+  try { host = new URL(vppUrl).hostname; } catch { return; }
+  if ((host === 'apple.com' || host.endsWith('.apple.com')) && config.vppEventPollMs < APPLE_MIN_STATUS_POLL_MS) {
+    throw new ConfigError(`VPP_EVENT_POLL_MS must be at least ${APPLE_MIN_STATUS_POLL_MS} against Apple's service (Apple asks for 30 s between status polls of a pending event), got ${config.vppEventPollMs}`);
+  }
+}
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
@@ -62,7 +86,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     enrollmentTtlMs: overrides.enrollmentTtlMs ?? intFrom(env, 'ENROLLMENT_TTL_SECONDS', 7 * 24 * 3600) * 1000,
     maxDeviceBodyBytes: overrides.maxDeviceBodyBytes ?? intFrom(env, 'MAX_DEVICE_BODY_BYTES', 2 * 1024 * 1024),
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),
-    vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
+    vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', APPLE_MIN_STATUS_POLL_MS),
+    vppEventNotificationWaitMs: overrides.vppEventNotificationWaitMs ?? intFrom(env, 'VPP_EVENT_NOTIFICATION_WAIT_MS', 5 * 60_000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
   };
