@@ -1,6 +1,7 @@
 // The server against the simulated Apps and Books service behaving as Apple documents (issue 8, points 1–7):
 // the real server and database, simulated iPhones, and the simulated service's own truth to compare with.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { APPLE_MIN_STATUS_POLL_MS, ConfigError, checkEventPolling, loadConfig } from '../server/config.js';
 import { AppsAndBooksClient } from '../vpp/client.js';
 import { availableBackends } from './support/databases.js';
 import { startWorld, type World } from './support/vpp-world.js';
@@ -9,6 +10,13 @@ import { until } from './support/wait.js';
 // Apps of the simulated store's catalogue (simulator/catalogue.ts), so simulated iPhones can install them.
 const app = (adamId: string, name: string, extra: Record<string, unknown> = {}) =>
   ({ adamId, name, bundleId: `com.example.edu.${name.toLowerCase().replace(/\W+/g, '')}`, deviceAssignable: true, productType: 'App' as const, pricingParam: 'STDQ', ...extra });
+
+it("3: event polling defaults to Apple's figures and cannot go below 30 s against Apple's service", () => {
+  const config = loadConfig({});
+  expect([config.vppEventPollMs, config.vppEventNotificationWaitMs]).toEqual([APPLE_MIN_STATUS_POLL_MS, 5 * 60_000]);
+  expect(() => checkEventPolling(loadConfig({ VPP_EVENT_POLL_MS: '5000' }), 'https://vpp.itunes.apple.com/mdm/v2')).toThrow(ConfigError);
+  expect(() => checkEventPolling(loadConfig({ VPP_EVENT_POLL_MS: '5000' }), 'http://127.0.0.1:9/mdm/v2')).not.toThrow();
+});
 
 describe.each(availableBackends())('Apple conformance on %s', (backend) => {
   let w: World;
@@ -153,6 +161,22 @@ describe.each(availableBackends())('Apple conformance on %s', (backend) => {
       w.autoSync = true;
       sim().setFault({ kind: 'none' });
     }
+  });
+
+  it('6: taking a token over releases what the other MDM assigned, except books, which Apple does not take back (9706)', async () => {
+    const sToken = sim().issueToken({ orgName: 'Taken over', assets: [{ ...app('1600000111', 'History Timeline'), totalCount: 2 }, { adamId: '1100000077', name: 'A Book', productType: 'Book', totalCount: 2 }] });
+    sim().setMdmInfo(sToken, { id: 'other-mdm', name: 'Other MDM', metadata: '1.0' });
+    const other = appleClient(sToken);
+    await other.createUsers([{ clientUserId: 'reader' }]);
+    await until('reader registered', () => sim().users(sToken).some((u) => u.clientUserId === 'reader'));
+    await other.associate({ assets: [{ adamId: '1100000077', pricingParam: 'STDQ' }], clientUserIds: ['reader'] });
+    await other.associate({ assets: [{ adamId: '1600000111', pricingParam: 'STDQ' }], serialNumbers: ['OTHER-1'] });
+    await until('foreign assignments', () => sim().assignments(sToken).length === 2);
+    const res = await api('POST', '/api/v1/vpp/subscriptions', { name: 'taken over', sToken, claimManagement: true });
+    expect(res.status).toBe(201);
+    expect(res.body.status).toBe('Active');
+    await until('the app released, the book kept', () => sim().assignedCount(sToken, '1600000111') === 0);
+    expect(sim().assignments(sToken)).toEqual([{ adamId: '1100000077', clientUserId: 'reader' }]);
   });
 
   it("7: names a custom B2B app through the lookup with the client config's platform and the itvt cookie, and keeps its icon", async () => {

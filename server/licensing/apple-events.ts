@@ -1,4 +1,4 @@
-import type { EventFailure, EventStatus } from '../../vpp/client.js';
+import { AppsAndBooksError, type EventFailure, type EventStatus } from '../../vpp/client.js';
 import {
   assetNotificationOutcome, associationFailureReason, disassociationFailureReason, eventFailureClass, failureFor, licenseSubject, userNotificationOutcome,
   type AppleEventKind, type NotifiedOutcome,
@@ -82,7 +82,8 @@ export class AppleEvents {
           await this.applyStatus(sub, e, status);
           applied++;
         } catch (err) {
-          await appleEvents.pollAgainIn(e.eventId, this.deps.pollMs);
+          // Throttled (429/9646): Apple's Retry-After, if longer than our own spacing.
+          await appleEvents.pollAgainIn(e.eventId, Math.max(this.deps.pollMs, err instanceof AppsAndBooksError ? err.retryAfterMs ?? 0 : 0));
           this.fail('event status', err, { eventId: e.eventId });
         }
       }

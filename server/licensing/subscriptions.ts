@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { AppsAndBooksClient, ContentMetadata } from '../../vpp/client.js';
+import { AppsAndBooksError, type AppsAndBooksClient, type ContentMetadata } from '../../vpp/client.js';
 import { groupByAsset } from '../../vpp/reconcile-plan.js';
 import { parseSToken, STokenError } from '../../vpp/stoken.js';
 import { claimDecision, claimRequired, mdmInfoToSet, type Schedule } from '../../vpp/subscription-state.js';
@@ -99,7 +99,14 @@ export class Subscriptions {
     const { ledger, vppUsers, installs, appleEvents } = this.deps.storage;
     const assignments = await client.assignments();
     for (const a of groupByAsset(assignments)) {
-      const refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serialNumbers, clientUserIds: a.clientUserIds });
+      let refs;
+      try {
+        refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serialNumbers, clientUserIds: a.clientUserIds });
+      } catch (err) {
+        // Books are not revocable (9706): the previous MDM's users keep them, as Apple intends.
+        if (err instanceof AppsAndBooksError && err.errorNumber === 9706) { this.deps.log.info({ adamId: a.adamId }, 'not revocable: left with its users'); continue; }
+        throw err;
+      }
       for (const r of refs) await appleEvents.record(r.eventId, sub.id, 'reset');
     }
     // Its license records are no longer ours to trust.
