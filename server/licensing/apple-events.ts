@@ -135,11 +135,13 @@ export class AppleEvents {
       const applied = await apply(e);
       if (applied.targets > 0 && applied.open === 0) {
         await appleEvents.complete(eventId, applied.failed > 0 ? 'FAILED' : 'COMPLETE', { settledBy: 'notification' });
-      } else {
-        await appleEvents.pollWithin(eventId, this.deps.pollMs);
+        return;
       }
+      await appleEvents.pollWithin(eventId, this.deps.pollMs);
+      await appleEvents.release(eventId);
     } catch (err) {
       await appleEvents.pollWithin(eventId, this.deps.pollMs);
+      await appleEvents.release(eventId);
       throw err;
     }
   }

@@ -224,7 +224,7 @@ export interface AppleEventStore {
   release(eventId: string): Promise<void>;
   /** Release the lease; the event is next due a poll in `ms` (after a PENDING answer: Apple's spacing). */
   pollAgainIn(eventId: string, ms: number): Promise<void>;
-  /** Release the lease; the event is due a poll within `ms` (sooner if it already was). */
+  /** The event is due a poll within `ms` (sooner if it already was); a lease on it stays as it is. */
   pollWithin(eventId: string, ms: number): Promise<void>;
   get(eventId: string): Promise<AppleEventRecord | undefined>;
   complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void>;

@@ -35,7 +35,7 @@ export class PostgresAppleEvents implements AppleEventStore {
   }
   async pollWithin(eventId: string, ms: number): Promise<void> {
     const at = sql`now() + (${ms}::int * interval '1 millisecond')`;
-    await this.db.update(vppEvents).set({ lockedUntil: null, nextPollAt: sql`LEAST(COALESCE(${vppEvents.nextPollAt}, ${at}), ${at})` })
+    await this.db.update(vppEvents).set({ nextPollAt: sql`LEAST(COALESCE(${vppEvents.nextPollAt}, ${at}), ${at})` })
       .where(eq(vppEvents.eventId, eventId));
   }
   async complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void> {
