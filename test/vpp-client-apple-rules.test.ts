@@ -3,10 +3,11 @@
 // create (9716), retired user records, paging while versionId changes, non-idempotent POSTs, the lookup.
 import { describe, expect, it } from 'vitest';
 import { APPLE_ERRORS } from '../simulator/apps-and-books/apple-errors.js';
-import { classifyAppsAndBooksError, type AppsAndBooksErrorKind } from '../vpp/client.js';
+import { startSimulatedAppsAndBooks } from '../simulator/apps-and-books.js';
+import { AppsAndBooksClient, classifyAppsAndBooksError, type AppsAndBooksErrorKind } from '../vpp/client.js';
 import { eventFailureClass, type EventFailureClass } from '../vpp/event-outcome.js';
 import { appleErrors } from './support/apple-fixtures.js';
-import { TEST_STATUS_POLL_MS, catchError, clientFor, countRequests, sim, useSimulatedAppsAndBooks, waitEvent } from './support/vpp-client.js';
+import { catchError, clientFor, countRequests, sim, useSimulatedAppsAndBooks, waitEvent } from './support/vpp-client.js';
 
 useSimulatedAppsAndBooks();
 
@@ -81,7 +82,7 @@ describe('a POST that starts an event is not repeated blindly', () => {
     expect(sleeps).toEqual([]);
     expect(countRequests('POST', '/assets/associate', before)).toBe(1);
     // Apple did take it: the license is assigned, and associating the pair again spends no other one.
-    await expect.poll(() => sim.assignedCount(sToken, '71')).toBe(1);
+    await expect.poll(() => sim.assignedCount(sToken, '71'), { timeout: 15_000 }).toBe(1);
   });
 
   it("Apple's ErrorResponse proves nothing was processed: a 503/9729 or 429/9646 is retried, one event results", async () => {
@@ -107,22 +108,33 @@ describe('a POST that starts an event is not repeated blindly', () => {
 });
 
 describe('event status polling', () => {
-  it('a /status poll of a PENDING event sooner than the minimum is refused with 429/9646 and Retry-After, and counted', async () => {
-    const sToken = sim.issueToken({ orgName: 'Polls', assets: [{ adamId: '81', totalCount: 1 }] });
-    const { client } = clientFor(sToken);
-    sim.holdEvents();
-    const [ev] = await client.associate({ assets: [{ adamId: '81', pricingParam: 'STDQ' }], serialNumbers: ['P1'] });
-    expect((await client.status(ev!.eventId)).eventStatus).toBe('PENDING');
-    const tooSoon = await fetch(`${sim.url}/status?eventId=${ev!.eventId}`, { headers: { Authorization: `Bearer ${sToken}` } });
-    expect(tooSoon.status).toBe(429);
-    expect(await tooSoon.json()).toMatchObject({ errorNumber: 9646 });
-    expect(Number(tooSoon.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    // The client's status() does not retry by itself: the caller's schedule decides.
-    expect(await catchError(client.status(ev!.eventId))).toMatchObject({ kind: 'rateLimited', errorNumber: 9646 });
-    await new Promise((r) => setTimeout(r, TEST_STATUS_POLL_MS + 10));
-    sim.releaseEvents();
-    expect((await client.status(ev!.eventId)).eventStatus).toBe('COMPLETE');
-    expect(sim.eventPolls(sToken)).toEqual([{ eventId: ev!.eventId, eventType: 'ASSOCIATE', polls: 4, refusedPolls: 2 }]);
+  it("with Apple's 30 s, a /status poll of a PENDING event sooner is refused with 429/9646 and Retry-After, and counted", async () => {
+    let clock = 1_000_000;
+    const apple = await startSimulatedAppsAndBooks({ eventDelayMs: 0, now: () => clock });
+    try {
+      expect(apple.minStatusPollIntervalMs).toBe(30_000);
+      const sToken = apple.issueToken({ orgName: 'Polls', assets: [{ adamId: '81', totalCount: 1 }] });
+      const client = new AppsAndBooksClient({ baseUrl: apple.url, sToken, sleep: async () => {} });
+      apple.holdEvents();
+      const [ev] = await client.associate({ assets: [{ adamId: '81', pricingParam: 'STDQ' }], serialNumbers: ['P1'] });
+      expect((await client.status(ev!.eventId)).eventStatus).toBe('PENDING');
+      clock += 29_000;
+      const tooSoon = await fetch(`${apple.url}/status?eventId=${ev!.eventId}`, { headers: { Authorization: `Bearer ${sToken}` } });
+      expect([tooSoon.status, (await tooSoon.json()).errorNumber, tooSoon.headers.get('retry-after')]).toEqual([429, 9646, '1']);
+      // The client's status() does not retry by itself: the caller's schedule decides.
+      expect(await catchError(client.status(ev!.eventId))).toMatchObject({ kind: 'rateLimited', errorNumber: 9646, retryAfterMs: 1000 });
+      clock += 1_000;
+      expect((await client.status(ev!.eventId)).eventStatus).toBe('PENDING');
+      apple.releaseEvents();
+      await expect.poll(() => apple.assignedCount(sToken, '81'), { timeout: 15_000 }).toBe(1);
+      clock += 30_000;
+      expect((await client.status(ev!.eventId)).eventStatus).toBe('COMPLETE');
+      // After a final answer the event may be read again at once.
+      expect((await client.status(ev!.eventId)).eventStatus).toBe('COMPLETE');
+      expect(apple.eventPolls(sToken)).toEqual([{ eventId: ev!.eventId, eventType: 'ASSOCIATE', polls: 6, refusedPolls: 2 }]);
+    } finally {
+      await apple.close();
+    }
   });
 });
 

@@ -21,6 +21,7 @@ export interface ServiceContext {
   quirks: SimQuirks;
   /** After a PENDING answer, /status of that event is refused until this much time has passed. */
   minStatusPollIntervalMs: number;
+  now: () => number;
 }
 
 /** A user accepts an invitation (from the invitation page or a test); Apple then sends USER_ASSOCIATED. */

@@ -34,6 +34,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     origin: '',
     quirks: {},
     minStatusPollIntervalMs: opts.minStatusPollIntervalMs ?? 30_000,
+    now: opts.now ?? Date.now,
   };
   if (!(ctx.minStatusPollIntervalMs >= 0)) throw new SimulatorError('minStatusPollIntervalMs must be ≥ 0 ms');
   const { state } = ctx;

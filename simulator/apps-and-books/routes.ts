@@ -83,7 +83,7 @@ function apiRoutes(ctx: ServiceContext): Routes {
         return userEvent(call, 'RETIRE', req.map((u) => u.clientUserId), () => users.retireUsers(state, call.loc, req));
       },
     },
-    '/status': { GET: ({ loc, url }) => eventStatus(loc, url, Date.now(), ctx.minStatusPollIntervalMs) },
+    '/status': { GET: ({ loc, url }) => eventStatus(loc, url, ctx.now(), ctx.minStatusPollIntervalMs) },
   };
 }
 

@@ -158,6 +158,8 @@ export interface StartSimulatedAppsAndBooksOptions {
    * shorten it together with the server's VPP_EVENT_POLL_MS, never one without the other.
    */
   minStatusPollIntervalMs?: number;
+  /** The clock the poll spacing is measured with (default Date.now), so a test can keep Apple's 30 s. */
+  now?: () => number;
 }
 
 export class SimulatorError extends Error {
