@@ -7,7 +7,6 @@ import type { AssetManagementNotification, NotificationUser, UserManagementNotif
 import type { Logger } from '../log.js';
 import type { AppleEventRecord, LicenseRecord, Storage, SubscriptionRecord, VppUserRecord } from '../storage/ports.js';
 import type { AppleClients } from './apple-clients.js';
-import type { InstallTracking } from './install-tracking.js';
 import type { Reclaims } from './reclaim.js';
 import type { UserRegistrations } from './user-registrations.js';
 
@@ -39,12 +38,12 @@ export class AppleEvents {
   private stopped = false;
 
   constructor(private readonly deps: {
-    storage: EventPorts; clients: AppleClients; tracking: InstallTracking; reclaims: Reclaims; registrations: UserRegistrations; log: Logger;
+    storage: EventPorts; clients: AppleClients; reclaims: Reclaims; registrations: UserRegistrations; log: Logger;
     /** Time between two /status polls of one PENDING event (Apple: at least 30 s). */
     pollMs: number;
     /** How long an event waits for its notification before the first /status poll (Apple: 5 minutes). */
     notificationWaitMs: number;
-    /** A device of a newly created user syncs again. */
+    /** The device's flows run again (in its distribution queue): after a license or a registration came through. */
     resync: (udid: string) => Promise<void>;
   }) {}
 
@@ -176,14 +175,13 @@ export class AppleEvents {
         this.deps.log.warn({ adamId: lic.adamId, targetId: lic.targetId, errorNumber: outcome.failure.errorNumber }, 'license association failed at Apple; license returned');
         continue;
       }
-      // Only the process that moves the license on queues its installs: a second applier finds it Associated.
+      // Only the process that moves the license on starts its installs: a second applier finds it Associated.
+      // They go through the device's own distribution queue, as its syncs do, so the two cannot both queue
+      // an InstallApplication (the flow sees the license Associated and installs once).
       if (!(await ledger.setState(lic.id, 'Associated', {}, 'Associating')) || !bundle) continue;
       const udids = lic.targetType === 'device' ? [lic.targetId]
         : (await installs.via(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
-      for (const udid of udids) {
-        const device = await devices.get(udid);
-        if (device?.enrolled) await this.deps.tracking.queueInstall(bundle, device, lic.targetType, lic.targetId);
-      }
+      for (const udid of udids) if ((await devices.get(udid))?.enrolled) await this.deps.resync(udid);
     }
     return applied;
   }

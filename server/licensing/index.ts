@@ -46,7 +46,7 @@ export function createLicensing(deps: LicensingDeps) {
   const taking = new LicenseTaking({ storage, clients, reclaims, log });
   const distribution = new Distribution({ storage, taking, registrations, tracking, log });
   const events = new AppleEvents({
-    storage, clients, tracking, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
+    storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
     resync: (udid) => distribution.enqueueForDevice(udid),
   });
   const subscriptions = new Subscriptions({
