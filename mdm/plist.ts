@@ -1,4 +1,5 @@
 import { build, parse } from 'plist';
+import { clip } from './clip.js';
 
 export class PlistError extends Error {
   override name = 'PlistError';
@@ -61,6 +62,7 @@ export function parsePlistDict(body: Buffer | string): Record<string, unknown> {
   }
   checkXmlCharacters(text);
   checkNesting(text);
+  checkScalars(text);
 
   const value = parseQuietly(text);
   if (!isPlainDict(value)) {
@@ -120,18 +122,55 @@ function checkXmlCharacters(text: string): void {
   }
 }
 
+// Every scan here stops at the next "<" or ">" ([^<>]*), so each is linear in the body: a pattern that can
+// run to the end of the text from every "<dict" (as [^>]*? can when no ">" follows) is quadratic, and a
+// signed 2 MiB body of "<dict <dict …" held the event loop for minutes.
 function checkNesting(text: string): void {
   let depth = 0;
-  for (const m of text.matchAll(/<(\/?)(dict|array)\b[^>]*?(\/?)>/g)) {
-    if (m[3] === '/') continue;
+  for (const m of text.matchAll(/<(\/?)(dict|array)\b([^<>]*)>/g)) {
+    if (m[3]!.endsWith('/')) continue;
     depth += m[1] === '/' ? -1 : 1;
     if (depth > MAX_PLIST_DEPTH) throw new PlistError(`plist nested deeper than ${MAX_PLIST_DEPTH} levels`);
   }
 }
 
+// plist.parse reads <integer> with parseInt, <real> with parseFloat and <date> with new Date, so "1e400" is
+// 1, "0x10" is 0 and "2024" a date; of a <key> it keeps the first text node only ("Sta<!---->tus" is "Sta",
+// "<key><dict/></key>" is "null"), it drops elements inside <string> and <data>, and a key without a value
+// becomes "". Apple's format allows none of these, so they are refused here. (A CDATA section holding plist
+// markup could be misread by this scan; Apple's writers escape text and never emit CDATA.)
+const SCALAR = /<(key|string|integer|real|date|data)(?:\s[^<>]*)?>([^<]*)(<\/\1\s*>|<!--|<!\[CDATA\[)?/g;
+const STRICT: Record<string, { form: RegExp; says: string }> = {
+  integer: { form: /^\s*[+-]?\d+\s*$/, says: 'is not a valid number' },
+  real: { form: /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/, says: 'is not a valid number' },
+  date: { form: /^\s*\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\s*$/, says: 'is not a valid <date>' },
+};
+const KEY_WITHOUT_VALUE = /<key(?:\s[^<>]*)?>([^<]*)<\/key\s*>\s*<\/dict\s*>|<key\s*\/>\s*<\/dict\s*>/;
+
+function checkScalars(text: string): void {
+  let key: { name: string; end: number } | undefined;
+  for (const m of text.matchAll(SCALAR)) {
+    const [whole, tag, content, close] = m as unknown as [string, string, string, string | undefined];
+    const end = m.index + whole.length;
+    // A "<" that neither closes the element nor opens a comment or CDATA (in a <string>) is markup inside a
+    // scalar. At the end of the text the XML parser's "unclosed element" says more, so it is left to it.
+    if (close === undefined ? end < text.length : close.startsWith('<!') && tag !== 'string') {
+      throw new PlistError(`malformed XML plist: <${tag}> may hold only text`);
+    }
+    if (close === undefined) continue;
+    if (tag === 'key') { key = { name: content, end }; continue; }
+    const rule = STRICT[tag];
+    if (rule && !rule.form.test(content)) {
+      const name = key && /^\s*$/.test(text.slice(key.end, m.index)) ? clip(key.name, 80) : `an <${tag}> value`;
+      throw new PlistError(`malformed XML plist: ${name} ${rule.says}`);
+    }
+  }
+  const dangling = KEY_WITHOUT_VALUE.exec(text);
+  if (dangling) throw new PlistError(`malformed XML plist: key ${clip(dangling[1] ?? '', 80)} has no value`);
+}
+
 function oneLine(s: string): string {
-  const line = s.replace(/\s+/g, ' ').trim();
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+  return clip(s.replace(/\s+/g, ' ').trim(), 200);
 }
 
 function isPlainDict(v: unknown): v is Record<string, unknown> {
@@ -153,11 +192,11 @@ function describe(v: unknown): string {
 function normalise(v: unknown, path: string): unknown {
   if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new PlistError(`malformed XML plist: ${path || 'value'} is not a valid number`);
+    if (!Number.isFinite(v)) throw new PlistError(`malformed XML plist: ${clip(path, 80) || 'value'} is not a valid number`);
     return v;
   }
   if (v instanceof Date) {
-    if (Number.isNaN(v.getTime())) throw new PlistError(`malformed XML plist: ${path || 'value'} is not a valid <date>`);
+    if (Number.isNaN(v.getTime())) throw new PlistError(`malformed XML plist: ${clip(path, 80) || 'value'} is not a valid <date>`);
     return v;
   }
   if (Array.isArray(v)) {
@@ -171,3 +210,32 @@ function normalise(v: unknown, path: string): unknown {
   }
   return v;
 }
+
+/**
+ * JSON (an admin's raw command) → plist values. JSON has no <data> or <date>, so they are written as one-key
+ * objects: `{"$data": "<base64>"}` becomes <data>, `{"$date": "<ISO 8601>"}` becomes <date>; everything else
+ * maps as JSON does (number → <integer> when whole, else <real>). Throws PlistError naming the path of a bad value.
+ */
+export function plistValueFromJson(value: unknown, path = ''): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => plistValueFromJson(v, `${path}[${i}]`));
+  if (value === null) throw new PlistError(`${path || 'value'}: null has no plist type; leave the key out`);
+  if (typeof value !== 'object') return value;
+  const entries = Object.entries(value as Record<string, unknown>);
+  const only = entries.length === 1 ? entries[0]! : undefined;
+  if (only && only[0] === '$data') {
+    const b64 = only[1];
+    if (typeof b64 !== 'string' || !BASE64.test(b64)) throw new PlistError(`${path}: {"$data": …} needs a standard base64 string`);
+    return Buffer.from(b64, 'base64');
+  }
+  if (only && only[0] === '$date') {
+    const iso = only[1];
+    const at = typeof iso === 'string' && ISO_DATE.test(iso) ? new Date(iso) : undefined;
+    if (!at || Number.isNaN(at.getTime())) throw new PlistError(`${path}: {"$date": …} needs an ISO 8601 date-time, e.g. 2025-01-31T12:00:00Z`);
+    return at;
+  }
+  if (entries.some(([k]) => k === '$data' || k === '$date')) throw new PlistError(`${path}: $data and $date stand alone in their object`);
+  return Object.fromEntries(entries.map(([k, v]) => [k, plistValueFromJson(v, path ? `${path}.${k}` : k)]));
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
