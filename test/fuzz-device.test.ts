@@ -143,7 +143,8 @@ describe.each(availableBackends())('device endpoint fuzzing on %s', (backend) =>
       let mark = server.logs.length;
       const refused = await send(ep, body, headers);
       countStatus(tally, refused.status);
-      const expected = oversized ? 413 : w.kind === 'wrong Content-Type' ? 415 : 400;
+      // Refused from the headers in this order: content type, then size, then signature (server/http/device-routes.ts).
+      const expected = w.kind === 'wrong Content-Type' ? 415 : oversized ? 413 : 400;
       expect(refused.status, `${w.kind}: ${refused.text.slice(0, 300)}`).toBe(expected);
       await expectRefusal(refused, mark, w.kind, tally);
 
