@@ -19,9 +19,12 @@ export interface Sandbox {
  * Simulated APNs and Apps and Books, in this process, as the server's Apple platform: a generated push
  * certificate (trusted by the simulated APNs) when none is stored, and nothing reaching Apple.
  */
-export async function startSandboxPlatform(): Promise<{ platform: ApplePlatform; sandbox: Sandbox }> {
+export async function startSandboxPlatform(opts: { eventPollMs?: number } = {}): Promise<{ platform: ApplePlatform; sandbox: Sandbox }> {
   const apns = await startSimulatedApns({ host: '127.0.0.1' });
-  const appsAndBooks = await startSimulatedAppsAndBooks({ host: '127.0.0.1', eventDelayMs: 50 }).catch(async (err) => { await apns.close(); throw err; });
+  // The simulated service refuses /status polls faster than the server's own VPP_EVENT_POLL_MS: a shorter
+  // setting (tests, demos) shortens both, and the rule is still enforced.
+  const appsAndBooks = await startSimulatedAppsAndBooks({ host: '127.0.0.1', eventDelayMs: 50, minStatusPollIntervalMs: opts.eventPollMs })
+    .catch(async (err) => { await apns.close(); throw err; });
   const demoSToken = appsAndBooks.issueToken({ orgName: 'Sandbox School', locationName: 'Sandbox Campus', assets: demoSandboxAssets() });
   const sandbox: Sandbox = { apns, apnsControlUrl: apns.controlUrl, appsAndBooks, demoSToken };
   let closed: Promise<void> | undefined;

@@ -1,4 +1,5 @@
 import { startServer, type RunningServer, type StartOptions } from '../server/app.js';
+import { loadConfig } from '../server/config.js';
 import { startSandboxPlatform, type Sandbox } from './platform.js';
 
 // `npm start -- --sandbox`: the real server with simulated APNs and Apps and Books in-process. The entry
@@ -7,7 +8,8 @@ import { startSandboxPlatform, type Sandbox } from './platform.js';
 export type SandboxServer = RunningServer & { sandbox: Sandbox };
 
 export async function startSandboxServer(options: Omit<StartOptions, 'apple'> = {}): Promise<SandboxServer> {
-  const { platform, sandbox } = await startSandboxPlatform();
+  const { env = process.env, logSink: _logSink, onGeneratedAdminToken: _announce, ...overrides } = options;
+  const { platform, sandbox } = await startSandboxPlatform({ eventPollMs: loadConfig(env, overrides).vppEventPollMs });
   let server: RunningServer;
   try {
     // The server closes the platform when it closes.

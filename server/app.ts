@@ -156,7 +156,8 @@ async function createServices(c: {
     storage, log, secrets, push, queue, owners, events, scheduler,
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
-    eventPollMs: config.vppEventPollMs, reconcileEveryMs: config.vppReconcileMs, fetch: proxyAwareFetch(config),
+    eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs,
+    fetch: proxyAwareFetch(config),
   });
   closing.add(() => licensing.stop());
   const verifier = createSignatureVerifier(ca.certPem);

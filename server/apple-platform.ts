@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { Config } from './config.js';
+import { checkEventPolling, type Config } from './config.js';
 import type { PushCertificateInput } from './push/push-certificate.js';
 
 /**
@@ -24,6 +24,7 @@ export interface ApplePlatform {
 }
 
 export async function appleFromConfig(config: Config): Promise<ApplePlatform> {
+  checkEventPolling(config, config.vppUrl);
   return {
     name: 'Apple',
     apns: { url: config.apnsUrl, caPem: config.apnsCaFile ? await fs.readFile(config.apnsCaFile, 'utf8') : undefined },

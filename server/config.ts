@@ -35,8 +35,17 @@ export interface Config {
   shutdownGraceMs: number;
   /** Interval at which the durable push queue is drained for retries. */
   pushRetryPollMs: number;
-  /** How often pending Apple events (/status?eventId) are polled. */
+  /**
+   * Time between two GET /status polls of one PENDING Apple event. Apple: "While the returned eventStatus is
+   * PENDING, wait at least 30 seconds between subsequent status queries" — the default, and the floor against
+   * Apple's own service. In the sandbox the simulated service refuses polls faster than this same value.
+   */
   vppEventPollMs: number;
+  /**
+   * How long an Apple event waits for its notification before it is first polled. Apple: "If your device
+   * management service doesn't receive a notification for an event within 5 minutes, check the event status".
+   */
+  vppEventNotificationWaitMs: number;
   /** How often the ledger is reconciled with Apple's /assignments. */
   vppReconcileMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
@@ -56,6 +65,21 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** Apple's minimum between /status polls of a PENDING event (subscribing-to-notifications). */
+export const APPLE_MIN_STATUS_POLL_MS = 30_000;
+
+/**
+ * VPP_EVENT_POLL_MS may go below Apple's 30 s only where Apple's service is not the one polled (a simulator
+ * or the sandbox); against an apple.com host it is refused.
+ */
+export function checkEventPolling(config: Pick<Config, 'vppEventPollMs'>, vppUrl: string): void {
+  let host = '';
+  try { host = new URL(vppUrl).hostname; } catch { return; }
+  if ((host === 'apple.com' || host.endsWith('.apple.com')) && config.vppEventPollMs < APPLE_MIN_STATUS_POLL_MS) {
+    throw new ConfigError(`VPP_EVENT_POLL_MS must be at least ${APPLE_MIN_STATUS_POLL_MS} against Apple's service (Apple asks for 30 s between status polls of a pending event), got ${config.vppEventPollMs}`);
+  }
+}
 
 /** 24 characters of a random alphabet carry well over 128 bits; the generated tokens have 32. */
 export const MIN_ADMIN_TOKEN_LENGTH = 24;
@@ -132,7 +156,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     requestTimeoutMs: overrides.requestTimeoutMs ?? intFrom(env, 'REQUEST_TIMEOUT_MS', 30_000),
     shutdownGraceMs: overrides.shutdownGraceMs ?? intFrom(env, 'SHUTDOWN_GRACE_MS', 10_000),
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),
-    vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
+    vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', APPLE_MIN_STATUS_POLL_MS),
+    vppEventNotificationWaitMs: overrides.vppEventNotificationWaitMs ?? intFrom(env, 'VPP_EVENT_NOTIFICATION_WAIT_MS', 5 * 60_000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
     notNowRepushMs: overrides.notNowRepushMs ?? intFrom(env, 'NOT_NOW_REPUSH_SECONDS', 300) * 1000,

@@ -138,7 +138,8 @@ describe.skipIf(!testPostgresUrl())('the license ledger never over-assigns: 300 
     // ---- the outside world: simulated APNs and Apps and Books in this process ----
     const apns: SimulatedApns = await startSimulatedApns({ host: '127.0.0.1' });
     cleanups.push(() => apns.close());
-    const sim: SimulatedAppsAndBooks = await startSimulatedAppsAndBooks({ host: '127.0.0.1' });
+    // Apple's 30 s between status polls, shortened on both sides (VPP_EVENT_POLL_MS below): the service still refuses faster ones.
+    const sim: SimulatedAppsAndBooks = await startSimulatedAppsAndBooks({ host: '127.0.0.1', minStatusPollIntervalMs: 200 });
     cleanups.push(() => sim.close());
     const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-concurrency-'));
     cleanups.push(() => fs.rm(tmp, { recursive: true, force: true }));
@@ -157,7 +158,7 @@ describe.skipIf(!testPostgresUrl())('the license ledger never over-assigns: 300 
       return {
         PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR,
         DATABASE_URL: databaseUrl, HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_TOKEN, SECRETS_KEY: secretsKey,
-        APNS_URL: apns.url, APNS_CA_FILE: caFile, VPP_URL: sim.url, VPP_EVENT_POLL_MS: '200', PUSH_RETRY_POLL_MS: '500', LOG_LEVEL: 'warn',
+        APNS_URL: apns.url, APNS_CA_FILE: caFile, VPP_URL: sim.url, VPP_EVENT_POLL_MS: '200', VPP_EVENT_NOTIFICATION_WAIT_MS: '1000', PUSH_RETRY_POLL_MS: '500', LOG_LEVEL: 'warn',
       };
     };
     const a = new ServerProcess('A', await serverEnv('a'));

@@ -9,6 +9,7 @@ import {
   userManagementNotification,
 } from '../vpp/notifications.js';
 import {
+  catchError,
   clientFor,
   countRequests,
   notificationReceiver,
@@ -49,7 +50,8 @@ describe('assets and licenses', () => {
       expect(sim.assignedCount(sToken, '361309726')).toBe(0);
       sim.releaseEvents();
       const st = await waitEvent(client, ev!.eventId);
-      expect(st).toMatchObject({ eventStatus: 'COMPLETE', eventType: 'ASSOCIATE', numCompleted: 3, numRequested: 5 });
+      // Apple's partly failed event is FAILED; the failures name who did not get a license (managing-assets).
+      expect(st).toMatchObject({ eventStatus: 'FAILED', eventType: 'ASSOCIATE', numCompleted: 3, numRequested: 5 });
       expect(st.failures).toHaveLength(1);
       expect(st.failures![0]!.errorNumber).toBe(9709);
       expect(st.failures![0]!.errorInfo?.serialNumbers).toEqual(['S4', 'S5']);
@@ -102,13 +104,15 @@ describe('assets and licenses', () => {
     expect(sim.assignedCount(sToken, '42')).toBe(4);
   });
 
-  it('refuses a device assignment for a non-device-assignable asset (9628) and an unknown user (9609)', async () => {
+  it('refuses a device assignment for a non-device-assignable asset at once (9707) and an unknown user in the event (9609)', async () => {
     const sToken = sim.issueToken({ orgName: 'Rules', assets: [{ adamId: '7', totalCount: 10, deviceAssignable: false }] });
     const { client } = clientFor(sToken);
-    const [ev] = await client.associate({ assets: [{ adamId: '7', pricingParam: 'STDQ' }], serialNumbers: ['D1'], clientUserIds: ['nobody'] });
+    const refused = await catchError(client.associate({ assets: [{ adamId: '7', pricingParam: 'STDQ' }], serialNumbers: ['D1'] }));
+    expect(refused).toMatchObject({ kind: 'rejected', errorNumber: 9707, httpStatus: 400, errorInfo: { assets: [{ adamId: '7', pricingParam: 'STDQ' }] } });
+    const [ev] = await client.associate({ assets: [{ adamId: '7', pricingParam: 'STDQ' }], clientUserIds: ['nobody'] });
     const st = await waitEvent(client, ev!.eventId);
     expect(st.eventStatus).toBe('FAILED');
-    expect(st.failures!.map((f) => f.errorNumber).sort()).toEqual([9609, 9628]);
+    expect(st.failures!.map((f) => [f.errorNumber, f.errorInfo?.clientUserIds])).toEqual([[9609, ['nobody']]]);
     expect(sim.assignedCount(sToken, '7')).toBe(0);
   });
 
@@ -125,24 +129,30 @@ describe('assets and licenses', () => {
     expect(sim.assignments(sToken).map((a) => `${a.adamId}:${a.serialNumber}`).sort()).toEqual(['21:KEEP', '22:KEEP']);
   });
 
-  it('answers a malformed associate with Apple error bodies', async () => {
+  it("answers a malformed associate with Apple's documented error numbers and statuses", async () => {
     const sToken = sim.issueToken({ orgName: 'Bad', assets: [{ adamId: '1', totalCount: 1 }] });
     const post = (body: unknown, headers: Record<string, string> = { 'Content-Type': 'application/json' }) =>
       fetch(`${sim.url}/assets/associate`, { method: 'POST', headers: { Authorization: `Bearer ${sToken}`, ...headers }, body: JSON.stringify(body) });
-    let res = await post({ serialNumbers: ['A'] });
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ errorNumber: 9600 });
-    res = await post({ assets: [{ adamId: '1' }] });
-    expect((await res.json()).errorNumber).toBe(9600);
-    res = await post({ assets: [{ adamId: '1' }], serialNumbers: 'A' });
-    expect((await res.json()).errorNumber).toBe(9602);
-    res = await post({ assets: [{ adamId: '1' }], serialNumbers: Array.from({ length: 1001 }, (_, i) => `X${i}`) });
-    expect((await res.json()).errorNumber).toBe(9602);
-    res = await post({ assets: [{ adamId: '1' }], serialNumbers: ['A'] }, { 'Content-Type': 'text/plain' });
-    expect(res.status).toBe(415);
-    res = await fetch(`${sim.url}/assets/associate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
-    expect(res.status).toBe(401);
-    expect((await res.json()).errorNumber).toBe(9601);
+    const answer = async (body: unknown, headers?: Record<string, string>) => {
+      const res = await post(body, headers);
+      return [res.status, (await res.json()).errorNumber];
+    };
+    expect(await answer({ serialNumbers: ['A'] })).toEqual([400, 9718]);
+    expect(await answer({ assets: [{ adamId: '1' }] })).toEqual([400, 9719]);
+    expect(await answer({ assets: [{ adamId: '1' }], serialNumbers: 'A' })).toEqual([400, 9602]);
+    expect(await answer({ assets: [{ adamId: '1' }], serialNumbers: Array.from({ length: 1001 }, (_, i) => `X${i}`) })).toEqual([400, 9702]);
+    expect(await answer({ assets: [{ adamId: '1' }], clientUserIds: Array.from({ length: 1001 }, (_, i) => `U${i}`) })).toEqual([400, 9701]);
+    expect(await answer({ assets: Array.from({ length: 26 }, (_, i) => ({ adamId: String(i) })), serialNumbers: ['A'] })).toEqual([400, 9700]);
+    expect(await answer({ assets: [{ adamId: '1' }, { adamId: '1' }], serialNumbers: ['A'] })).toEqual([400, 9703]);
+    expect(await answer({ assets: [{ adamId: '1' }], clientUserIds: ['u', 'u'] })).toEqual([400, 9704]);
+    expect(await answer({ assets: [{ adamId: '1' }], serialNumbers: ['A', 'A'] })).toEqual([400, 9705]);
+    expect(await answer({ assets: [{ adamId: '1' }], serialNumbers: ['A'] }, { 'Content-Type': 'text/plain' })).toEqual([415, 9727]);
+    let res = await fetch(`${sim.url}/assets/associate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    expect([res.status, (await res.json()).errorNumber]).toEqual([401, 9722]);
+    res = await fetch(`${sim.url}/assets/associate`, { method: 'GET', headers: { Authorization: `Bearer ${sToken}` } });
+    expect([res.status, (await res.json()).errorNumber]).toEqual([405, 9726]);
+    res = await fetch(`${sim.url}/status?eventId=no-such-event`, { headers: { Authorization: `Bearer ${sToken}` } });
+    expect([res.status, (await res.json()).errorNumber]).toEqual([400, 9708]);
   });
 
   it('splits 2,500 serials into 3 associate requests (maxSerialNumbers 1000)', async () => {

@@ -1,6 +1,7 @@
 // The Apps and Books client: the sToken, service and client configuration (the claim through mdmInfo and
 // the notification subscription), and notifications as the MDM receives them.
 import { describe, expect, it } from 'vitest';
+import type { MdmInfoToSet } from '../vpp/client.js';
 import { STokenError, daysUntilExpiry, encodeSToken, parseSToken } from '../vpp/stoken.js';
 import {
   assetManagementNotification,
@@ -87,11 +88,18 @@ describe('configuration and claim', () => {
     expect(before.mdmInfo).toBeUndefined();
     expect(before.locationName).toBe('HQ');
     expect(before.uId).toMatch(/^\d+$/);
-    await client.updateClientConfig({ mdmInfo: { id: 'install-1', name: 'Our MDM' } });
-    expect((await client.clientConfig()).mdmInfo).toEqual({ id: 'install-1', name: 'Our MDM' });
+    // Apple's 9723: "You must provide a name, ID, and metadata when setting the device management information."
+    const withoutMetadata = { id: 'install-1', name: 'Our MDM' } as MdmInfoToSet;
+    expect(await catchError(client.updateClientConfig({ mdmInfo: withoutMetadata }))).toMatchObject({ kind: 'rejected', errorNumber: 9723, httpStatus: 400 });
+    expect(await catchError(client.updateClientConfig({ mdmInfo: { id: 'install-1', name: 'Our MDM', metadata: 'x'.repeat(256) } }))).toMatchObject({ errorNumber: 9713 });
+    expect(await catchError(client.updateClientConfig({ mdmInfo: { id: 'i'.repeat(101), name: 'Our MDM', metadata: '1' } }))).toMatchObject({ errorNumber: 9724 });
+    expect(await catchError(client.updateClientConfig({ mdmInfo: { id: 'install-1', name: 'n'.repeat(101), metadata: '1' } }))).toMatchObject({ errorNumber: 9725 });
+    expect((await client.clientConfig()).mdmInfo).toBeUndefined();
+    await client.updateClientConfig({ mdmInfo: { id: 'install-1', name: 'Our MDM', metadata: '1.0.0' } });
+    expect((await client.clientConfig()).mdmInfo).toEqual({ id: 'install-1', name: 'Our MDM', metadata: '1.0.0' });
 
-    sim.setMdmInfo(sToken, { id: 'other', name: 'Another MDM' });
-    expect((await client.clientConfig()).mdmInfo).toEqual({ id: 'other', name: 'Another MDM' });
+    sim.setMdmInfo(sToken, { id: 'other', name: 'Another MDM', metadata: '2.13.3' });
+    expect((await client.clientConfig()).mdmInfo).toEqual({ id: 'other', name: 'Another MDM', metadata: '2.13.3' });
     await client.assets();
     expect(metas.at(-1)).toMatchObject({ endpoint: 'GET /assets', mdmInfo: { id: 'other' } });
   });
@@ -117,6 +125,7 @@ describe('configuration and claim', () => {
       const err = await catchError(client.updateClientConfig({ notificationUrl: `${rx.url}-new`, notificationAuthToken: 'other' }));
       expect(err.kind).toBe('rejected');
       expect(err.httpStatus).toBe(400);
+      expect(err.errorNumber).toBe(9728);
       expect((await client.clientConfig()).notificationUrl).toBe(rx.url);
     } finally {
       await rx.close();

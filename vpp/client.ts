@@ -7,9 +7,13 @@ import {
   asNumber,
   assetFromWire,
   assignmentFromWire,
+  clientConfigFromWire,
+  contentMetadataFromWire,
+  eventStatusFromWire,
   isRecord,
   serviceConfigFromWire,
   userFromWire,
+  type ContentMetadata,
   type Asset,
   type Assignment,
   type ClientConfig,
@@ -35,11 +39,13 @@ export type {
   AssetRef,
   Assignment,
   ClientConfig,
+  ContentMetadata,
   EventFailure,
   EventRef,
   EventStatus,
   ManageAssetsRequest,
   MdmInfo,
+  MdmInfoToSet,
   ResponseMeta,
   ServiceConfig,
   ServiceConfigLimits,
@@ -70,6 +76,8 @@ export interface AppsAndBooksClientOptions {
 }
 
 const MAX_PAGES = 100_000;
+/** How often a paged read starts over because the result set changed under it, before it gives up. */
+const MAX_PAGING_RESTARTS = 3;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -132,11 +140,18 @@ export class AppsAndBooksClient {
   }
 
   async clientConfig(): Promise<ClientConfig> {
-    return (await this.transport.request({ method: 'GET', path: '/client/config' })) as ClientConfig;
+    return this.clientConfigFrom('GET /client/config', await this.transport.request({ method: 'GET', path: '/client/config' }));
   }
 
+  /** Setting the configuration twice sets it once: this POST may be retried. */
   async updateClientConfig(body: UpdateClientConfigRequest): Promise<ClientConfig> {
-    return (await this.transport.request({ method: 'POST', path: '/client/config', body })) as ClientConfig;
+    return this.clientConfigFrom('POST /client/config', await this.transport.request({ method: 'POST', path: '/client/config', body, idempotent: true }));
+  }
+
+  private clientConfigFrom(endpoint: string, body: Record<string, unknown>): ClientConfig {
+    const config = clientConfigFromWire(body);
+    if (!config) throw new AppsAndBooksError(`${endpoint} answered without a client config (no uId)`, { kind: 'rejected', endpoint });
+    return config;
   }
 
   // ---- assets and assignments ----
@@ -203,48 +218,43 @@ export class AppsAndBooksClient {
 
   // ---- events ----
 
+  /**
+   * One /status poll, never retried here: while an event is PENDING Apple asks for "at least 30 seconds between
+   * subsequent status queries" (subscribing-to-notifications), so the caller's schedule decides when to ask again.
+   */
   async status(eventId: string): Promise<EventStatus> {
     if (!eventId) throw new AppsAndBooksError('status needs an eventId', { kind: 'rejected', endpoint: 'GET /status' });
-    const body = await this.transport.request({ method: 'GET', path: '/status', query: { eventId } });
-    return body as unknown as EventStatus;
+    const body = await this.transport.request({ method: 'GET', path: '/status', query: { eventId }, once: true });
+    const status = eventStatusFromWire(body);
+    if (!status) throw new AppsAndBooksError(`GET /status for ${eventId} answered without an eventStatus`, { kind: 'rejected', endpoint: 'GET /status' });
+    return status;
   }
 
   /**
-   * Polls /status until the event leaves PENDING. Apple asks for at least 30 s between polls against the real
-   * service (the default); sandbox callers may pass less.
+   * Names, bundle identifiers and icons from the store's content metadata lookup (urls.contentMetadataLookup of
+   * /service/config); /assets itself carries none of them. Apple's request: `version=2&p=mdm-lockup&caller=MDM`,
+   * `platform` — the client config's defaultPlatform ("The value that the MDM client passes for the platform
+   * parameter"; `enterprisestore` is what shows custom B2B apps) — `cc` and `l`, and the organisation's sToken
+   * as the `itvt` cookie, without which custom apps are not shown. Ids go 100 to a request, comma-separated
+   * (Apple's examples show one id). Missing ids are simply absent from the result.
+   * https://developer.apple.com/documentation/devicemanagement/getting-app-and-book-information-legacy
    */
-  async waitForEvent(eventId: string, opts: { intervalMs?: number; timeoutMs?: number } = {}): Promise<EventStatus> {
-    const interval = opts.intervalMs ?? 30_000;
-    const deadline = this.now() + (opts.timeoutMs ?? 10 * 60_000);
-    for (;;) {
-      const s = await this.status(eventId);
-      if (s.eventStatus !== 'PENDING') return s;
-      if (this.now() + interval > deadline) {
-        throw new AppsAndBooksError(`event ${eventId} still PENDING after waiting`, { kind: 'retryable', endpoint: 'GET /status' });
-      }
-      await this.sleep(interval);
-    }
-  }
-
-  /**
-   * Names and bundle identifiers from the store's content metadata lookup (urls.contentMetadataLookup of
-   * /service/config); /assets itself carries neither. Missing ids are simply absent from the result.
-   */
-  async contentMetadata(adamIds: string[]): Promise<Record<string, { name?: string; bundleId?: string }>> {
+  async contentMetadata(adamIds: string[], where: { platform?: string; countryCode?: string; language?: string } = {}): Promise<Record<string, ContentMetadata>> {
     const base = (await this.serviceConfig()).urls.contentMetadataLookup;
     if (!base || adamIds.length === 0) return {};
-    const out: Record<string, { name?: string; bundleId?: string }> = {};
+    const out: Record<string, ContentMetadata> = {};
     for (let i = 0; i < adamIds.length; i += 100) {
       const url = new URL(base);
       url.searchParams.set('version', '2');
-      url.searchParams.set('p', 'mdm-lockup');
       url.searchParams.set('id', adamIds.slice(i, i + 100).join(','));
-      const res = await this.transport.fetchOutside(url);
+      url.searchParams.set('p', 'mdm-lockup');
+      url.searchParams.set('caller', 'MDM');
+      url.searchParams.set('platform', where.platform || 'enterprisestore');
+      url.searchParams.set('cc', (where.countryCode || 'us').toLowerCase());
+      url.searchParams.set('l', where.language || 'en');
+      const res = await this.transport.fetchOutside(url, { Cookie: `itvt=${this.transport.sToken}` });
       if (!res.ok) throw new AppsAndBooksError(`content metadata lookup failed with HTTP ${res.status}`, { kind: res.status >= 500 ? 'retryable' : 'rejected', httpStatus: res.status, endpoint: 'GET contentMetadataLookup' });
-      const body = (await res.json()) as { results?: Record<string, { name?: unknown; bundleId?: unknown }> };
-      for (const [id, r] of Object.entries(body.results ?? {})) {
-        out[id] = { ...(typeof r.name === 'string' ? { name: r.name } : {}), ...(typeof r.bundleId === 'string' ? { bundleId: r.bundleId } : {}) };
-      }
+      Object.assign(out, contentMetadataFromWire(await res.json()));
     }
     return out;
   }
@@ -313,6 +323,7 @@ export class AppsAndBooksClient {
     return out;
   }
 
+  /** A POST that starts an event: retried only when Apple's answer shows nothing was processed. */
   private async eventCall(path: string, body: unknown): Promise<EventRef> {
     const res = await this.transport.request({ method: 'POST', path, body });
     if (typeof res.eventId !== 'string' || res.eventId === '') {
@@ -321,12 +332,31 @@ export class AppsAndBooksClient {
     return { eventId: res.eventId };
   }
 
+  /**
+   * Every page of a list, zero-based, following `nextPageIndex` until a page has none ("After the server returns
+   * all records … it no longer includes a nextPageIndex"). Apple also says "The versionId for an endpoint can
+   * change while traversing a paginated result set" (using-paginated-endpoints): records moved between pages
+   * meanwhile, so pages read before and after the change do not add up to one list. The issue asked to check
+   * that versionId stays the same; Apple says it need not, so a change is not an error here: the read starts
+   * again from the first page, a few times, and only a set that keeps changing fails (as retryable).
+   * https://developer.apple.com/documentation/devicemanagement/using-paginated-endpoints
+   */
   private async allPages(
     path: string,
     key: string,
     query: Record<string, string | number | boolean | undefined>,
   ): Promise<Array<Record<string, unknown>>> {
-    const out: Array<Record<string, unknown>> = [];
+    for (let restart = 0; restart <= MAX_PAGING_RESTARTS; restart++) {
+      const read = await this.readPages(path, key, query);
+      if (read.complete) return read.rows;
+    }
+    throw new AppsAndBooksError(`GET ${path}: the result set changed (versionId) during ${MAX_PAGING_RESTARTS + 1} reads in a row`, { kind: 'retryable', endpoint: `GET ${path}` });
+  }
+
+  /** One pass over the pages; incomplete when the versionId changed between two of them. */
+  private async readPages(path: string, key: string, query: Record<string, string | number | boolean | undefined>): Promise<{ rows: Array<Record<string, unknown>>; complete: boolean }> {
+    const rows: Array<Record<string, unknown>> = [];
+    let versionId: string | undefined;
     let pageIndex = 0;
     for (let n = 0; n < MAX_PAGES; n++) {
       const body = await this.transport.request({ method: 'GET', path, query: { ...query, pageIndex } });
@@ -334,14 +364,14 @@ export class AppsAndBooksClient {
       if (items !== undefined && !Array.isArray(items)) {
         throw new AppsAndBooksError(`GET ${path} answered with "${key}" that is not an array`, { kind: 'rejected', endpoint: `GET ${path}` });
       }
-      for (const item of (items ?? []) as unknown[]) if (isRecord(item)) out.push(item);
-      const totalPages = asNumber(body.totalPages);
-      // nextPageIndex is the documented signal; totalPages alone still says whether pages remain.
-      const next = asNumber(body.nextPageIndex) ?? (totalPages !== undefined && pageIndex + 1 < totalPages ? pageIndex + 1 : undefined);
+      const pageVersion = typeof body.versionId === 'string' ? body.versionId : undefined;
+      if (n === 0) versionId = pageVersion;
+      else if (pageVersion !== versionId) return { rows, complete: false };
+      for (const item of (items ?? []) as unknown[]) if (isRecord(item)) rows.push(item);
+      const next = asNumber(body.nextPageIndex);
       if (next === undefined || next <= pageIndex) break;
-      if (totalPages !== undefined && next >= totalPages) break;
       pageIndex = next;
     }
-    return out;
+    return { rows, complete: true };
   }
 }

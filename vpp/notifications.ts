@@ -47,14 +47,13 @@ export interface AssetCountNotification {
   countDelta: number;
 }
 
+/** A user as notifications list them (Apple's ResponseUser: no userId or managedAppleId in v2). */
 export interface NotificationUser {
   clientUserId: string;
   email?: string;
   inviteCode?: string;
   idHash?: string;
   status?: string;
-  userId?: string;
-  managedAppleId?: string;
 }
 
 export interface UserManagementNotification {
@@ -132,7 +131,7 @@ function parseUsers(v: unknown, where: string, key: string): NotificationUser[] 
       throw new NotificationError(`${where}: ${key}[${i}] has no clientUserId`);
     }
     const out: NotificationUser = { clientUserId: u.clientUserId };
-    for (const k of ['email', 'inviteCode', 'idHash', 'status', 'userId', 'managedAppleId'] as const) {
+    for (const k of ['email', 'inviteCode', 'idHash', 'status'] as const) {
       const s = str(u[k]);
       if (s !== undefined) out[k] = s;
     }
@@ -202,6 +201,32 @@ export function userManagementNotification(n: AppsAndBooksNotification): UserMan
 export function userAssociatedNotification(n: AppsAndBooksNotification): UserAssociatedNotification {
   const where = requireType(n, 'USER_ASSOCIATED');
   return { associatedUsers: parseUsers(n.notification.associatedUsers, where, 'associatedUsers') };
+}
+
+/** A notification with its body read by the parser for its type: what the server's endpoint works with. */
+export type AppleNotification = Omit<AppsAndBooksNotification, 'notification'> & { otherType?: string } & (
+  | { notificationType: 'ASSET_MANAGEMENT'; notification: AssetManagementNotification }
+  | { notificationType: 'ASSET_COUNT'; notification: AssetCountNotification }
+  | { notificationType: 'USER_MANAGEMENT'; notification: UserManagementNotification }
+  | { notificationType: 'USER_ASSOCIATED'; notification: UserAssociatedNotification }
+  | { notificationType: 'TEST_NOTIFICATION' | 'OTHER'; notification: Record<string, unknown> }
+);
+
+/**
+ * The one boundary for Apple's notifications: the envelope, then the body by its type (examples in
+ * subscribing-to-notifications). A type Apple adds later is passed on as OTHER, not refused.
+ */
+export function readNotification(body: unknown): AppleNotification {
+  const n = parseNotification(body);
+  const head = { notificationId: n.notificationId, ...(n.uId !== undefined ? { uId: n.uId } : {}) };
+  switch (n.notificationType) {
+    case 'ASSET_MANAGEMENT': return { ...head, notificationType: 'ASSET_MANAGEMENT', notification: assetManagementNotification(n) };
+    case 'ASSET_COUNT': return { ...head, notificationType: 'ASSET_COUNT', notification: assetCountNotification(n) };
+    case 'USER_MANAGEMENT': return { ...head, notificationType: 'USER_MANAGEMENT', notification: userManagementNotification(n) };
+    case 'USER_ASSOCIATED': return { ...head, notificationType: 'USER_ASSOCIATED', notification: userAssociatedNotification(n) };
+    case 'TEST_NOTIFICATION': return { ...head, notificationType: 'TEST_NOTIFICATION', notification: n.notification };
+    default: return { ...head, notificationType: 'OTHER', notification: n.notification, otherType: n.notificationType };
+  }
 }
 
 /**

@@ -50,7 +50,7 @@ export function userDeviceLimitRefusal(devicesAlreadyLicensed: number): string |
 }
 
 export interface LicenseSummaryRow {
-  adamId: string; name: string | null; bundleId: string | null; pricingParam: string;
+  adamId: string; name: string | null; bundleId: string | null; iconUrl: string | null; pricingParam: string;
   total: number; assigned: number; available: number; reserved: number; waiting: number;
 }
 
@@ -61,7 +61,7 @@ export function summarizeLicenses(rows: Array<Omit<LicenseSummaryRow, 'available
     const key = `${r.adamId}/${r.pricingParam}`;
     const cur = byApp.get(key) ?? { ...r, total: 0, assigned: 0, reserved: 0, waiting: 0, available: 0 };
     cur.total += r.total; cur.assigned += r.assigned; cur.reserved += r.reserved; cur.waiting += r.waiting;
-    cur.name ??= r.name; cur.bundleId ??= r.bundleId;
+    cur.name ??= r.name; cur.bundleId ??= r.bundleId; cur.iconUrl ??= r.iconUrl;
     cur.available = Math.max(0, cur.total - cur.assigned);
     byApp.set(key, cur);
   }

@@ -1,4 +1,4 @@
-import type { AppsAndBooksErrorKind, MdmInfo } from './client.js';
+import type { AppsAndBooksErrorKind, MdmInfo, MdmInfoToSet } from './client.js';
 
 // What a subscription's status becomes after Apple answers: decisions only, the service stores them.
 
@@ -14,6 +14,18 @@ export interface SubscriptionChange {
   statusReason?: string | null;
   claimHolder?: ClaimHolder | null;
   lastSyncError?: string | null;
+}
+
+/**
+ * What this installation tells Apple it is when it claims a token: id and name, and — Apple refuses the claim
+ * without it (9723) — metadata, "A free-form field that MDM uses to store metadata for an organization": the
+ * address this server is reached at, so an admin who finds the token held can tell which server holds it.
+ * Cut to Apple's limits (maxMdmIdLength, maxMdmNameLength 100; maxMdmMetadataLength 255, service-config).
+ */
+export function mdmInfoToSet(installationId: string, installationName: string, publicUrl: string): MdmInfoToSet {
+  let where = publicUrl;
+  try { where = new URL(publicUrl).origin; } catch { /* not a URL: sent as it is */ }
+  return { id: installationId.slice(0, 100), name: (installationName || 'vpp-mdm').slice(0, 100), metadata: (where || installationName || 'vpp-mdm').slice(0, 255) };
 }
 
 /** How a claim proceeds, given who Apple says holds the token. */
@@ -37,8 +49,9 @@ export function foreignHolder(holder: MdmInfo | undefined, installationId: strin
 export interface AppleFailure { kind?: AppsAndBooksErrorKind; errorNumber?: number; httpStatus?: number; message: string }
 
 /**
- * A call to Apple failed: an invalid token stops the subscription; anything else is recorded, and a claim that
- * never completed leaves the subscription in Error until the admin retries.
+ * A call to Apple failed: an invalid token stops the subscription, and so does Apple retiring the service
+ * (410, 9634); anything else is recorded, and a claim that never completed leaves the subscription in Error
+ * until the admin retries.
  */
 export function afterAppleFailure(current: SubscriptionStatus | undefined, failure: AppleFailure): SubscriptionChange {
   if (failure.kind === 'tokenInvalid') {
@@ -46,6 +59,12 @@ export function afterAppleFailure(current: SubscriptionStatus | undefined, failu
     return {
       status: 'Error', lastSyncError: failure.message,
       statusReason: `sToken ${why} by Apple (${failure.errorNumber ?? failure.httpStatus}: ${failure.message}); upload a new one`,
+    };
+  }
+  if (failure.kind === 'gone') {
+    return {
+      status: 'Error', lastSyncError: failure.message,
+      statusReason: `Apple no longer offers this service (${failure.errorNumber ?? failure.httpStatus}: ${failure.message}); this server needs an update`,
     };
   }
   const stuck = current === 'New' || current === 'ClaimInProgress';

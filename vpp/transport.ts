@@ -1,6 +1,7 @@
 // One Apps and Books API call over HTTP: Bearer sToken, JSON both ways, Apple's error bodies turned into
 // AppsAndBooksError (even inside a 200, which Apple sends for some token errors), and retries with backoff
-// or Retry-After for the failures that may pass.
+// or Retry-After for the failures that may pass — for a request that starts an event, only when the answer
+// proves Apple did not process it.
 import { AppsAndBooksError, classifyAppsAndBooksError, type AppsAndBooksErrorInfo } from './client-errors.js';
 import { asNumber, isRecord, type MdmInfo, type ResponseMeta } from './wire.js';
 
@@ -23,6 +24,19 @@ export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   auth?: boolean;
+  /**
+   * Sending it twice does no harm (default: GET yes, POST no). A POST that starts an event is not: a second
+   * one is a second event, and the first one's eventId — Apple's only handle on what it does — is lost.
+   */
+  idempotent?: boolean;
+  /** No retries at all: the caller has its own schedule (e.g. /status, polled no sooner than Apple allows). */
+  once?: boolean;
+}
+
+/** A failure before the request reached anyone: nothing can have been processed. */
+function neverSent(cause: unknown): boolean {
+  const code = (cause as { cause?: { code?: string } })?.cause?.code ?? (cause as { code?: string })?.code;
+  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
 }
 
 const MAX_BACKOFF_MS = 60_000;
@@ -40,22 +54,31 @@ export function parseRetryAfter(value: string | null, nowMs: number = Date.now()
 export class AppsAndBooksTransport {
   constructor(private readonly opts: TransportOptions) {}
 
-  /** A GET outside the API base (e.g. the content metadata lookup): no token, no retries. */
-  fetchOutside(url: URL): Promise<Response> {
-    return this.opts.fetch(url, { signal: AbortSignal.timeout(this.opts.timeoutMs) });
+  get sToken(): string {
+    return this.opts.sToken;
+  }
+
+  /** A GET outside the API base (e.g. the content metadata lookup): no Authorization header, no retries. */
+  fetchOutside(url: URL, headers: Record<string, string> = {}): Promise<Response> {
+    return this.opts.fetch(url, { headers: { Accept: 'application/json', ...headers }, signal: AbortSignal.timeout(this.opts.timeoutMs) });
   }
 
   async request(opts: RequestOptions): Promise<Record<string, unknown>> {
     const endpoint = `${opts.method} ${opts.path}`;
+    const idempotent = opts.idempotent ?? opts.method === 'GET';
+    const maxRetries = opts.once ? 0 : this.opts.maxRetries;
     let lastError: AppsAndBooksError | undefined;
-    for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
+    for (let attempt = 0; attempt <= maxRetries; attempt++) {
       try {
         return await this.once(opts, endpoint);
       } catch (err) {
         if (!(err instanceof AppsAndBooksError)) throw err;
         lastError = err;
         if (err.kind !== 'retryable' && err.kind !== 'rateLimited') throw err;
-        if (attempt === this.opts.maxRetries) break;
+        // Apple: "Synchronous failures result in no asynchronous processing" — an ErrorResponse proves the
+        // request did nothing, so even an event-starting POST may go again. Without one, it may have run.
+        if (!idempotent && err.outcomeUnknown) throw err;
+        if (attempt === maxRetries) break;
         const backoff = Math.min(MAX_BACKOFF_MS, this.opts.backoffBaseMs * 2 ** attempt);
         await this.opts.sleep(err.retryAfterMs ?? backoff);
       }
@@ -86,6 +109,7 @@ export class AppsAndBooksTransport {
       throw new AppsAndBooksError(`Apps and Books ${endpoint} failed before an answer: ${(cause as Error)?.message ?? String(cause)}`, {
         kind: 'retryable',
         endpoint,
+        outcomeUnknown: !neverSent(cause),
         cause,
       });
     }
@@ -97,9 +121,10 @@ export class AppsAndBooksTransport {
         body = JSON.parse(text);
       } catch {
         const kind = classifyAppsAndBooksError(res.status, undefined);
+        // Not Apple's ErrorResponse (a proxy's or load balancer's page): a 5xx here proves nothing was refused.
         throw new AppsAndBooksError(
           `Apps and Books ${endpoint} answered HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`,
-          { kind: res.ok ? 'rejected' : kind, httpStatus: res.status, retryAfterMs, endpoint },
+          { kind: res.ok ? 'rejected' : kind, httpStatus: res.status, retryAfterMs, endpoint, outcomeUnknown: res.status >= 500 },
         );
       }
     }
@@ -118,6 +143,7 @@ export class AppsAndBooksTransport {
           retryAfterMs,
           errorInfo: isRecord(rec.errorInfo) ? (rec.errorInfo as AppsAndBooksErrorInfo) : undefined,
           endpoint,
+          outcomeUnknown: errorNumber === undefined && res.status >= 500,
         },
       );
     }

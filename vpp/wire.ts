@@ -2,11 +2,20 @@
 // and the one place a response body becomes one of these types.
 import type { AppsAndBooksErrorInfo } from './client-errors.js';
 
+/** Who manages the token, as Apple's responses name it (another MDM's may lack metadata). */
 export interface MdmInfo {
   id: string;
   name: string;
   metadata?: string;
 }
+
+/**
+ * The mdmInfo an MDM sets. Apple's schema marks every field optional, yet refuses one without all three
+ * (9723 "You must provide a name, ID, and metadata when setting the device management information", HTTP 400);
+ * limits maxMdmIdLength and maxMdmNameLength 100, maxMdmMetadataLength 255 (service-config).
+ * https://developer.apple.com/documentation/devicemanagement/handling-error-responses
+ */
+export type MdmInfoToSet = Required<MdmInfo>;
 
 export interface ServiceConfigLimits {
   maxAssets: number;
@@ -43,7 +52,7 @@ export interface ClientConfig {
 }
 
 export interface UpdateClientConfigRequest {
-  mdmInfo?: MdmInfo;
+  mdmInfo?: MdmInfoToSet;
   notificationUrl?: string;
   notificationAuthToken?: string;
   notificationTypes?: string[];
@@ -76,14 +85,13 @@ export interface Assignment {
 
 export type UserStatus = 'Registered' | 'Associated' | 'Retired' | 'Deleted';
 
+/** Apple's ResponseUser (v2 has no userId and does not list managedAppleId). */
 export interface VppUser {
   clientUserId: string;
   email?: string;
   inviteCode?: string;
   idHash?: string;
   status: UserStatus;
-  userId?: string;
-  managedAppleId?: string;
 }
 
 export interface ManageAssetsRequest {
@@ -180,9 +188,82 @@ export function assignmentFromWire(r: Record<string, unknown>): Assignment {
 
 export function userFromWire(r: Record<string, unknown>): VppUser {
   const u: VppUser = { clientUserId: String(r.clientUserId), status: String(r.status) as UserStatus };
-  for (const k of ['email', 'inviteCode', 'idHash', 'managedAppleId'] as const) {
+  for (const k of ['email', 'inviteCode', 'idHash'] as const) {
     if (typeof r[k] === 'string') u[k] = r[k] as string;
   }
-  if (r.userId !== undefined && r.userId !== null) u.userId = String(r.userId);
   return u;
+}
+
+const EVENT_STATUSES: ReadonlySet<string> = new Set(['PENDING', 'COMPLETE', 'FAILED']);
+
+function failureFromWire(f: unknown): EventFailure | undefined {
+  if (!isRecord(f)) return undefined;
+  const errorNumber = asNumber(f.errorNumber);
+  if (errorNumber === undefined) return undefined;
+  const out: EventFailure = { errorNumber, errorMessage: typeof f.errorMessage === 'string' ? f.errorMessage : '' };
+  if (isRecord(f.errorInfo)) out.errorInfo = f.errorInfo as AppsAndBooksErrorInfo;
+  return out;
+}
+
+/** Apple's StatusResponse (events-status); undefined when the body is not one. */
+export function eventStatusFromWire(body: Record<string, unknown>): EventStatus | undefined {
+  if (typeof body.eventStatus !== 'string' || !EVENT_STATUSES.has(body.eventStatus)) return undefined;
+  const out: EventStatus = { eventStatus: body.eventStatus as EventStatus['eventStatus'], eventType: typeof body.eventType === 'string' ? body.eventType : '' };
+  const numCompleted = asNumber(body.numCompleted);
+  const numRequested = asNumber(body.numRequested);
+  if (numCompleted !== undefined) out.numCompleted = numCompleted;
+  if (numRequested !== undefined) out.numRequested = numRequested;
+  if (Array.isArray(body.failures)) out.failures = body.failures.map(failureFromWire).filter((f): f is EventFailure => f !== undefined);
+  if (isRecord(body.mdmInfo)) out.mdmInfo = body.mdmInfo as unknown as MdmInfo;
+  return out;
+}
+
+/** Apple's ClientConfigResponse; undefined when the body is not one (it always names the location's uId). */
+export function clientConfigFromWire(body: Record<string, unknown>): ClientConfig | undefined {
+  if (body.uId === undefined || body.uId === null) return undefined;
+  const out: ClientConfig = { ...body, uId: String(body.uId), locationName: typeof body.locationName === 'string' ? body.locationName : '', tokenExpirationDate: typeof body.tokenExpirationDate === 'string' ? body.tokenExpirationDate : '' };
+  if (!isRecord(body.mdmInfo)) delete out.mdmInfo;
+  for (const k of ['countryISO2ACode', 'defaultPlatform', 'notificationUrl', 'websiteURL'] as const) if (typeof body[k] !== 'string') delete out[k];
+  return out;
+}
+
+/** What the store's content metadata lookup tells about one app or book. */
+export interface ContentMetadata {
+  name?: string;
+  bundleId?: string;
+  kind?: string;
+  /** An https (or data:image) URL of the icon, from the result's artwork. */
+  iconUrl?: string;
+}
+
+/**
+ * The icon from a lookup result's `artwork`: Apple's examples show both an object whose url is a template
+ * (`…/{w}x{h}bb.{f}`, with its width and height) and a list of sized images (the largest is taken).
+ * Only https and data:image URLs are kept: the admin page shows them as images.
+ */
+function iconUrlFrom(artwork: unknown): string | undefined {
+  const sized = (Array.isArray(artwork) ? artwork : [artwork]).filter(isRecord)
+    .filter((a) => typeof a.url === 'string')
+    .sort((x, y) => (asNumber(y.width) ?? 0) - (asNumber(x.width) ?? 0))[0];
+  if (!sized) return undefined;
+  const side = Math.min(asNumber(sized.width) ?? 512, 512);
+  const url = (sized.url as string).replaceAll('{w}', String(side)).replaceAll('{h}', String(side)).replaceAll('{f}', 'png');
+  return /^https:\/\//i.test(url) || /^data:image\//i.test(url) ? url : undefined;
+}
+
+/** The lookup's `results`, keyed by id (getting-app-and-book-information-legacy). */
+export function contentMetadataFromWire(body: unknown): Record<string, ContentMetadata> {
+  const out: Record<string, ContentMetadata> = {};
+  const results = isRecord(body) && isRecord(body.results) ? body.results : {};
+  for (const [id, r] of Object.entries(results)) {
+    if (!isRecord(r)) continue;
+    const m: ContentMetadata = {};
+    if (typeof r.name === 'string') m.name = r.name;
+    if (typeof r.bundleId === 'string') m.bundleId = r.bundleId;
+    if (typeof r.kind === 'string') m.kind = r.kind;
+    const iconUrl = iconUrlFrom(r.artwork);
+    if (iconUrl) m.iconUrl = iconUrl;
+    out[id] = m;
+  }
+  return out;
 }

@@ -26,8 +26,10 @@ export interface LicensingDeps {
   storage: Storage; log: Logger; secrets: SecretBox; push: PushService; queue: CommandQueue; owners: CommandOwners;
   events: ServerEventBus; scheduler: Scheduler;
   vppUrl: string; installationId: string; installationName: string; publicUrl: () => string;
-  /** How often pending Apple events are polled. */
+  /** Time between two /status polls of one PENDING Apple event (Apple: at least 30 s). */
   eventPollMs: number;
+  /** How long an Apple event waits for its notification before it is first polled (Apple: 5 minutes). */
+  eventNotificationWaitMs: number;
   reconcileEveryMs: number;
   fetch?: typeof fetch;
 }
@@ -39,13 +41,13 @@ export function createLicensing(deps: LicensingDeps) {
   const clients = new AppleClients({ subscriptions: storage.subscriptions, secrets, log, vppUrl: deps.vppUrl, installationId: deps.installationId, fetch: deps.fetch });
   const tracking = new InstallTracking({ storage, queue });
   const reclaims = new Reclaims({ storage, clients, push, log });
-  // Requests to Apple are answered by events; the poller is built last, as it hands work back to the flows.
-  const expectEvent = () => events.expect();
-  const registrations = new UserRegistrations({ storage, clients, queue, log, expectEvent });
-  const taking = new LicenseTaking({ storage, clients, reclaims, log, expectEvent });
+  // Requests to Apple are answered by events, settled by Apple's notifications or, failing those, by polling.
+  const registrations = new UserRegistrations({ storage, clients, queue, log });
+  const taking = new LicenseTaking({ storage, clients, reclaims, log });
   const distribution = new Distribution({ storage, taking, registrations, tracking, log });
   const events = new AppleEvents({
-    storage, clients, tracking, reclaims, registrations, log, pollMs: deps.eventPollMs, resync: (udid) => distribution.enqueueForDevice(udid),
+    storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
+    resync: (udid) => distribution.enqueueForDevice(udid),
   });
   const subscriptions = new Subscriptions({
     storage, clients, secrets, log, installationId: deps.installationId, installationName: deps.installationName, publicUrl: deps.publicUrl,

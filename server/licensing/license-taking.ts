@@ -15,7 +15,6 @@ type TakingPorts = Pick<Storage, 'ledger' | 'installs' | 'appleEvents'>;
 export class LicenseTaking {
   constructor(private readonly deps: {
     storage: TakingPorts; clients: AppleClients; reclaims: Reclaims; log: Logger;
-    expectEvent: () => void;
   }) {}
 
   async takeAndAssociate(sub: SubscriptionRecord, bundle: BundleRecord, device: DeviceRecord, target: { type: TargetType; id: string; serialNumber?: string }): Promise<void> {
@@ -39,7 +38,6 @@ export class LicenseTaking {
         await this.deps.reclaims.disassociate({ ...got.license, state: 'Associated' }, 'reclaimed during association');
         return;
       }
-      this.deps.expectEvent();
     } catch (err) {
       await ledger.release(got.license.id);
       const reason = err instanceof AppsAndBooksError ? `Apple refused the association (${err.errorNumber ?? err.httpStatus}): ${err.message}` : (err as Error).message;

@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
-import type { AppsAndBooksClient } from '../../vpp/client.js';
+import { AppsAndBooksError, type AppsAndBooksClient, type ContentMetadata } from '../../vpp/client.js';
 import { groupByAsset } from '../../vpp/reconcile-plan.js';
 import { parseSToken, STokenError } from '../../vpp/stoken.js';
-import { claimDecision, claimRequired, type Schedule } from '../../vpp/subscription-state.js';
+import { claimDecision, claimRequired, mdmInfoToSet, type Schedule } from '../../vpp/subscription-state.js';
 import { conflict, invalid, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SecretBox } from '../secrets.js';
@@ -82,7 +82,7 @@ export class Subscriptions {
       }
       if (decision === 'takeOver') await this.resetForeignAssignments(sub, client);
       await client.updateClientConfig({
-        mdmInfo: { id: this.deps.installationId, name: this.deps.installationName },
+        mdmInfo: mdmInfoToSet(this.deps.installationId, this.deps.installationName, this.deps.publicUrl()),
         notificationUrl: this.notificationUrl(id),
         notificationAuthToken: this.deps.secrets.open(sub.sealedNotificationToken),
         notificationTypes: NOTIFICATION_TYPES,
@@ -99,7 +99,14 @@ export class Subscriptions {
     const { ledger, vppUsers, installs, appleEvents } = this.deps.storage;
     const assignments = await client.assignments();
     for (const a of groupByAsset(assignments)) {
-      const refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serialNumbers, clientUserIds: a.clientUserIds });
+      let refs;
+      try {
+        refs = await client.disassociate({ assets: [{ adamId: a.adamId, pricingParam: a.pricingParam }], serialNumbers: a.serialNumbers, clientUserIds: a.clientUserIds });
+      } catch (err) {
+        // Books are not revocable (9706): the previous MDM's users keep them, as Apple intends.
+        if (err instanceof AppsAndBooksError && err.errorNumber === 9706) { this.deps.log.info({ adamId: a.adamId }, 'not revocable: left with its users'); continue; }
+        throw err;
+      }
       for (const r of refs) await appleEvents.record(r.eventId, sub.id, 'reset');
     }
     // Its license records are no longer ours to trust.
@@ -125,15 +132,13 @@ export class Subscriptions {
       await this.deps.clients.recordFailure(id, err);
       return { assets: 0, bundlesCreated: 0 };
     }
-    // Names and bundle identifiers come from the store's metadata lookup; a failed lookup only costs names.
-    const known = new Set((await catalogue.listAssets(id)).filter((a) => a.name).map((a) => a.adamId));
-    const metadata = await client.contentMetadata(assets.filter((a) => a.productType === 'App' && !known.has(a.adamId)).map((a) => a.adamId))
-      .catch((err) => { log.warn({ error: (err as Error).message }, 'app metadata lookup failed; bundles keep placeholder names'); return {} as Record<string, { name?: string; bundleId?: string }>; });
+    const metadata = await this.lookUpApps(client, id, assets.filter((a) => a.productType === 'App').map((a) => a.adamId));
     let bundlesCreated = 0;
     for (const a of assets) {
       await catalogue.upsertAsset({
         subscriptionId: id, adamId: a.adamId, pricingParam: a.pricingParam, productType: a.productType, name: metadata[a.adamId]?.name ?? null,
-        bundleIdentifier: metadata[a.adamId]?.bundleId ?? null, deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.assignedCount,
+        bundleIdentifier: metadata[a.adamId]?.bundleId ?? null, iconUrl: metadata[a.adamId]?.iconUrl ?? null,
+        deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.assignedCount,
       });
       // Books are listed with their counts but get no bundle: they are not installed by InstallApplication.
       if (a.productType !== 'App') continue;
@@ -142,6 +147,24 @@ export class Subscriptions {
     await subscriptions.update(id, { lastSyncAt: new Date(), lastSyncError: null });
     log.info({ subscriptionId: id, assets: assets.length, bundlesCreated }, 'VPP asset sync done');
     return { assets: assets.length, bundlesCreated };
+  }
+
+  /**
+   * Names, bundle identifiers and icons of the apps not yet described, from the store's lookup with the
+   * platform and storefront of the token's client config (custom B2B apps show only with `enterprisestore`).
+   * A failed lookup only costs names and icons.
+   */
+  private async lookUpApps(client: AppsAndBooksClient, id: string, adamIds: string[]): Promise<Record<string, ContentMetadata>> {
+    const described = new Set((await this.deps.storage.catalogue.listAssets(id)).filter((a) => a.name && a.iconUrl).map((a) => a.adamId));
+    const wanted = adamIds.filter((a) => !described.has(a));
+    if (wanted.length === 0) return {};
+    try {
+      const config = await client.clientConfig();
+      return await client.contentMetadata(wanted, { platform: config.defaultPlatform, countryCode: config.countryISO2ACode });
+    } catch (err) {
+      this.deps.log.warn({ error: (err as Error).message }, 'app metadata lookup failed; bundles keep placeholder names');
+      return {};
+    }
   }
 
   /** Create Bundle for one app (from the synced assets). */

@@ -16,7 +16,8 @@ export type CommandStatus = CommandRecord['status'];
 export type CommandOwner = CommandRecord['owner'];
 export type PushQueueRecord = typeof t.pushQueue.$inferSelect;
 export type SubscriptionRecord = typeof t.vppSubscriptions.$inferSelect;
-export type AssetRecord = Omit<typeof t.vppAssets.$inferSelect, 'updatedAt'>;
+/** An asset with Apple's counts; iconUrl comes from the store's lookup and is kept when a lookup brings none. */
+export type AssetRecord = Omit<typeof t.vppAssets.$inferSelect, 'updatedAt' | 'iconUrl'> & { iconUrl?: string | null };
 export type BundleRecord = typeof t.bundles.$inferSelect;
 export type TargetListRecord = typeof t.bundleAssignments.$inferSelect;
 export type LicenseRecord = typeof t.vppLicenses.$inferSelect;
@@ -188,7 +189,7 @@ export type AcquireResult =
   | { outcome: 'notEntitled' };
 
 export interface LicenseSummarySource {
-  adamId: string; name: string | null; bundleId: string | null; pricingParam: string; total: number; assigned: number; reserved: number; waiting: number;
+  adamId: string; name: string | null; bundleId: string | null; iconUrl: string | null; pricingParam: string; total: number; assigned: number; reserved: number; waiting: number;
 }
 
 /** The license ledger: one row per license this server holds or is acquiring; never more than bought. */
@@ -254,9 +255,18 @@ export interface VppUserStore {
 /** Apple events we wait for, kept so a restart keeps waiting. */
 export interface AppleEventStore {
   record(eventId: string, subscriptionId: string, kind: AppleEventKind): Promise<void>;
-  /** Lease pending events to this process (a crashed process's lease runs out and another takes over). */
-  claimPending(limit: number, leaseMs: number, eventId?: string): Promise<AppleEventRecord[]>;
+  /**
+   * Lease pending events that are due a /status poll to this process (a crashed process's lease runs out and
+   * another takes over): those never polled once `firstPollAfterMs` have passed since they were recorded, the
+   * others once their next poll time has come. With `eventId`, that event if it is pending and not leased.
+   */
+  claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }): Promise<AppleEventRecord[]>;
   release(eventId: string): Promise<void>;
+  /** Release the lease; the event is next due a poll in `ms` (after a PENDING answer: Apple's spacing). */
+  pollAgainIn(eventId: string, ms: number): Promise<void>;
+  /** The event is due a poll within `ms` (sooner if it already was); a lease on it stays as it is. */
+  pollWithin(eventId: string, ms: number): Promise<void>;
+  get(eventId: string): Promise<AppleEventRecord | undefined>;
   complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void>;
   pendingIds(subscriptionId: string): Promise<string[]>;
 }

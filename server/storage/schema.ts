@@ -146,6 +146,7 @@ export const vppAssets = pgTable('vpp_assets', {
   productType: text('product_type').notNull(),
   name: text('name'),
   bundleIdentifier: text('bundle_identifier'),
+  iconUrl: text('icon_url'),
   deviceAssignable: boolean('device_assignable').notNull(),
   totalCount: integer('total_count').notNull(),
   appleAssignedCount: integer('apple_assigned_count').notNull(),
@@ -220,6 +221,7 @@ export const vppEvents = pgTable('vpp_events', {
   status: text('status', { enum: ['PENDING', 'COMPLETE', 'FAILED'] }).notNull().default('PENDING'),
   result: jsonb('result'),
   lockedUntil: ts('locked_until'),
+  nextPollAt: ts('next_poll_at'),
   createdAt: ts('created_at').notNull().defaultNow(),
   completedAt: ts('completed_at'),
 });

@@ -1,47 +1,55 @@
-// Apple's documented constants of the Apps and Books API v2 (service config limits, error numbers and their
-// messages, notification types) and the error an endpoint answers with: Apple's JSON error body.
+// Apple's documented constants of the Apps and Books API v2 (service config limits, notification types) and
+// the error an endpoint answers with: Apple's JSON error body, with the number's documented HTTP status.
+// https://developer.apple.com/documentation/devicemanagement/service-config
 // https://developer.apple.com/documentation/devicemanagement/handling-error-responses
+import { APPLE_ERRORS } from './apple-errors.js';
 
 export const BASE = '/mdm/v2';
 export const DAY_MS = 86_400_000;
 export const NOTIFICATION_TYPES = ['ASSET_MANAGEMENT', 'ASSET_COUNT', 'USER_MANAGEMENT', 'USER_ASSOCIATED'] as const;
 
+/** The `limits` of Apple's service-config example, value for value. */
 export const LIMITS = {
   maxAssets: 25,
   maxUsers: 100,
+  maxNotificationLength: 512,
+  maxRevokeClientUserIds: 100,
   maxClientUserIds: 1000,
   maxSerialNumbers: 1000,
-  maxRevokeClientUserIds: 100,
   maxRevokeSerialNumbers: 100,
-  maxNotificationLength: 512,
+  maxRequestPerSecond: 15,
+  maxSubscriptions: 25,
+  maxSubscriptionClientUserIds: 1000,
   maxMdmNameLength: 100,
   maxMdmMetadataLength: 255,
   maxMdmIdLength: 100,
 };
 
-export const MESSAGES: Record<number, string> = {
-  9600: 'Missing required argument.',
-  9601: 'Login required.',
-  9602: 'Invalid argument.',
-  9603: 'Internal error.',
-  9609: 'Unable to find the registered user.',
-  9616: 'License already assigned.',
-  9621: "The token has expired. You need to generate a new token online using your organization's account at either school.apple.com or business.apple.com.",
-  9625: 'The server has revoked the sToken.',
-  9628: "This asset can't be assigned to a device.",
-  9646: 'Too many requests.',
-  9709: "There aren't enough assets available to complete this association.",
-  9726: 'This request contains an unsupported HTTP method for the requested endpoint.',
-  9727: 'This request contains an unsupported media type.',
-};
+/** Apple's message for a documented error number. */
+export function appleMessage(errorNumber: number): string {
+  const spec = APPLE_ERRORS[errorNumber];
+  if (!spec) throw new Error(`simulator bug: ${errorNumber} is not one of Apple's documented v2 error numbers`);
+  return spec.message;
+}
 
+/**
+ * A synchronous failure: Apple's ErrorResponse with the status Apple's table gives the number ("Synchronous
+ * failures result in no asynchronous processing"). Only numbers Apple documents as synchronous are allowed;
+ * `status` overrides it only for faults a test injects on purpose.
+ */
 export class ApiError extends Error {
+  readonly status: number;
   constructor(
-    readonly status: number,
     readonly errorNumber: number,
-    message?: string,
+    readonly errorInfo?: Record<string, unknown>,
+    status?: number,
   ) {
-    super(message ?? MESSAGES[errorNumber] ?? 'Error.');
+    super(appleMessage(errorNumber));
+    const documented = APPLE_ERRORS[errorNumber]!.status;
+    if (status === undefined && documented === undefined) {
+      throw new Error(`simulator bug: Apple documents ${errorNumber} as asynchronous only; it has no HTTP status`);
+    }
+    this.status = status ?? documented!;
   }
 }
 

@@ -1,63 +1,86 @@
 // GET /service/config (the endpoints, limits and error codes, unauthenticated) and GET/POST /client/config:
 // the claim (mdmInfo) and the notification subscription, which Apple confirms with a TEST_NOTIFICATION.
+// https://developer.apple.com/documentation/devicemanagement/service-config
+// https://developer.apple.com/documentation/devicemanagement/client-config-71glv
+// https://developer.apple.com/documentation/devicemanagement/client-config-4szk1
+import { isIP } from 'node:net';
 import { formatAppleDate } from '../../vpp/stoken.js';
-import { ApiError, BASE, LIMITS, MESSAGES, NOTIFICATION_TYPES, isRecord } from './apple-api.js';
+import { ApiError, BASE, LIMITS, NOTIFICATION_TYPES, isRecord } from './apple-api.js';
+import { APPLE_ERRORS } from './apple-errors.js';
 import type { Notifier } from './notifications.js';
 import { touch, type Location } from './state.js';
 
 export function serviceConfig(origin: string): Record<string, unknown> {
   return {
-    errorCodes: Object.entries(MESSAGES).map(([n, m]) => ({ errorMessage: m, errorNumber: Number(n) })),
+    errorCodes: Object.entries(APPLE_ERRORS).map(([n, e]) => ({ errorMessage: e.message, errorNumber: Number(n) })),
     limits: { ...LIMITS },
     notificationTypes: [...NOTIFICATION_TYPES],
     urls: {
-      associateAssets: `${origin}${BASE}/assets/associate`,
-      clientConfig: `${origin}${BASE}/client/config`,
-      contentMetadataLookup: `${origin}/lookup`,
-      createUsers: `${origin}${BASE}/users/create`,
-      disassociateAssets: `${origin}${BASE}/assets/disassociate`,
-      getAssets: `${origin}${BASE}/assets`,
-      getAssignments: `${origin}${BASE}/assignments`,
-      getUsers: `${origin}${BASE}/users`,
       invitationEmail: `${origin}/invitation?inviteCode=%25inviteCode%25&mt=8`,
-      retireUsers: `${origin}${BASE}/users/retire`,
+      clientConfig: `${origin}${BASE}/client/config`,
+      createUsers: `${origin}${BASE}/users/create`,
+      getAssignments: `${origin}${BASE}/assignments`,
       revokeAssets: `${origin}${BASE}/assets/revoke`,
-      status: `${origin}${BASE}/status`,
+      contentMetadataLookup: `${origin}/lookup`,
+      getUsers: `${origin}${BASE}/users`,
+      eventStatus: `${origin}${BASE}/status`,
+      associateAssets: `${origin}${BASE}/assets/associate`,
+      disassociateAssets: `${origin}${BASE}/assets/disassociate`,
       updateUsers: `${origin}${BASE}/users/update`,
+      getAssets: `${origin}${BASE}/assets`,
+      retireUsers: `${origin}${BASE}/users/retire`,
     },
   };
 }
 
-export function clientConfigBody(loc: Location, origin: string): Record<string, unknown> {
+export function clientConfigBody(loc: Location): Record<string, unknown> {
   const out: Record<string, unknown> = {
     countryISO2ACode: 'US',
-    defaultPlatform: 'enterprisestore',
+    defaultPlatform: loc.defaultPlatform,
     locationName: loc.locationName,
     subscribedNotificationTypes: loc.notificationUrl ? [...loc.notificationTypes] : [],
     tokenExpirationDate: formatAppleDate(loc.expDate),
     uId: loc.uId,
-    websiteURL: `${origin}/`,
+    websiteURL: loc.defaultPlatform === 'volumestore' ? 'https://school.apple.com' : 'https://business.apple.com',
   };
+  // Apple's example echoes the notification settings; mdmInfo appears only once an MDM has set it.
   if (loc.mdmInfo) out.mdmInfo = { ...loc.mdmInfo };
+  if (loc.notificationAuthToken) out.notificationAuthToken = loc.notificationAuthToken;
   if (loc.notificationUrl) out.notificationUrl = loc.notificationUrl;
   return out;
 }
 
-export async function updateClientConfig(loc: Location, body: unknown, notifier: Notifier, origin: string): Promise<Record<string, unknown>> {
-  if (!isRecord(body)) throw new ApiError(400, 9602, 'Invalid argument: the body must be a JSON object.');
+const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v !== '';
+
+/**
+ * Apple requires https for the notification URL (9712). The simulator also takes http on a loopback host —
+ * a deliberate difference, so test servers without TLS can subscribe; any other http URL gets Apple's 9712.
+ */
+function acceptableNotificationUrl(raw: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return false;
+  }
+  if (u.protocol === 'https:') return true;
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || (isIP(host) === 4 && host.startsWith('127.')) || host === '::1';
+  return u.protocol === 'http:' && loopback;
+}
+
+export async function updateClientConfig(loc: Location, body: unknown, notifier: Notifier): Promise<Record<string, unknown>> {
+  if (!isRecord(body)) throw new ApiError(9602);
   let mdmInfo = loc.mdmInfo;
   if (body.mdmInfo !== undefined) {
     const m = body.mdmInfo;
-    if (!isRecord(m)) throw new ApiError(400, 9602, 'Invalid argument: mdmInfo must be an object.');
-    if (typeof m.id !== 'string' || m.id === '' || typeof m.name !== 'string' || m.name === '') {
-      throw new ApiError(400, 9600, 'Missing required argument: mdmInfo needs id and name.');
-    }
-    if (m.id.length > LIMITS.maxMdmIdLength) throw new ApiError(400, 9602, `Invalid argument: mdmInfo.id longer than ${LIMITS.maxMdmIdLength}.`);
-    if (m.name.length > LIMITS.maxMdmNameLength) throw new ApiError(400, 9602, `Invalid argument: mdmInfo.name longer than ${LIMITS.maxMdmNameLength}.`);
-    if (m.metadata !== undefined && (typeof m.metadata !== 'string' || m.metadata.length > LIMITS.maxMdmMetadataLength)) {
-      throw new ApiError(400, 9602, `Invalid argument: mdmInfo.metadata must be a string of at most ${LIMITS.maxMdmMetadataLength}.`);
-    }
-    mdmInfo = { id: m.id, name: m.name, ...(typeof m.metadata === 'string' ? { metadata: m.metadata } : {}) };
+    if (!isRecord(m)) throw new ApiError(9602);
+    // 9723: "You must provide a name, ID, and metadata when setting the device management information."
+    if (!nonEmpty(m.id) || !nonEmpty(m.name) || !nonEmpty(m.metadata)) throw new ApiError(9723);
+    if (m.id.length > LIMITS.maxMdmIdLength) throw new ApiError(9724);
+    if (m.name.length > LIMITS.maxMdmNameLength) throw new ApiError(9725);
+    if (m.metadata.length > LIMITS.maxMdmMetadataLength) throw new ApiError(9713);
+    mdmInfo = { id: m.id, name: m.name, metadata: m.metadata };
   }
   let notificationUrl = loc.notificationUrl;
   let notificationAuthToken = loc.notificationAuthToken;
@@ -65,55 +88,46 @@ export async function updateClientConfig(loc: Location, body: unknown, notifier:
   let testNeeded = false;
   if (body.notificationTypes !== undefined) {
     if (!Array.isArray(body.notificationTypes) || body.notificationTypes.some((t) => !(NOTIFICATION_TYPES as readonly unknown[]).includes(t))) {
-      throw new ApiError(400, 9602, `Invalid argument: notificationTypes must be among ${NOTIFICATION_TYPES.join(', ')}.`);
+      throw new ApiError(9602);
     }
     notificationTypes = [...new Set(body.notificationTypes as string[])];
   }
   if (body.notificationAuthToken !== undefined) {
-    if (typeof body.notificationAuthToken !== 'string') throw new ApiError(400, 9602, 'Invalid argument: notificationAuthToken.');
+    if (typeof body.notificationAuthToken !== 'string') throw new ApiError(9602);
+    if (body.notificationAuthToken.length > LIMITS.maxNotificationLength) throw new ApiError(9711);
     notificationAuthToken = body.notificationAuthToken || undefined;
     testNeeded = true;
   }
   if (body.notificationUrl !== undefined) {
-    if (typeof body.notificationUrl !== 'string') throw new ApiError(400, 9602, 'Invalid argument: notificationUrl.');
+    if (typeof body.notificationUrl !== 'string') throw new ApiError(9602);
     if (body.notificationUrl === '') {
       notificationUrl = undefined;
       notificationAuthToken = undefined;
     } else {
-      let u: URL;
-      try {
-        u = new URL(body.notificationUrl);
-      } catch {
-        throw new ApiError(400, 9602, 'Invalid argument: notificationUrl is not a URL.');
-      }
-      // Apple requires https; the simulator also takes http so loopback test servers can subscribe.
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ApiError(400, 9602, 'Invalid argument: notificationUrl must be https.');
-      if (body.notificationUrl.length > LIMITS.maxNotificationLength) {
-        throw new ApiError(400, 9602, `Invalid argument: notificationUrl longer than ${LIMITS.maxNotificationLength}.`);
-      }
+      if (body.notificationUrl.length > LIMITS.maxNotificationLength) throw new ApiError(9711);
+      if (!acceptableNotificationUrl(body.notificationUrl)) throw new ApiError(9712);
       notificationUrl = body.notificationUrl;
       testNeeded = true;
     }
   }
-  if (notificationUrl && !notificationAuthToken) throw new ApiError(400, 9600, 'Missing required argument: notificationAuthToken.');
+  // 9710: "Both the notification URL and the authentication token are necessary."
+  if (Boolean(notificationUrl) !== Boolean(notificationAuthToken) && (body.notificationUrl !== undefined || body.notificationAuthToken !== undefined)) {
+    throw new ApiError(9710);
+  }
   // Subscribing without naming types subscribes to all of them (a simulator choice; Apple does not document it).
   if (notificationUrl && notificationTypes.length === 0 && body.notificationTypes === undefined) notificationTypes = [...NOTIFICATION_TYPES];
 
   if (notificationUrl && testNeeded) {
-    // Apple sends TEST_NOTIFICATION and rejects the configuration if it is not accepted.
+    // Apple sends TEST_NOTIFICATION: "If delivery fails, the system rejects the configuration"
+    // (subscribing-to-notifications). Apple names no number for it; 9728 "The provided notification URL is
+    // unreachable" is the closest.
     const status = await notifier.test(notificationUrl, notificationAuthToken, loc.uId);
-    if (status === undefined || status < 200 || status >= 300) {
-      throw new ApiError(
-        400,
-        9602,
-        `Invalid argument: the test notification to notificationUrl was not accepted (${status === undefined ? 'no answer' : `HTTP ${status}`}).`,
-      );
-    }
+    if (status === undefined || status < 200 || status >= 300) throw new ApiError(9728);
   }
   loc.mdmInfo = mdmInfo;
   loc.notificationUrl = notificationUrl;
   loc.notificationAuthToken = notificationAuthToken;
   loc.notificationTypes = notificationUrl ? notificationTypes : [];
   touch(loc);
-  return clientConfigBody(loc, origin);
+  return clientConfigBody(loc);
 }

@@ -4,7 +4,7 @@ import type { FaultInjector } from './faults.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Notifier } from './notifications.js';
 import type { ServiceState } from './state.js';
-import type { SimRequestLogEntry } from './types.js';
+import type { SimQuirks, SimRequestLogEntry } from './types.js';
 import { acceptInvitation } from './users.js';
 
 export interface ServiceContext {
@@ -18,6 +18,10 @@ export interface ServiceContext {
   pageSize: number;
   /** http://host:port, known once the server listens. */
   origin: string;
+  quirks: SimQuirks;
+  /** After a PENDING answer, /status of that event is refused until this much time has passed. */
+  minStatusPollIntervalMs: number;
+  now: () => number;
 }
 
 /** A user accepts an invitation (from the invitation page or a test); Apple then sends USER_ASSOCIATED. */

@@ -2,7 +2,7 @@
 // GET /status and the notifications report its outcome. An Outcome collects what one event did, with
 // failures grouped the way Apple's `failures` array groups them (one entry per error and asset).
 import { randomUUID } from 'node:crypto';
-import { ApiError, MESSAGES } from './apple-api.js';
+import { ApiError, appleMessage } from './apple-api.js';
 import type { Lifecycle } from './lifecycle.js';
 import { meta, touch, type EventState, type EventType, type Failure, type Location } from './state.js';
 
@@ -27,7 +27,7 @@ export function fail(
   target: Target,
   message?: string,
 ): void {
-  const errorMessage = message ?? MESSAGES[errorNumber] ?? 'Error.';
+  const errorMessage = message ?? appleMessage(errorNumber);
   let f = o.failures.find(
     (x) =>
       x.errorNumber === errorNumber &&
@@ -44,11 +44,20 @@ export function fail(
   o.failedPairs.get(f)!.push({ ...(asset ?? {}), ...target });
 }
 
+/** Every pair of a request fails with one asynchronous error (e.g. 9644 while Apple is in maintenance). */
+export function failAll(errorNumber: number, pairs: Array<{ asset?: { adamId: string; pricingParam: string }; target: Target }>): Outcome {
+  const o = newOutcome();
+  for (const p of pairs) fail(o, errorNumber, p.asset, p.target);
+  return o;
+}
+
 function finish(ev: EventState, o: Outcome): void {
   ev.numCompleted = o.numCompleted;
   ev.failures = o.failures;
-  // Some targets failing still completes the event; only an event where nothing succeeded is FAILED.
-  ev.eventStatus = o.failures.length > 0 && o.numCompleted === 0 ? 'FAILED' : 'COMPLETE';
+  // Apple's "failed assignment event" is FAILED with 14 of 16 tasks done and one failure naming client-4
+  // (managing-assets; status-failed-partial.json): any failure makes the event FAILED, and the targets the
+  // failures do not name succeeded. https://developer.apple.com/documentation/devicemanagement/managing-assets
+  ev.eventStatus = o.failures.length > 0 ? 'FAILED' : 'COMPLETE';
 }
 
 /** Runs each event after a delay, or holds them all until released (to test a restart mid-event). */
@@ -69,7 +78,7 @@ export class EventRunner {
     apply: () => Outcome,
     report: (ev: EventState, o: Outcome) => void,
   ): EventState {
-    const ev: EventState = { eventId: randomUUID(), eventType, eventStatus: 'PENDING', numRequested, numCompleted: 0, failures: [] };
+    const ev: EventState = { eventId: randomUUID(), eventType, eventStatus: 'PENDING', numRequested, numCompleted: 0, failures: [], polls: 0, refusedPolls: 0 };
     loc.events.set(ev.eventId, ev);
     const complete = () => {
       if (this.lifecycle.closed) return;
@@ -80,7 +89,7 @@ export class EventRunner {
         touch(loc);
         report(ev, o);
       } catch (err) {
-        ev.failures.push({ errorNumber: 9603, errorMessage: `Internal error: ${(err as Error).message}`, errorInfo: {} });
+        ev.failures.push({ errorNumber: 9603, errorMessage: appleMessage(9603), errorInfo: {} });
         ev.eventStatus = 'FAILED';
       }
     };
@@ -102,12 +111,32 @@ export class EventRunner {
   }
 }
 
+/**
+ * A /status poll of a PENDING event that came too soon after the last PENDING answer. Apple asks "While the
+ * returned eventStatus is PENDING, wait at least 30 seconds between subsequent status queries to avoid
+ * unnecessary load on the server" (subscribing-to-notifications) but documents no error for breaking it; the
+ * simulator refuses with Apple's own "too many requests" answer, 429 with 9646 and Retry-After, which a client
+ * already has to handle. https://developer.apple.com/documentation/devicemanagement/subscribing-to-notifications
+ */
+export class PollTooSoon extends ApiError {
+  constructor(readonly retryAfterSeconds: number) {
+    super(9646);
+  }
+}
+
 /** GET /status?eventId= */
-export function eventStatus(loc: Location, url: URL): Record<string, unknown> {
+export function eventStatus(loc: Location, url: URL, now: number, minPollIntervalMs: number): Record<string, unknown> {
   const eventId = url.searchParams.get('eventId');
-  if (!eventId) throw new ApiError(400, 9600, 'Missing required argument: eventId.');
+  if (!eventId) throw new ApiError(9602);
   const ev = loc.events.get(eventId);
-  if (!ev) throw new ApiError(400, 9602, 'Invalid argument: no such eventId for this token.');
+  if (!ev) throw new ApiError(9708);
+  ev.polls++;
+  // The rule is about the client: after a PENDING answer it must wait, even if the event completed meanwhile.
+  if (ev.lastPendingAnswerAt !== undefined && now - ev.lastPendingAnswerAt < minPollIntervalMs) {
+    ev.refusedPolls++;
+    throw new PollTooSoon(Math.max(1, Math.ceil((ev.lastPendingAnswerAt + minPollIntervalMs - now) / 1000)));
+  }
+  ev.lastPendingAnswerAt = ev.eventStatus === 'PENDING' ? now : undefined;
   const out: Record<string, unknown> = {
     eventStatus: ev.eventStatus,
     eventType: ev.eventType,

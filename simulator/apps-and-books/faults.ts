@@ -1,5 +1,7 @@
-// Fault injection for tests: slow answers, 5xx with Retry-After, throttling (429, 9646), Apple's
-// error-inside-a-200, and dropped connections, limited to a path and a number of requests if asked.
+// Fault injection for tests: slow answers, 5xx with Retry-After (503 with 9729, 500 with 9603, as Apple's
+// table pairs them), throttling (429, 9646), Apple's error-inside-a-200, dropped connections and maintenance
+// (the asynchronous 9644), limited to a path and a number of requests if asked.
+// https://developer.apple.com/documentation/devicemanagement/handling-error-responses
 import type http from 'node:http';
 import { ApiError } from './apple-api.js';
 import { sendError } from './http-io.js';
@@ -29,33 +31,43 @@ export class FaultInjector {
   }
 }
 
-/** Applies `f` to one request; true when the fault answered it (or dropped it), false to answer normally. */
+/**
+ * Applies `f` to one request: 'answered' when the fault answered it (or dropped it), 'normal' to answer as
+ * usual, 'maintenance' to accept it and fail its event with 9644.
+ */
 export async function applyFault(
   f: SimFault,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   sleep: (ms: number) => Promise<void>,
-): Promise<boolean> {
+): Promise<'answered' | 'normal' | 'maintenance' | 'lostAnswer'> {
   switch (f.kind) {
     case 'slow':
       await sleep(f.delayMs ?? 1000);
-      return false;
+      return 'normal';
     case 'error5xx': {
       const headers: Record<string, string> = {};
       if (f.retryAfterSeconds !== undefined) headers['Retry-After'] = String(f.retryAfterSeconds);
-      sendError(res, new ApiError(f.status ?? 503, f.errorNumber ?? 9603), headers);
-      return true;
+      const status = f.status ?? 503;
+      sendError(res, new ApiError(f.errorNumber ?? (status === 503 ? 9729 : 9603), undefined, status), headers);
+      return 'answered';
     }
+    case 'error':
+      sendError(res, new ApiError(f.errorNumber ?? 9602, undefined, f.status));
+      return 'answered';
     case 'throttle':
-      sendError(res, new ApiError(429, 9646), { 'Retry-After': String(f.retryAfterSeconds ?? 1) });
-      return true;
+      sendError(res, new ApiError(9646), { 'Retry-After': String(f.retryAfterSeconds ?? 1) });
+      return 'answered';
     case 'error200':
-      sendError(res, new ApiError(200, f.errorNumber ?? 9601));
-      return true;
+      sendError(res, new ApiError(f.errorNumber ?? 9601, undefined, 200));
+      return 'answered';
     case 'drop':
       req.socket.destroy();
-      return true;
+      return 'answered';
+    case 'maintenance':
+    case 'lostAnswer':
+      return f.kind;
     case 'none':
-      return false;
+      return 'normal';
   }
 }

@@ -1,4 +1,4 @@
-// JSON in and out over node:http, with Apple's error body ({errorMessage, errorNumber}) for API errors.
+// JSON in and out over node:http, with Apple's ErrorResponse body ({errorInfo?, errorMessage, errorNumber}).
 import type http from 'node:http';
 import { ApiError } from './apple-api.js';
 
@@ -11,7 +11,7 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
 }
 
 export function sendError(res: http.ServerResponse, e: ApiError, headers: Record<string, string> = {}) {
-  sendJson(res, e.status, { errorMessage: e.message, errorNumber: e.errorNumber }, headers);
+  sendJson(res, e.status, { ...(e.errorInfo ? { errorInfo: e.errorInfo } : {}), errorMessage: e.message, errorNumber: e.errorNumber }, headers);
 }
 
 export function readBody(req: http.IncomingMessage): Promise<Buffer> {
@@ -21,7 +21,8 @@ export function readBody(req: http.IncomingMessage): Promise<Buffer> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new ApiError(413, 9602, 'Invalid argument: the request body is too large.'));
+        // Apple documents no number for an oversized body; 9602 "Invalid argument" with 413 is the simulator's pick.
+        reject(new ApiError(9602, undefined, 413));
         req.destroy();
         return;
       }
@@ -34,12 +35,11 @@ export function readBody(req: http.IncomingMessage): Promise<Buffer> {
 
 export function jsonBody(req: http.IncomingMessage, raw: Buffer): unknown {
   const type = String(req.headers['content-type'] ?? '').toLowerCase();
-  if (!type.startsWith('application/json')) throw new ApiError(415, 9727);
+  if (!type.startsWith('application/json')) throw new ApiError(9727);
   if (raw.length === 0) return undefined;
   try {
     return JSON.parse(raw.toString('utf8'));
   } catch {
-    throw new ApiError(400, 9602, 'Invalid argument: the body is not valid JSON.');
+    throw new ApiError(9602);
   }
 }
-

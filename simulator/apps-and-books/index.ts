@@ -32,13 +32,17 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     requestLog: [],
     pageSize: opts.pageSize ?? 10,
     origin: '',
+    quirks: {},
+    minStatusPollIntervalMs: opts.minStatusPollIntervalMs ?? 30_000,
+    now: opts.now ?? Date.now,
   };
+  if (!(ctx.minStatusPollIntervalMs >= 0)) throw new SimulatorError('minStatusPollIntervalMs must be ≥ 0 ms');
   const { state } = ctx;
 
   const handle = requestHandler(ctx);
   const server = http.createServer((req, res) => {
     handle(req, res).catch((e) => {
-      if (!res.headersSent) sendError(res, new ApiError(500, 9603, `Internal error: ${(e as Error).message}`));
+      if (!res.headersSent) sendError(res, new ApiError(9603));
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -78,7 +82,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       return out;
     },
     users(sToken) {
-      return [...state.locOf(sToken).users.values()].map((u) => ({ ...u }));
+      return state.locOf(sToken).users.map((u) => ({ ...u }));
     },
     addAssets(sToken, assets) {
       addAssetsTo(state.locOf(sToken), assets);
@@ -102,6 +106,18 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     },
     holdEvents: () => ctx.events.hold(),
     releaseEvents: () => ctx.events.release(),
+    setQuirks(quirks) {
+      // One object for the service's life: the routes hold on to it.
+      for (const k of Object.keys(ctx.quirks) as Array<keyof typeof ctx.quirks>) delete ctx.quirks[k];
+      Object.assign(ctx.quirks, structuredClone(quirks));
+      ctx.notifier.losing = quirks.notificationsLost ?? false;
+    },
+    eventPolls(sToken) {
+      return [...state.locOf(sToken).events.values()].map((e) => ({ eventId: e.eventId, eventType: e.eventType, polls: e.polls, refusedPolls: e.refusedPolls }));
+    },
+    get minStatusPollIntervalMs() {
+      return ctx.minStatusPollIntervalMs;
+    },
     requestLog: () => ctx.requestLog.map((e) => ({ ...e })),
     clearRequestLog() {
       ctx.requestLog.length = 0;

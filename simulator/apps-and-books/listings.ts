@@ -1,14 +1,21 @@
 // The paged GET endpoints: /assets (with Apple's filters), /assignments and /users. Pages are small by
-// default so callers exercise paging; every page carries the location's versionId.
+// default so callers exercise paging; every page carries the location's versionId, which a quirk can change
+// between pages as Apple says it may. https://developer.apple.com/documentation/devicemanagement/using-paginated-endpoints
 import { ApiError } from './apple-api.js';
-import { assignedCount, available, meta, userView, type Location } from './state.js';
+import { assignedCount, available, isActive, meta, touch, userView, type Location } from './state.js';
+import type { SimQuirks } from './types.js';
 
-export function listAssets(loc: Location, url: URL, pageSize: number): Record<string, unknown> {
+export interface Paging {
+  pageSize: number;
+  quirks: SimQuirks;
+}
+
+export function listAssets(loc: Location, url: URL, paging: Paging): Record<string, unknown> {
   const adamId = url.searchParams.get('adamId') || undefined;
   const productType = url.searchParams.get('productType') || undefined;
   const pricingParam = url.searchParams.get('pricingParam') || undefined;
-  if (productType && productType !== 'App' && productType !== 'Book') throw new ApiError(400, 9602, 'Invalid argument: productType.');
-  if (pricingParam && pricingParam !== 'STDQ' && pricingParam !== 'PLUS') throw new ApiError(400, 9602, 'Invalid argument: pricingParam.');
+  if (productType && productType !== 'App' && productType !== 'Book') throw new ApiError(9602);
+  if (pricingParam && pricingParam !== 'STDQ' && pricingParam !== 'PLUS') throw new ApiError(9602);
   const deviceAssignable = boolParam(url, 'deviceAssignable');
   const revocable = boolParam(url, 'revocable');
   const minAssigned = intParam(url, 'minAssignedCount');
@@ -43,11 +50,10 @@ export function listAssets(loc: Location, url: URL, pageSize: number): Record<st
       supportedPlatforms: a.productType === 'App' ? ['iOS', 'macOS'] : ['iOS'],
       totalCount: a.totalCount,
     }));
-  const { page, paging } = pageOf(rows, url, pageSize);
-  return { assets: page, ...paging, ...meta(loc), versionId: loc.versionId };
+  return paged(loc, '/assets', 'assets', rows, url, paging);
 }
 
-export function listAssignments(loc: Location, url: URL, pageSize: number): Record<string, unknown> {
+export function listAssignments(loc: Location, url: URL, paging: Paging): Record<string, unknown> {
   const adamId = url.searchParams.get('adamId') || undefined;
   const serialNumber = url.searchParams.get('serialNumber') || undefined;
   const clientUserId = url.searchParams.get('clientUserId') || undefined;
@@ -58,35 +64,39 @@ export function listAssignments(loc: Location, url: URL, pageSize: number): Reco
     if (!clientUserId) for (const s of a.serials) if (!serialNumber || s === serialNumber) rows.push({ adamId: a.adamId, pricingParam: a.pricingParam, serialNumber: s });
     if (!serialNumber) for (const u of a.users) if (!clientUserId || u === clientUserId) rows.push({ adamId: a.adamId, clientUserId: u, pricingParam: a.pricingParam });
   }
-  const { page, paging } = pageOf(rows, url, pageSize);
-  return { assignments: page, ...paging, ...meta(loc), versionId: loc.versionId };
+  return paged(loc, '/assignments', 'assignments', rows, url, paging);
 }
 
-export function listUsers(loc: Location, url: URL, pageSize: number): Record<string, unknown> {
+export function listUsers(loc: Location, url: URL, paging: Paging): Record<string, unknown> {
   const clientUserId = url.searchParams.get('clientUserId') || undefined;
-  const activeOnly = boolParam(url, 'activeOnly');
+  const activeOnly = boolParam(url, 'activeOnly') && !paging.quirks.activeOnlyListsRetired;
   const retiredOnly = boolParam(url, 'retiredOnly');
-  const rows = [...loc.users.values()]
-    .filter(
-      (u) =>
-        (!clientUserId || u.clientUserId === clientUserId) &&
-        (!activeOnly || u.status === 'Registered' || u.status === 'Associated') &&
-        (!retiredOnly || u.status === 'Retired'),
-    )
+  const rows = loc.users
+    .filter((u) => (!clientUserId || u.clientUserId === clientUserId) && (!activeOnly || isActive(u)) && (!retiredOnly || u.status === 'Retired'))
     .map(userView);
-  const { page, paging } = pageOf(rows, url, pageSize);
-  return { users: page, ...paging, ...meta(loc), versionId: loc.versionId };
+  return paged(loc, '/users', 'users', rows, url, paging);
 }
 
-function pageOf<T>(items: T[], url: URL, pageSize: number): { page: T[]; paging: Record<string, unknown> } {
+/**
+ * One zero-based page: `nextPageIndex` only while pages remain, 9650 for a page index outside the result set
+ * ("The provided page index must be greater than 0, and less than the total number of pages").
+ */
+function paged(loc: Location, path: string, key: string, items: unknown[], url: URL, { pageSize, quirks }: Paging): Record<string, unknown> {
   const raw = url.searchParams.get('pageIndex');
   const pageIndex = raw === null || raw === '' ? 0 : Number(raw);
-  if (!Number.isInteger(pageIndex) || pageIndex < 0) throw new ApiError(400, 9602, 'Invalid argument: pageIndex.');
   const totalPages = Math.max(1, Math.ceil(items.length / pageSize));
+  if (!Number.isInteger(pageIndex) || pageIndex < 0 || pageIndex >= totalPages) throw new ApiError(9650);
   const page = items.slice(pageIndex * pageSize, (pageIndex + 1) * pageSize);
-  const paging: Record<string, unknown> = { currentPageIndex: pageIndex, size: page.length, totalPages };
-  if (pageIndex + 1 < totalPages) paging.nextPageIndex = pageIndex + 1;
-  return { page, paging };
+  const out: Record<string, unknown> = { [key]: page, currentPageIndex: pageIndex, size: page.length, totalPages, ...meta(loc), versionId: loc.versionId };
+  if (pageIndex + 1 < totalPages) {
+    out.nextPageIndex = pageIndex + 1;
+    const churn = quirks.versionIdChangesWhilePaging;
+    if (churn && churn.path === path && churn.times > 0) {
+      churn.times--;
+      touch(loc);
+    }
+  }
+  return out;
 }
 
 function boolParam(url: URL, name: string): boolean | undefined {
@@ -94,13 +104,13 @@ function boolParam(url: URL, name: string): boolean | undefined {
   if (v === null || v === '') return undefined;
   if (v === 'true') return true;
   if (v === 'false') return false;
-  throw new ApiError(400, 9602, `Invalid argument: ${name} must be true or false.`);
+  throw new ApiError(9602);
 }
 
 function intParam(url: URL, name: string): number | undefined {
   const v = url.searchParams.get(name);
   if (v === null || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new ApiError(400, 9602, `Invalid argument: ${name}.`);
+  if (!Number.isInteger(n)) throw new ApiError(9602);
   return n;
 }

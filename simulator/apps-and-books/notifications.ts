@@ -14,6 +14,8 @@ type Item = Record<string, unknown>;
 
 export class Notifier {
   readonly log: SimNotificationLogEntry[] = [];
+  /** Drop every notification but TEST_NOTIFICATION (the notificationsLost quirk). */
+  losing = false;
 
   constructor(
     private readonly lifecycle: Lifecycle,
@@ -22,7 +24,7 @@ export class Notifier {
 
   /** Sends one notification to the location's subscription, if it subscribed to `notificationType`. */
   notify(loc: Location, notificationType: string, notification: Item): void {
-    if (this.lifecycle.closed || !loc.notificationUrl || !loc.notificationTypes.includes(notificationType)) return;
+    if (this.lifecycle.closed || this.losing || !loc.notificationUrl || !loc.notificationTypes.includes(notificationType)) return;
     const body = { notification, notificationId: randomUUID(), notificationType, uId: loc.uId };
     const entry: SimNotificationLogEntry = {
       notificationId: body.notificationId,

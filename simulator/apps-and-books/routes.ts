@@ -5,83 +5,96 @@ import { ApiError, BASE } from './apple-api.js';
 import * as assignments from './assignments.js';
 import { clientConfigBody, serviceConfig, updateClientConfig } from './config.js';
 import type { ServiceContext } from './context.js';
-import { eventStatus, type Outcome } from './events.js';
+import { eventStatus, failAll, PollTooSoon, type Outcome, type Target } from './events.js';
 import { applyFault } from './faults.js';
 import { jsonBody, readBody, sendError, sendJson } from './http-io.js';
 import { listAssets, listAssignments, listUsers } from './listings.js';
-import { parseManageAssets, parseManageUsers, parseRevoke } from './requests.js';
+import { parseManageAssets, parseManageUsers, parseRevoke, type ManageAssetsRequest } from './requests.js';
 import { meta, type EventState, type EventType, type Location } from './state.js';
 import { handleInvitation, handleLookup } from './store-pages.js';
 import type { SimRequestLogEntry } from './types.js';
 import * as users from './users.js';
 
-type Route = (loc: Location, url: URL, body: unknown) => Promise<Record<string, unknown>> | Record<string, unknown>;
+/** What a route is given: the caller's location, the URL, the JSON body, and whether Apple is in maintenance. */
+interface Call { loc: Location; url: URL; body: unknown; maintenance: boolean }
+type Route = (call: Call) => Promise<Record<string, unknown>> | Record<string, unknown>;
 type Routes = Record<string, { GET?: Route; POST?: Route }>;
+
+type Pair = { asset?: { adamId: string; pricingParam: string }; target: Target };
+const assetPairs = (req: ManageAssetsRequest): Pair[] =>
+  req.assets.flatMap((asset) => [...req.serialNumbers.map((serialNumber) => ({ asset, target: { serialNumber } })), ...req.clientUserIds.map((clientUserId) => ({ asset, target: { clientUserId } }))]);
 
 function apiRoutes(ctx: ServiceContext): Routes {
   const { state, events, notifier } = ctx;
   const eventResponse = (loc: Location, ev: EventState) => ({ eventId: ev.eventId, ...meta(loc) });
-  const assetEvent = (loc: Location, type: EventType, numRequested: number, apply: () => Outcome) =>
-    eventResponse(loc, events.start(loc, type, numRequested, apply, (ev, o) => notifier.assetEvent(loc, ev, o)));
-  const userEvent = (loc: Location, type: EventType, numRequested: number, apply: () => Outcome) =>
-    eventResponse(loc, events.start(loc, type, numRequested, apply, (ev, o) => notifier.userEvent(loc, ev, o)));
-  const pairs = (req: { assets: unknown[]; serialNumbers: unknown[]; clientUserIds: unknown[] }) =>
-    req.assets.length * (req.serialNumbers.length + req.clientUserIds.length);
+  // In maintenance Apple still answers with an eventId; the event then fails with 9644 for every target.
+  const outcome = (call: Call, pairs: Pair[], apply: () => Outcome) => (call.maintenance ? () => failAll(9644, pairs) : apply);
+  const assetEvent = (call: Call, type: EventType, pairs: Pair[], apply: () => Outcome) =>
+    eventResponse(call.loc, events.start(call.loc, type, pairs.length, outcome(call, pairs, apply), (ev, o) => notifier.assetEvent(call.loc, ev, o)));
+  const userEvent = (call: Call, type: EventType, ids: string[], apply: () => Outcome) => {
+    const pairs = ids.map((clientUserId) => ({ target: { clientUserId } }));
+    return eventResponse(call.loc, events.start(call.loc, type, pairs.length, outcome(call, pairs, apply), (ev, o) => notifier.userEvent(call.loc, ev, o)));
+  };
+  const paging = { pageSize: ctx.pageSize, quirks: ctx.quirks };
   return {
     '/client/config': {
-      GET: (loc) => clientConfigBody(loc, ctx.origin),
-      POST: (loc, _url, body) => updateClientConfig(loc, body, notifier, ctx.origin),
+      GET: ({ loc }) => clientConfigBody(loc),
+      POST: ({ loc, body }) => updateClientConfig(loc, body, notifier),
     },
-    '/assets': { GET: (loc, url) => listAssets(loc, url, ctx.pageSize) },
-    '/assignments': { GET: (loc, url) => listAssignments(loc, url, ctx.pageSize) },
+    '/assets': { GET: ({ loc, url }) => listAssets(loc, url, paging) },
+    '/assignments': { GET: ({ loc, url }) => listAssignments(loc, url, paging) },
     '/assets/associate': {
-      POST: (loc, _u, body) => {
-        const req = parseManageAssets(body);
-        return assetEvent(loc, 'ASSOCIATE', pairs(req), () => assignments.associate(loc, req));
+      POST: (call) => {
+        const req = parseManageAssets(call.body);
+        assignments.checkManageAssets(call.loc, req, 'associate');
+        return assetEvent(call, 'ASSOCIATE', assetPairs(req), () => assignments.associate(call.loc, req));
       },
     },
     '/assets/disassociate': {
-      POST: (loc, _u, body) => {
-        const req = parseManageAssets(body);
-        return assetEvent(loc, 'DISASSOCIATE', pairs(req), () => assignments.disassociate(loc, req));
+      POST: (call) => {
+        const req = parseManageAssets(call.body);
+        assignments.checkManageAssets(call.loc, req, 'disassociate');
+        return assetEvent(call, 'DISASSOCIATE', assetPairs(req), () => assignments.disassociate(call.loc, req));
       },
     },
     '/assets/revoke': {
-      POST: (loc, _u, body) => {
-        const req = parseRevoke(body);
-        return assetEvent(loc, 'REVOKE', req.serialNumbers.length + req.clientUserIds.length, () => assignments.revoke(loc, req));
+      POST: (call) => {
+        const req = parseRevoke(call.body);
+        const pairs = [...req.serialNumbers.map((serialNumber) => ({ target: { serialNumber } })), ...req.clientUserIds.map((clientUserId) => ({ target: { clientUserId } }))];
+        return assetEvent(call, 'REVOKE', pairs, () => assignments.revoke(call.loc, req));
       },
     },
-    '/users': { GET: (loc, url) => listUsers(loc, url, ctx.pageSize) },
+    '/users': { GET: ({ loc, url }) => listUsers(loc, url, paging) },
     '/users/create': {
-      POST: (loc, _u, body) => {
-        const req = parseManageUsers(body, true);
-        return userEvent(loc, 'CREATE', req.length, () => users.createUsers(state, loc, req));
+      POST: (call) => {
+        const req = parseManageUsers(call.body, true);
+        return userEvent(call, 'CREATE', req.map((u) => u.clientUserId), () => users.createUsers(state, call.loc, req));
       },
     },
     '/users/update': {
-      POST: (loc, _u, body) => {
-        const req = parseManageUsers(body, true);
-        return userEvent(loc, 'UPDATE', req.length, () => users.updateUsers(state, loc, req));
+      POST: (call) => {
+        const req = parseManageUsers(call.body, true);
+        return userEvent(call, 'UPDATE', req.map((u) => u.clientUserId), () => users.updateUsers(state, call.loc, req));
       },
     },
     '/users/retire': {
-      POST: (loc, _u, body) => {
-        const req = parseManageUsers(body, false);
-        return userEvent(loc, 'RETIRE', req.length, () => users.retireUsers(state, loc, req));
+      POST: (call) => {
+        const req = parseManageUsers(call.body, false);
+        return userEvent(call, 'RETIRE', req.map((u) => u.clientUserId), () => users.retireUsers(state, call.loc, req));
       },
     },
-    '/status': { GET: (loc, url) => eventStatus(loc, url) },
+    '/status': { GET: ({ loc, url }) => eventStatus(loc, url, ctx.now(), ctx.minStatusPollIntervalMs) },
   };
 }
 
+/** Apple: 9722 for a header not of the form 'Bearer {sToken}', 9601 for a token it does not know. */
 function authenticate(ctx: ServiceContext, req: http.IncomingMessage): Location {
   const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!m) throw new ApiError(401, 9601);
+  if (!m) throw new ApiError(9722);
   const loc = ctx.state.locations.get(m[1]!);
-  if (!loc) throw new ApiError(401, 9601);
-  if (loc.revoked) throw new ApiError(401, 9625);
-  if (loc.expDate.getTime() <= Date.now()) throw new ApiError(401, 9621);
+  if (!loc) throw new ApiError(9601);
+  if (loc.revoked) throw new ApiError(9625);
+  if (loc.expDate.getTime() <= Date.now()) throw new ApiError(9621);
   return loc;
 }
 
@@ -103,29 +116,33 @@ export function requestHandler(ctx: ServiceContext): (req: http.IncomingMessage,
       return;
     }
     if (url.pathname === '/invitation') return handleInvitation(ctx, req, res, url, raw);
-    if (url.pathname === '/lookup') return handleLookup(ctx, res, url);
+    if (url.pathname === '/lookup') return handleLookup(ctx, req, res, url);
     if (!url.pathname.startsWith(`${BASE}/`)) return sendJson(res, 404, { errorMessage: 'Not found.' });
     const sub = url.pathname.slice(BASE.length);
 
     const f = ctx.faults.take(sub);
-    if (f && (await applyFault(f, req, res, (ms) => ctx.lifecycle.sleep(ms)))) return;
+    const faulted = f ? await applyFault(f, req, res, (ms) => ctx.lifecycle.sleep(ms)) : 'normal';
+    if (faulted === 'answered') return;
 
     try {
       if (sub === '/service/config') {
-        if (req.method !== 'GET') throw new ApiError(405, 9726);
+        if (req.method !== 'GET') throw new ApiError(9726);
         return sendJson(res, 200, serviceConfig(ctx.origin));
       }
       const route = routes[sub];
       if (!route) return sendJson(res, 404, { errorMessage: 'Not found.' });
       const handler = route[req.method as 'GET' | 'POST'];
-      if (!handler) throw new ApiError(405, 9726);
+      if (!handler) throw new ApiError(9726);
       const loc = authenticate(ctx, req);
       const body = req.method === 'POST' ? jsonBody(req, raw) : undefined;
-      sendJson(res, 200, await handler(loc, url, body));
+      const answer = await handler({ loc, url, body, maintenance: faulted === 'maintenance' });
+      if (faulted === 'lostAnswer') return req.socket.destroy();
+      sendJson(res, 200, answer);
     } catch (e) {
       if (res.headersSent) return;
+      if (e instanceof PollTooSoon) return sendError(res, e, { 'Retry-After': String(e.retryAfterSeconds) });
       if (e instanceof ApiError) return sendError(res, e);
-      sendError(res, new ApiError(500, 9603, `Internal error: ${(e as Error).message}`));
+      sendError(res, new ApiError(9603));
     }
   };
 }

@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { encodeSToken, formatAppleDate } from '../../vpp/stoken.js';
 import { DAY_MS } from './apple-api.js';
-import { SimulatorError, type SimAsset, type SimUser } from './types.js';
+import { SimulatorError, type IssueTokenOptions, type SimAsset, type SimUser } from './types.js';
 
 export interface AssetState {
   adamId: string;
@@ -15,6 +15,8 @@ export interface AssetState {
   revocable: boolean;
   name?: string;
   bundleId?: string;
+  customApp: boolean;
+  artworkUrl?: string;
   serials: Set<string>;
   users: Set<string>;
 }
@@ -34,6 +36,11 @@ export interface EventState {
   numRequested: number;
   numCompleted: number;
   failures: Failure[];
+  /** When GET /status last answered PENDING for this event (ms since the epoch): the next poll must wait. */
+  lastPendingAnswerAt?: number;
+  /** GET /status calls for this event, and those refused for coming too soon after a PENDING answer. */
+  polls: number;
+  refusedPolls: number;
 }
 
 export type MdmInfo = { id: string; name: string; metadata?: string };
@@ -49,8 +56,14 @@ export interface Location {
   notificationUrl?: string;
   notificationAuthToken?: string;
   notificationTypes: string[];
+  /** `defaultPlatform` of the client config: volumestore (Apple School Manager) or enterprisestore (Business). */
+  defaultPlatform: 'volumestore' | 'enterprisestore';
   assets: Map<string, AssetState>;
-  users: Map<string, SimUser>;
+  /**
+   * Every user record, retired ones included: Apple keeps "zero or more entries in the Retired state, but only
+   * zero or one entry in the Created or Associated state" per clientUserId (managing-users).
+   */
+  users: SimUser[];
   events: Map<string, EventState>;
   versionId: string;
 }
@@ -87,13 +100,25 @@ export function meta(loc: Location): Record<string, unknown> {
   return out;
 }
 
+/** A user record is active while Registered or Associated (Apple's activeOnly filter). */
+export const isActive = (u: SimUser) => u.status === 'Registered' || u.status === 'Associated';
+
+/** The one active record of a clientUserId, if any. */
+export function activeUser(loc: Location, clientUserId: string): SimUser | undefined {
+  return loc.users.find((u) => u.clientUserId === clientUserId && isActive(u));
+}
+
+/**
+ * Apple's ResponseUser: clientUserId, email, idHash, inviteCode, status — no userId or managedAppleId in v2
+ * (get-users-4mwln; the examples in users-get-*.json).
+ */
 export function userView(u: SimUser): Record<string, unknown> {
-  const out: Record<string, unknown> = { clientUserId: u.clientUserId, status: u.status, userId: u.userId };
+  const out: Record<string, unknown> = { clientUserId: u.clientUserId };
   if (u.email !== undefined) out.email = u.email;
-  if (u.managedAppleId !== undefined) out.managedAppleId = u.managedAppleId;
+  if (u.idHash) out.idHash = u.idHash;
   // Apple: a Registered user has an inviteCode, an Associated (or once-associated Retired) user an idHash.
   if (u.status === 'Registered' && u.inviteCode) out.inviteCode = u.inviteCode;
-  if (u.idHash) out.idHash = u.idHash;
+  out.status = u.status;
   return out;
 }
 
@@ -123,6 +148,8 @@ export function addAssetsTo(loc: Location, assets: SimAsset[]): void {
       revocable: productType === 'App',
       name: a.name,
       bundleId: a.bundleId,
+      customApp: a.customApp ?? false,
+      artworkUrl: a.artworkUrl,
       serials: new Set(),
       users: new Set(),
     });
@@ -133,9 +160,10 @@ export function addAssetsTo(loc: Location, assets: SimAsset[]): void {
 /** Every location this simulator issued a token for, and the open invitations across them. */
 export class ServiceState {
   readonly locations = new Map<string, Location>();
-  readonly invites = new Map<string, { loc: Location; clientUserId: string }>();
+  /** Open invitations by inviteCode: the location and the user record the code was issued to. */
+  readonly invites = new Map<string, { loc: Location; user: SimUser }>();
 
-  issueToken({ orgName, expDate, assets, locationName }: { orgName: string; expDate?: Date; assets: SimAsset[]; locationName?: string }): string {
+  issueToken({ orgName, expDate, assets, locationName, defaultPlatform }: IssueTokenOptions): string {
     if (!orgName) throw new SimulatorError('issueToken needs an orgName');
     const exp = expDate ?? new Date(Date.now() + 365 * DAY_MS);
     const sToken = encodeSToken({ token: randomBytes(48).toString('base64'), expDate: exp, orgName });
@@ -148,8 +176,9 @@ export class ServiceState {
       revoked: false,
       mdmInfo: null,
       notificationTypes: [],
+      defaultPlatform: defaultPlatform ?? 'enterprisestore',
       assets: new Map(),
-      users: new Map(),
+      users: [],
       events: new Map(),
       versionId: randomUUID(),
     };

@@ -1,10 +1,11 @@
 // What creating, updating and retiring users does, and a user accepting an invitation: pure operations
 // over the state. Apple's rules: a Registered user gets an inviteCode, a Managed Apple Account is associated
-// at once, retiring gives the user's revocable licenses back.
+// at once, retiring gives the user's revocable licenses back and keeps the record, and a clientUserId has at
+// most one active record. https://developer.apple.com/documentation/devicemanagement/managing-users
 import { randomBytes } from 'node:crypto';
 import { fail, newOutcome, type Outcome } from './events.js';
 import type { ManagedUserRequest } from './requests.js';
-import { digits, idHash, releaseUserLicenses, touch, userView, type Location, type ServiceState } from './state.js';
+import { activeUser, idHash, releaseUserLicenses, touch, userView, type Location, type ServiceState } from './state.js';
 import { SimulatorError, type SimUser } from './types.js';
 
 /** The user is now tied to an Apple Account (an accepted invitation, or a Managed Apple Account). */
@@ -17,16 +18,14 @@ function markAssociated(u: SimUser, appleAccount: string): void {
 export function createUsers(state: ServiceState, loc: Location, users: ManagedUserRequest[]): Outcome {
   const o = newOutcome();
   for (const req of users) {
-    const existing = loc.users.get(req.clientUserId);
-    if (existing && (existing.status === 'Registered' || existing.status === 'Associated')) {
-      // Creating an active user again changes nothing and succeeds (so a retried create is harmless).
-      o.numCompleted++;
-      o.succeeded.push(userView(existing));
+    if (activeUser(loc, req.clientUserId)) {
+      // Apple's asynchronous 9716 "A registered user already exists with the specified clientUserId"
+      // (handling-error-responses). Apple does not say whether the existing record's email changes: it does not.
+      fail(o, 9716, undefined, { clientUserId: req.clientUserId });
       continue;
     }
-    // A retired clientUserId may be registered again: it gets a fresh record and invitation.
-    if (existing?.inviteCode) state.invites.delete(existing.inviteCode);
-    const u: SimUser = { clientUserId: req.clientUserId, status: 'Registered', userId: digits(12) };
+    // A retired clientUserId may be created again: a new record beside the retired one(s).
+    const u: SimUser = { clientUserId: req.clientUserId, status: 'Registered' };
     if (req.email !== undefined) u.email = req.email;
     if (req.managedAppleId) {
       // A Managed Apple Account is associated at once, with no invitation (Apple: iOS 9.3+).
@@ -34,9 +33,9 @@ export function createUsers(state: ServiceState, loc: Location, users: ManagedUs
       markAssociated(u, req.managedAppleId);
     } else {
       u.inviteCode = randomBytes(16).toString('hex');
-      state.invites.set(u.inviteCode, { loc, clientUserId: u.clientUserId });
+      state.invites.set(u.inviteCode, { loc, user: u });
     }
-    loc.users.set(u.clientUserId, u);
+    loc.users.push(u);
     o.numCompleted++;
     o.succeeded.push(userView(u));
   }
@@ -46,8 +45,8 @@ export function createUsers(state: ServiceState, loc: Location, users: ManagedUs
 export function updateUsers(state: ServiceState, loc: Location, users: ManagedUserRequest[]): Outcome {
   const o = newOutcome();
   for (const req of users) {
-    const u = loc.users.get(req.clientUserId);
-    if (!u || u.status === 'Retired' || u.status === 'Deleted') {
+    const u = activeUser(loc, req.clientUserId);
+    if (!u) {
       fail(o, 9609, undefined, { clientUserId: req.clientUserId });
       continue;
     }
@@ -66,17 +65,15 @@ export function updateUsers(state: ServiceState, loc: Location, users: ManagedUs
 export function retireUsers(state: ServiceState, loc: Location, users: ManagedUserRequest[]): Outcome {
   const o = newOutcome();
   for (const req of users) {
-    const u = loc.users.get(req.clientUserId);
+    const u = activeUser(loc, req.clientUserId);
     if (!u) {
       fail(o, 9609, undefined, { clientUserId: req.clientUserId });
       continue;
     }
-    if (u.status !== 'Retired') {
-      u.status = 'Retired';
-      if (u.inviteCode) state.invites.delete(u.inviteCode);
-      // Retiring a user gives their revocable licenses back to the location.
-      releaseUserLicenses(loc, u.clientUserId);
-    }
+    u.status = 'Retired';
+    if (u.inviteCode) state.invites.delete(u.inviteCode);
+    // Retiring a user gives their revocable licenses back to the location.
+    releaseUserLicenses(loc, u.clientUserId);
     o.numCompleted++;
     o.succeeded.push(userView(u));
   }
@@ -95,8 +92,7 @@ export function acceptInvitation(
   if (!appleAccount || !appleAccount.trim()) throw new SimulatorError('acceptInvitation needs the Apple Account that accepts');
   const ref = state.invites.get(inviteCode);
   if (!ref) throw new SimulatorError(`no open invitation with inviteCode ${inviteCode}`);
-  const u = ref.loc.users.get(ref.clientUserId);
-  if (!u || u.inviteCode !== inviteCode) throw new SimulatorError(`invitation ${inviteCode} is no longer valid`);
+  const u = ref.user;
   if (u.status === 'Associated') {
     if (u.appleAccount === appleAccount) return undefined;
     throw new SimulatorError(`invitation ${inviteCode} was already accepted by another Apple Account`);
@@ -104,6 +100,7 @@ export function acceptInvitation(
   if (u.status !== 'Registered') throw new SimulatorError(`invitation ${inviteCode} belongs to a ${u.status} user`);
   markAssociated(u, appleAccount);
   touch(ref.loc);
+  // Apple's USER_ASSOCIATED body (subscribing-to-notifications; notification-user-associated.json).
   return {
     loc: ref.loc,
     notification: {

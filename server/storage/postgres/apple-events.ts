@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { AppleEventKind } from '../../../vpp/event-outcome.js';
 import type { AppleEventRecord, AppleEventStore } from '../ports.js';
 import { vppEvents } from '../schema.js';
@@ -10,17 +10,33 @@ export class PostgresAppleEvents implements AppleEventStore {
   async record(eventId: string, subscriptionId: string, kind: AppleEventKind): Promise<void> {
     await this.db.insert(vppEvents).values({ eventId, subscriptionId, kind }).onConflictDoNothing();
   }
-  async claimPending(limit: number, leaseMs: number, eventId?: string): Promise<AppleEventRecord[]> {
-    const due = this.db.select({ eventId: vppEvents.eventId }).from(vppEvents)
-      .where(and(eq(vppEvents.status, 'PENDING'), or(isNull(vppEvents.lockedUntil), lt(vppEvents.lockedUntil, sql`now()`)),
-        eventId !== undefined ? eq(vppEvents.eventId, eventId) : undefined))
+  async claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }): Promise<AppleEventRecord[]> {
+    const isDue = 'eventId' in due
+      ? eq(vppEvents.eventId, due.eventId)
+      : or(and(isNull(vppEvents.nextPollAt), lte(vppEvents.createdAt, sql`now() - (${due.firstPollAfterMs}::int * interval '1 millisecond')`)),
+        lte(vppEvents.nextPollAt, sql`now()`));
+    const candidates = this.db.select({ eventId: vppEvents.eventId }).from(vppEvents)
+      .where(and(eq(vppEvents.status, 'PENDING'), or(isNull(vppEvents.lockedUntil), lt(vppEvents.lockedUntil, sql`now()`)), isDue))
       .orderBy(asc(vppEvents.createdAt)).limit(limit).for('update', { skipLocked: true });
     return this.db.update(vppEvents).set({ lockedUntil: sql`now() + (${leaseMs}::int * interval '1 millisecond')` })
-      .where(inArray(vppEvents.eventId, due))
+      .where(sql`${vppEvents.eventId} IN ${candidates}`)
       .returning({ eventId: vppEvents.eventId, subscriptionId: vppEvents.subscriptionId, kind: vppEvents.kind, status: vppEvents.status, createdAt: vppEvents.createdAt });
+  }
+  async get(eventId: string): Promise<AppleEventRecord | undefined> {
+    return (await this.db.select({ eventId: vppEvents.eventId, subscriptionId: vppEvents.subscriptionId, kind: vppEvents.kind, status: vppEvents.status, createdAt: vppEvents.createdAt })
+      .from(vppEvents).where(eq(vppEvents.eventId, eventId)))[0];
   }
   async release(eventId: string): Promise<void> {
     await this.db.update(vppEvents).set({ lockedUntil: null }).where(eq(vppEvents.eventId, eventId));
+  }
+  async pollAgainIn(eventId: string, ms: number): Promise<void> {
+    await this.db.update(vppEvents).set({ lockedUntil: null, nextPollAt: sql`now() + (${ms}::int * interval '1 millisecond')` })
+      .where(eq(vppEvents.eventId, eventId));
+  }
+  async pollWithin(eventId: string, ms: number): Promise<void> {
+    const at = sql`now() + (${ms}::int * interval '1 millisecond')`;
+    await this.db.update(vppEvents).set({ nextPollAt: sql`LEAST(COALESCE(${vppEvents.nextPollAt}, ${at}), ${at})` })
+      .where(eq(vppEvents.eventId, eventId));
   }
   async complete(eventId: string, status: 'COMPLETE' | 'FAILED', result: unknown): Promise<void> {
     await this.db.update(vppEvents).set({ status, result, completedAt: sql`now()`, lockedUntil: null }).where(eq(vppEvents.eventId, eventId));

@@ -17,6 +17,7 @@ export class PostgresCatalogue implements CatalogueStore {
         productType: a.productType, deviceAssignable: a.deviceAssignable, totalCount: a.totalCount, appleAssignedCount: a.appleAssignedCount,
         // A failed metadata lookup sends no name: keep the one we have.
         name: sql`COALESCE(excluded.name, ${vppAssets.name})`, bundleIdentifier: sql`COALESCE(excluded.bundle_identifier, ${vppAssets.bundleIdentifier})`,
+        iconUrl: sql`COALESCE(excluded.icon_url, ${vppAssets.iconUrl})`,
         updatedAt: new Date(),
       },
     });

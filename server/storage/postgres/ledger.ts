@@ -106,7 +106,7 @@ export class PostgresLedger implements LicenseLedger {
     const sameAsset = (table: typeof bundles | typeof vppLicenses) =>
       sql`${table.subscriptionId} = ${vppAssets.subscriptionId} AND ${table.adamId} = ${vppAssets.adamId} AND ${table.pricingParam} = ${vppAssets.pricingParam}`;
     return this.db.select({
-      adamId: vppAssets.adamId, name: vppAssets.name, bundleId: vppAssets.bundleIdentifier, pricingParam: vppAssets.pricingParam, total: vppAssets.totalCount,
+      adamId: vppAssets.adamId, name: vppAssets.name, bundleId: vppAssets.bundleIdentifier, iconUrl: vppAssets.iconUrl, pricingParam: vppAssets.pricingParam, total: vppAssets.totalCount,
       assigned: sql<number>`(SELECT count(*)::int FROM ${vppLicenses} WHERE ${sameAsset(vppLicenses)})`,
       reserved: sql<number>`(SELECT count(*)::int FROM ${bundleReservations} JOIN ${bundles} ON ${bundles.id} = ${bundleReservations.bundleId} WHERE ${sameAsset(bundles)})`,
       waiting: sql<number>`(SELECT count(*)::int FROM ${bundleInstalls} JOIN ${bundles} ON ${bundles.id} = ${bundleInstalls.bundleId} WHERE ${sameAsset(bundles)} AND ${bundleInstalls.status} = 'Waiting')`,
