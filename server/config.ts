@@ -25,6 +25,10 @@ export interface Config {
   vppEventPollMs: number;
   /** How often the ledger is reconciled with Apple's /assignments. */
   vppReconcileMs: number;
+  /** First question (ManagedApplicationList, with a push) about an install a device accepted; then doubling. */
+  vppInstallCheckMs: number;
+  /** An install a device has not finished after this long is given up, and sent again by the next sync. */
+  vppInstallTimeoutMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
   installationName: string;
 }
@@ -64,6 +68,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),
     vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
+    vppInstallCheckMs: overrides.vppInstallCheckMs ?? intFrom(env, 'VPP_INSTALL_CHECK_SECONDS', 30) * 1000,
+    vppInstallTimeoutMs: overrides.vppInstallTimeoutMs ?? intFrom(env, 'VPP_INSTALL_TIMEOUT_SECONDS', 3600) * 1000,
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
   };
   if (config.publicUrl && !/^https?:\/\//.test(config.publicUrl)) {

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import type { Storage, SubscriptionRecord } from '../storage/ports.js';
 import type { AppleClients } from './apple-clients.js';
 import type { InstallTracking } from './install-tracking.js';
-import type { Reclaims } from './reclaim.js';
+import { licenseIds, type Reclaims } from './reclaim.js';
 import type { UserRegistrations } from './user-registrations.js';
 
 type EventPorts = Pick<Storage, 'appleEvents' | 'subscriptions' | 'ledger' | 'catalogue' | 'installs' | 'devices' | 'vppUsers'>;
@@ -93,11 +93,11 @@ export class AppleEvents {
         await ledger.release(lic.id);
         const reason = associationFailureReason(failure);
         if (bundle) for (const i of await installs.via(bundle.id, lic.targetType, lic.targetId)) await installs.put({ ...i, status: 'Failed', reason });
-        this.deps.log.warn({ adamId: lic.adamId, targetId: lic.targetId, errorNumber: failure.errorNumber }, 'license association failed at Apple; license returned');
+        this.deps.log.warn({ ...licenseIds(lic), eventId, errorNumber: failure.errorNumber, reason }, 'license association failed at Apple; license returned');
         continue;
       }
       // Re-applying after a crash finds the license already Associated: queueing installs again is harmless.
-      if (lic.state === 'Associating') await ledger.setState(lic.id, 'Associated', {}, 'Associating');
+      if (lic.state === 'Associating' && await ledger.setState(lic.id, 'Associated', {}, 'Associating')) this.deps.log.info({ ...licenseIds(lic), eventId }, 'license associated');
       if (!bundle) continue;
       const udids = lic.targetType === 'device' ? [lic.targetId]
         : (await installs.via(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
@@ -118,8 +118,7 @@ export class AppleEvents {
         await ledger.setState(lic.id, 'Disassociating', { eventId: null, failure: disassociationFailureReason(failure) });
         continue;
       }
-      await ledger.release(lic.id);
-      await this.deps.reclaims.wakeWaiting(lic);
+      await this.deps.reclaims.released(lic, eventId);
     }
   }
 
