@@ -99,7 +99,8 @@ describe('ManagedApplicationList and when to ask again', () => {
     expect(installTimedOut({ installingSince: since }, 1_000_000 + 3_599_999, 3_600_000)).toBe(false);
     expect(installTimedOut({ installingSince: since }, 1_000_000 + 3_600_000, 3_600_000)).toBe(true);
     expect(installTimedOut({ installingSince: null }, 9e12, 1)).toBe(false);
-    expect(timedOut('Prompting', 3_600_000)).toEqual({ status: 'Failed', reason: 'the device still reported Prompting after 60 minutes; the next sync sends the install again' });
+    expect(timedOut('Prompting', 3_600_000)).toEqual({ status: 'Failed', reason: 'the device still reported Prompting after 60 min; the next sync sends the install again' });
+    expect(timedOut('Queued', 1500).reason).toContain('after 2 s');
   });
 });
 

@@ -134,8 +134,8 @@ export function installTimedOut(install: { installingSince: Date | null }, nowMs
 }
 
 export function timedOut(deviceState: string | null, timeoutMs: number): InstallChange {
-  const minutes = Math.max(1, Math.round(timeoutMs / 60_000));
-  return { status: 'Failed', reason: `the device still reported ${deviceState ?? 'no final state'} after ${minutes} minute${minutes === 1 ? '' : 's'}; the next sync sends the install again` };
+  const after = timeoutMs < 60_000 ? `${Math.round(timeoutMs / 1000)} s` : `${Math.round(timeoutMs / 60_000)} min`;
+  return { status: 'Failed', reason: `the device still reported ${deviceState ?? 'no final state'} after ${after}; the next sync sends the install again` };
 }
 
 /** Which target statuses win when a user's devices differ: the furthest any got, else why they wait. */

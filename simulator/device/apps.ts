@@ -3,7 +3,7 @@
 // mdm/apple-schema/mdm/commands/application.managed.list.yaml), what the device's user does with them, and
 // what removing the MDM profile does to them.
 import { lookupApp } from '../catalogue.js';
-import type { AppRecord } from './types.js';
+import type { AppRecord, AppStoreState } from './types.js';
 
 export interface AppState {
   bundleId: string;
@@ -20,7 +20,7 @@ export function appStates(apps: Map<string, AppRecord> | undefined, now: number)
     bundleId: r.app.bundleId,
     iTunesStoreID: r.app.iTunesStoreID,
     managed: r.managed,
-    installing: !r.failed && (r.readyAt > now || r.prompt !== undefined),
+    installing: !r.failed && (r.readyAt > now || r.prompt !== undefined || r.storeState !== undefined),
     failed: r.failed === true,
     vpp: r.vpp,
     managementFlags: r.managementFlags,
@@ -29,12 +29,12 @@ export function appStates(apps: Map<string, AppRecord> | undefined, now: number)
 
 /** Installed and usable: not failed, not waiting on a prompt, not removed by the user, finished installing. */
 export function isInstalled(r: AppRecord, now: number): boolean {
-  return !r.failed && !r.prompt && !r.uninstalled && r.readyAt <= now;
+  return !r.failed && !r.prompt && !r.uninstalled && !r.storeState && r.readyAt <= now;
 }
 
 /** The device is still working on the app (or waiting on its user): a second install is refused as queued. */
 export function isInProgress(r: AppRecord, now: number): boolean {
-  return !r.failed && !r.uninstalled && r.reportOnce !== 'UserRejected' && (r.readyAt > now || r.prompt !== undefined);
+  return !r.failed && !r.uninstalled && r.reportOnce !== 'UserRejected' && (r.readyAt > now || r.prompt !== undefined || r.storeState !== undefined);
 }
 
 export function installedManagedAppCount(apps: Map<string, AppRecord> | undefined, now: number): number {
@@ -54,6 +54,7 @@ export function managedStatus(r: AppRecord, now: number): string {
   if (r.failed) return 'Failed';
   if (r.uninstalled) return 'ManagedButUninstalled';
   if (r.prompt) return r.prompt;
+  if (r.storeState) return r.storeState;
   return r.readyAt > now ? 'Installing' : 'Managed';
 }
 
@@ -66,15 +67,23 @@ export function afterReported(apps: Map<string, AppRecord>, bundleId: string, r:
   else r.reportOnce = undefined;
 }
 
-/** What the device's user does: answer the open prompts, delete an app, or install one from the App Store. */
+/**
+ * What the device's user does: answer the open prompts, delete an app, or install one from the App Store. And
+ * what the App Store does on its side, which the simulator does not model by itself: hold a managed app in one
+ * of its own states (validating, redeeming, updating…) until released with `state: undefined`.
+ */
 export type UserAppAction =
   | { answer: 'accept' | 'reject' }
   | { deleteApp: string }
-  | { installFromAppStore: number };
+  | { installFromAppStore: number }
+  | { appStoreHolds: string; state: AppStoreState | undefined };
 
 export function applyUserAction(apps: Map<string, AppRecord>, action: UserAppAction, device: { now: number; installDelayMs: number; appleAccount?: string }): void {
   if ('answer' in action) {
     for (const r of apps.values()) if (r.prompt) answerPrompt(r, action.answer === 'accept', device);
+  } else if ('appStoreHolds' in action) {
+    const r = apps.get(action.appStoreHolds);
+    if (r?.managed) r.storeState = action.state;
   } else if ('deleteApp' in action) {
     const r = apps.get(action.deleteApp);
     if (!r) return;
@@ -82,6 +91,7 @@ export function applyUserAction(apps: Map<string, AppRecord>, action: UserAppAct
     if (r.managed && !r.failed) {
       r.uninstalled = true;
       r.prompt = undefined;
+      r.storeState = undefined;
     } else apps.delete(action.deleteApp);
   } else {
     const app = lookupApp(action.installFromAppStore);
@@ -94,7 +104,7 @@ export function applyUserAction(apps: Map<string, AppRecord>, action: UserAppAct
       r.readyAt = device.now + device.installDelayMs;
     } else if (r.managed && isInProgress(r, device.now)) {
       // The user was quicker than the managed install: the copy is theirs (Apple: UserInstalledApp, once).
-      Object.assign(r, { managed: false, managementFlags: 0, vpp: undefined, prompt: undefined, readyAt: device.now, reportOnce: 'UserInstalledApp' as const });
+      Object.assign(r, { managed: false, managementFlags: 0, vpp: undefined, prompt: undefined, storeState: undefined, readyAt: device.now, reportOnce: 'UserInstalledApp' as const });
     }
   }
 }

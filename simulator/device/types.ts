@@ -120,7 +120,13 @@ export interface AppRecord {
   reportOnce?: 'UserInstalledApp' | 'UserRejected' | 'UpdateRejected' | 'ManagementRejected';
   /** The user removed the managed app: ManagedButUninstalled until it is installed again. */
   uninstalled?: boolean;
+  /** A state of the App Store's own work the install is held in (validating, redeeming, updating…), until released. */
+  storeState?: AppStoreState;
 }
+
+/** Apple's states of the App Store's own work on an install, which the simulator does not model by itself. */
+export const APP_STORE_STATES = ['NeedsRedemption', 'Redeeming', 'ValidatingPurchase', 'ValidatingUpdate', 'Updating', 'PromptingForUpdateLogin', 'Unknown'] as const;
+export type AppStoreState = (typeof APP_STORE_STATES)[number];
 
 export type AppPrompt = 'Prompting' | 'PromptingForLogin' | 'PromptingForManagement' | 'PromptingForUpdate';
 
