@@ -28,9 +28,11 @@ export async function scheduleLicensingJobs(scheduler: Scheduler, deps: {
     }
   });
   await scheduler.every(deps.reconcileEveryMs, RECONCILE, undefined, { skipImmediate: true });
+  // A short lock: a process killed while running it must not hold the checks back for agenda's default 5 min.
+  // Two processes running it at once is harmless: each install is claimed in the database by one of them.
   scheduler.define(INSTALL_CHECKS, async () => {
     await deps.runInstallChecks().catch((e) => deps.log.error({ error: (e as Error).message }, 'install checks failed'));
-  });
+  }, { lockLifetime: 10_000 });
   await scheduler.every(deps.installCheckEveryMs, INSTALL_CHECKS, undefined, { skipImmediate: true });
 }
 
