@@ -171,7 +171,9 @@ export class InstallTracking {
     const bundle = await this.deps.storage.catalogue.getBundle(install.bundleId);
     this.deps.log.info({
       subscriptionId: bundle?.subscriptionId, bundleId: install.bundleId, adamId: bundle?.adamId, targetType: install.viaTargetType, targetId: install.viaTargetId,
-      udid: device.udid, commandUUID: commandUuid ?? install.commandUuid, status: change.status, reason: change.reason,
+      // The InstallApplication's UUID connects this line to 'InstallApplication queued'; a check that told is named too.
+      udid: device.udid, commandUUID: install.commandUuid ?? commandUuid, ...(commandUuid && commandUuid !== install.commandUuid ? { checkCommandUUID: commandUuid } : {}),
+      status: change.status, reason: change.reason,
     }, 'install result');
   }
 }

@@ -7,6 +7,8 @@ import type { AppleClients } from './apple-clients.js';
 import type { Reclaims } from './reclaim.js';
 import type { Subscriptions } from './subscriptions.js';
 
+const CONFIRMED_BY_RECONCILE = 'license confirmed by reconcile; installs at next sync';
+
 type ReconcilePorts = Pick<Storage, 'appleEvents' | 'ledger' | 'catalogue' | 'installs' | 'instances'>;
 
 /**
@@ -42,8 +44,13 @@ export class Reconciler {
         counts.confirmed++;
         const bundle = await catalogue.bundleFor(lic);
         if (bundle && lic.targetType === 'device') {
-          await installs.put({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: 'license confirmed by reconcile; installs at next sync' });
+          await installs.put({ bundleId: bundle.id, udid: lic.targetId, viaTargetType: 'device', viaTargetId: lic.targetId, status: 'Waiting', reason: CONFIRMED_BY_RECONCILE });
           await this.deps.push.request([lic.targetId], 'reconciled license');
+        } else if (bundle) {
+          // The user's devices that waited for this license install it at their next sync: now.
+          const waiting = (await installs.via(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating');
+          for (const i of waiting) await installs.put({ ...i, status: 'Licensed', reason: CONFIRMED_BY_RECONCILE });
+          if (waiting.length) await this.deps.push.request(waiting.map((i) => i.udid), 'reconciled license');
         }
       } else if (step.action === 'forget') {
         const lic = step.license;
