@@ -46,7 +46,8 @@ export class InstallTracking {
     const command = installApplication({
       iTunesStoreID: Number(bundle.adamId), purchaseMethod: 1, managementFlags: 1, changeManagementState: mayTakeOverUserApp(device),
     });
-    // Pushed only once the install records its command, so the device's answer always finds it.
+    // Pushed only once the install records its command, so the device it wakes finds it recorded (an answer that
+    // still comes first, on a connection already open, is applied later by the check job from the stored result).
     const cmd = await this.deps.queue.enqueueOnePending(device.udid, command, { owner: 'vpp-install', ownerRef: bundle.id, push: false });
     if (!cmd) return; // another sync or Apple's confirmation queued it first: that one is the install
     const now = Date.now();
