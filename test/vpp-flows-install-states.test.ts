@@ -17,10 +17,10 @@ describe.each(availableBackends())('app states after InstallApplication on %s', 
   let w: World;
   let slow: World;
   beforeAll(async () => {
-    // Checks come quickly here; a second world gives up on an install after two seconds.
+    // A second world gives up on an install after two seconds.
     [w, slow] = await Promise.all([
-      startWorld(backend, { vppInstallCheckMs: 300 }),
-      startWorld(backend, { vppInstallCheckMs: 300, vppInstallTimeoutMs: 2000 }),
+      startWorld(backend),
+      startWorld(backend, { vppInstallTimeoutMs: 2000 }),
     ]);
   });
   afterAll(async () => { await Promise.all([w?.close(), slow?.close()]); });

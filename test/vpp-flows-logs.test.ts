@@ -13,7 +13,7 @@ type Line = Record<string, unknown>;
 
 describe.each(availableBackends())('VPP log lines at the default level on %s', (backend) => {
   let w: World;
-  beforeAll(async () => { w = await startWorld(backend, { vppInstallCheckMs: 300, logLevel: 'info' }); });
+  beforeAll(async () => { w = await startWorld(backend, { logLevel: 'info' }); });
   afterAll(async () => { await w?.close(); });
   const api = (m: string, p: string, b?: unknown) => w.server.api(m, p, b);
   const lines = (msg: string, where: Line = {}) => w.server.logs.filter((l) => l.msg === msg && Object.entries(where).every(([k, v]) => l[k] === v));

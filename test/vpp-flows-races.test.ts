@@ -26,7 +26,7 @@ const ENQUEUE_RACERS = 40;
 
 describe.each(availableBackends())('one pending install per device and bundle on %s', (backend) => {
   let w: World;
-  beforeAll(async () => { w = await startWorld(backend, { vppInstallCheckMs: 300 }); });
+  beforeAll(async () => { w = await startWorld(backend); });
   afterAll(async () => { await w?.close(); });
   const api = (m: string, p: string, b?: unknown) => w.server.api(m, p, b);
   const sim = () => w.server.sandbox!.appsAndBooks;
@@ -150,7 +150,7 @@ describe.each(availableBackends().filter((b) => b === 'postgres'))('the unique i
 
 describe.each(availableBackends())('two devices reporting one serial number on %s', (backend) => {
   let w: World;
-  beforeAll(async () => { w = await startWorld(backend, { vppInstallCheckMs: 300 }); });
+  beforeAll(async () => { w = await startWorld(backend); });
   afterAll(async () => { await w?.close(); });
   const api = (m: string, p: string, b?: unknown) => w.server.api(m, p, b);
   const sim = () => w.server.sandbox!.appsAndBooks;

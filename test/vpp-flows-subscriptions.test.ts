@@ -12,7 +12,7 @@ const NUMBERS = { adamId: '361304891', name: 'Numbers', bundleId: 'com.apple.Num
 
 describe.each(availableBackends())('VPP subscriptions that live and renew on %s', (backend) => {
   let w: World;
-  beforeAll(async () => { w = await startWorld(backend, { vppInstallCheckMs: 300 }); });
+  beforeAll(async () => { w = await startWorld(backend); });
   afterAll(async () => { await w?.close(); });
   const api = (m: string, p: string, b?: unknown) => w.server.api(m, p, b);
   const sim = () => w.server.sandbox!.appsAndBooks;

@@ -23,7 +23,8 @@ export interface World {
 }
 
 export async function startWorld(backend: Backend, opts: Parameters<typeof startTestServer>[1] = {}): Promise<World> {
-  const server = await startTestServer(backend, { vppEventPollMs: 100, ...opts });
+  // Apple's events and the checks on installs come quickly here (configuration, not a shortcut in the code).
+  const server = await startTestServer(backend, { vppEventPollMs: 100, vppInstallCheckMs: 300, ...opts });
   const http = new SimulatorHttpClient({ maxSockets: 32 });
   const devices = new Map<string, SimulatedDevice>();
   const running = new Map<string, Promise<void>>();
