@@ -50,6 +50,8 @@ export interface SimulatedApns {
   trustPushCertificate(certPem: string): void;
   registerToken(token: string, topic: string): void;
   unregisterToken(token: string): void;
+  /** Pushes to this topic get 400 TopicDisallowed until allowed again. */
+  disallowTopic(topic: string, disallowed?: boolean): void;
   onDelivery(listener: (d: ApnsDelivery) => void): () => void;
   setFault(fault: SimulatedApnsFault): void;
   stats(): SimulatedApnsStats;
@@ -93,6 +95,7 @@ export async function startSimulatedApns(
 
   const trusted = new Map<string, string>(); // DER base64 → topic
   const tokens = new Map<string, TokenState>();
+  const disallowedTopics = new Set<string>();
   const listeners = new Set<(d: ApnsDelivery) => void>();
   const sessions = new Set<http2.ServerHttp2Session>();
   const peerTopic = new WeakMap<http2.ServerHttp2Session, string | null>();
@@ -183,7 +186,7 @@ export async function startSimulatedApns(
         ? reply(stream, 500, apnsId, { reason: 'InternalServerError' })
         : reply(stream, 503, apnsId, { reason: 'ServiceUnavailable' });
     }
-    const verdict = judgePush(headers, raw, size, certTopic, tokens);
+    const verdict = judgePush(headers, raw, size, certTopic, tokens, disallowedTopics);
     reply(stream, verdict.status, apnsId, verdict.body);
     if (verdict.delivery) {
       const { token, topic, mdm } = verdict.delivery;
@@ -249,6 +252,10 @@ export async function startSimulatedApns(
       const state = tokens.get(key);
       if (!state) throw new SimulatedApnsError(`unregisterToken: token ${key} was never registered`);
       state.unregisteredAt = Date.now();
+    },
+    disallowTopic(topic: string, disallowed = true): void {
+      if (disallowed) disallowedTopics.add(topic);
+      else disallowedTopics.delete(topic);
     },
     onDelivery(listener: (d: ApnsDelivery) => void): () => void {
       listeners.add(listener);

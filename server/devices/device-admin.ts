@@ -1,17 +1,25 @@
-import { knownRequestTypes } from '../../mdm/apple-schema.js';
+import { commandPlatformProblems, knownRequestTypes, validateCommand } from '../../mdm/apple-schema.js';
 import type { Command } from '../../mdm/commands.js';
+import { PlistError, plistValueFromJson } from '../../mdm/plist.js';
 import { conflict, invalid, notFound } from '../errors.js';
 import type { PushService } from '../push/push-service.js';
-import type { CommandRecord, CommandStore, DeviceRecord, DeviceStore } from '../storage/ports.js';
+import type { AuditLog } from '../audit.js';
+import type { CommandRecord, CommandStore, DeviceRecord, DeviceStore, EnrollmentStore } from '../storage/ports.js';
 import type { CommandQueue } from './command-queue.js';
 
 /** What else must let go of a device before it is deleted (its device licenses go back first). */
 export interface DeviceRemoval { removingDevice(device: DeviceRecord): Promise<void> }
 
-// The admin's view of devices: list, inspect, queue raw commands, push now, delete.
+/** Who asked, for the audit log. */
+export interface AdminActor { actor: string; source?: string }
+
+// The admin's view of devices: list, inspect, queue raw commands, push now, revoke, delete.
 export class DeviceAdmin {
   constructor(private readonly deps: {
-    devices: DeviceStore; commands: CommandStore; queue: CommandQueue; push: PushService; removal: DeviceRemoval;
+    devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; queue: CommandQueue; push: PushService;
+    removal: DeviceRemoval; audit: AuditLog;
+    /** What a CheckOut does (devices/device-service.ts): the device is no longer managed. */
+    checkOut: (device: DeviceRecord) => Promise<void>;
   }) {}
 
   list(filter: { userId?: string } = {}): Promise<DeviceRecord[]> {
@@ -24,10 +32,27 @@ export class DeviceAdmin {
     return d;
   }
 
-  async queueCommand(udid: string, command: Command): Promise<CommandRecord> {
+  /**
+   * Any of Apple's commands, as JSON (<data> as {"$data": base64}, <date> as {"$date": ISO 8601}): checked against its
+   * schema, then against what the device's OS supports, then queued; the device's answer is stored whatever it is.
+   */
+  async queueCommand(udid: string, json: { RequestType: string; [key: string]: unknown }): Promise<CommandRecord> {
     const d = await this.enrolled(udid);
-    if (!knownRequestTypes().includes(command.RequestType)) {
-      throw invalid(`unknown RequestType "${command.RequestType}"; known: ${knownRequestTypes().join(', ')}`, 'unknown_request_type');
+    if (!knownRequestTypes().includes(json.RequestType)) {
+      throw invalid(`unknown RequestType "${json.RequestType}": not one of Apple's ${knownRequestTypes().length} commands (mdm/apple-schema)`, 'unknown_request_type');
+    }
+    let command: Command;
+    try {
+      command = plistValueFromJson(json) as Command;
+    } catch (err) {
+      if (err instanceof PlistError) throw invalid(err.message, 'invalid_command');
+      throw err;
+    }
+    const check = validateCommand(command);
+    if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+    const unsupported = commandPlatformProblems(command, d.osVersion ?? undefined);
+    if (unsupported.length > 0) {
+      throw conflict(`device ${d.udid} (iOS ${d.osVersion ?? 'version unknown'}) cannot take this command: ${unsupported.join('; ')}`, 'unsupported_by_device_os');
     }
     return this.deps.queue.enqueue(d.udid, command, { owner: 'admin' });
   }
@@ -43,17 +68,35 @@ export class DeviceAdmin {
     await this.deps.push.request([d.udid], 'refresh device');
   }
 
-  /** False when there is no such device. */
-  async delete(udid: string): Promise<boolean> {
+  /** False when there is no such device. Its identities are revoked: a deleted device cannot Authenticate again. */
+  async delete(udid: string, by: AdminActor): Promise<boolean> {
     const device = await this.deps.devices.get(udid);
     if (!device) return false;
     await this.deps.removal.removingDevice(device);
+    await this.revokeIdentities(device, by, 'deleted');
     return this.deps.devices.delete(udid);
+  }
+
+  /** Revoke: the device's certificates are refused from now on and it counts as checked out; it stays listed. */
+  async revoke(udid: string, by: AdminActor): Promise<DeviceRecord> {
+    const device = await this.get(udid);
+    await this.revokeIdentities(device, by, 'revoked');
+    if (!device.checkedOutAt) await this.deps.checkOut(device);
+    return this.get(udid);
+  }
+
+  private async revokeIdentities(device: DeviceRecord, by: AdminActor, because: string): Promise<void> {
+    const fingerprints = await this.deps.enrollments.revokeIdentities(device.udid, device.certFingerprint);
+    if (fingerprints.length === 0) return;
+    await this.deps.audit.record({ kind: 'identity.revoked', ...by, subject: device.udid, details: { because, certificates: fingerprints.length } });
   }
 
   private async enrolled(udid: string): Promise<DeviceRecord> {
     const d = await this.get(udid);
-    if (!d.enrolled) throw conflict(`device ${d.udid} is not enrolled`, 'not_enrolled');
+    if (!d.enrolled) {
+      throw conflict(d.checkedOutAt ? `device ${d.udid} is not enrolled (it checked out)`
+        : `device ${d.udid} is still enrolling: it has not sent its first TokenUpdate, so its MDM profile may not be installed`, 'not_enrolled');
+    }
     return d;
   }
 }

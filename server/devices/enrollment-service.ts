@@ -3,21 +3,62 @@ import { issueDeviceIdentity, type CertifiedKey } from '../../mdm/identity.js';
 import { buildEnrollmentProfile } from '../../mdm/profile.js';
 import { AppError, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EnrollmentStore, UserStore } from '../storage/ports.js';
+import type { DeviceStore, EnrollmentStore, UserStore } from '../storage/ports.js';
 
-// Enrollment tokens (single use, expiring, optionally bound to a user) and the profile they redeem.
+// Enrollment tokens (single use, expiring, optionally bound to a user, or an admin's re-enrollment of one
+// device) and the profile they redeem.
+
+export interface IssuedEnrollment { token: string; url: string; expiresAt: Date; userId: string | null; udid: string | null }
+
+/** The enrollment profile's identifier: an InstallProfile with the same one updates it (com.apple.mdm.yaml). */
+export const ENROLLMENT_PROFILE_IDENTIFIER = 'org.vppmdm.enroll';
+
+/** A profile carrying a fresh device identity, and that identity's fingerprint and expiry. */
+export interface IdentityProfile { plist: string; fingerprint: string; notAfter: Date }
+
 export class EnrollmentService {
   constructor(private readonly deps: {
-    enrollments: EnrollmentStore; users: UserStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
+    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
+    /** How long a device identity is valid (730 days unless configured). */
+    identityValidDays: number;
   }) {}
 
-  async create(userId?: string): Promise<{ token: string; url: string; expiresAt: Date }> {
+  /**
+   * The enrollment profile with a new identity, recorded for `enrollmentToken`. Renewal sends the same profile:
+   * same PayloadIdentifier, Topic, ServerURL, CheckInURL and access rights, which an update must not change.
+   */
+  async identityProfile(enrollmentToken: string, topic: string, udid?: string): Promise<IdentityProfile> {
+    const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays: this.deps.identityValidDays });
+    const cert = new crypto.X509Certificate(identity.certPem);
+    const fingerprint = crypto.createHash('sha256').update(cert.raw).digest('hex');
+    const notAfter = new Date(cert.validTo);
+    await this.deps.enrollments.recordIdentity({ fingerprint, enrollmentToken, notAfter, udid });
+    const { plist } = buildEnrollmentProfile({
+      pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
+      serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
+      organization: 'vpp-mdm', identifier: ENROLLMENT_PROFILE_IDENTIFIER,
+    });
+    return { plist, fingerprint, notAfter };
+  }
+
+  /**
+   * With `udid`, a re-enrollment of that enrolled device: its profile's identity may take the UDID over from the
+   * device's current certificate (devices/device-binding.ts). It keeps the device's user unless given another.
+   */
+  async create(opts: { userId?: string; udid?: string } = {}): Promise<IssuedEnrollment> {
+    let userId = opts.userId;
+    if (opts.udid) {
+      const device = await this.deps.devices.get(opts.udid);
+      if (!device) throw notFound(`no device with UDID "${opts.udid}" to re-enroll`);
+      userId ??= device.userId ?? undefined;
+    }
     if (userId && !(await this.deps.users.get(userId))) throw notFound(`no user with id "${userId}"`);
     const token = crypto.randomBytes(24).toString('base64url');
     const expiresAt = new Date(Date.now() + this.deps.ttlMs);
-    await this.deps.enrollments.create({ token, userId, expiresAt });
-    return { token, url: `${this.deps.publicUrl()}/mdm/enroll/${token}`, expiresAt };
+    await this.deps.enrollments.create({ token, userId, udid: opts.udid, expiresAt });
+    if (opts.udid) this.deps.log.info({ udid: opts.udid, userId }, 're-enrollment issued');
+    return { token, url: `${this.deps.publicUrl()}/mdm/enroll/${token}`, expiresAt, userId: userId ?? null, udid: opts.udid ?? null };
   }
 
   async profileFor(token: string): Promise<string> {
@@ -32,16 +73,7 @@ export class EnrollmentService {
     const redeemed = await enrollments.redeem(token, now);
     if (!redeemed) throw new AppError('gone', 'enrollment token was already used');
     try {
-      const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}` });
-      const cert = new crypto.X509Certificate(identity.certPem);
-      await enrollments.recordIdentity({
-        fingerprint: crypto.createHash('sha256').update(cert.raw).digest('hex'), enrollmentToken: token, notAfter: new Date(cert.validTo),
-      });
-      const { plist } = buildEnrollmentProfile({
-        pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
-        serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
-        organization: 'vpp-mdm', identifier: 'org.vppmdm.enroll',
-      });
+      const { plist } = await this.identityProfile(token, topic);
       log.info({ userId: redeemed.userId ?? undefined }, 'enrollment profile issued');
       return plist;
     } catch (err) {

@@ -1,18 +1,19 @@
-import crypto from 'node:crypto';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request } from 'express';
 import { z } from 'zod';
+import { AUDIT_KINDS, type AuditLog } from '../audit.js';
 import type { DeviceAdmin } from '../devices/device-admin.js';
 import { RefreshScheduleSchema, type DeviceRefresh } from '../devices/device-refresh.js';
 import type { EnrollmentService } from '../devices/enrollment-service.js';
 import type { UserDirectory } from '../devices/user-directory.js';
-import { AppError, notFound } from '../errors.js';
+import { notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
+import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
 import { apiErrorHandler } from './errors.js';
 import { openApiDocument } from './openapi.js';
-import { parseBody } from './parse-body.js';
-import { commandView, deviceView, enrollmentView, userView } from './views.js';
+import { jsonBody, parseBody } from './parse-body.js';
+import { auditView, commandView, deviceView, enrollmentView, pushCertificateView, userView } from './views.js';
 
 // The admin API under /api/v1 (SPEC §5), behind the admin token: users, enrollments, devices and their
 // commands, the push certificate, the Device Refresh and Removal schedule.
@@ -20,6 +21,7 @@ import { commandView, deviceView, enrollmentView, userView } from './views.js';
 export interface AdminApiDeps {
   adminToken: string;
   log: Logger;
+  audit: AuditLog;
   users: UserDirectory;
   devices: DeviceAdmin;
   enrollment: EnrollmentService;
@@ -39,28 +41,30 @@ const UserBody = z.object({
   appleAccount: z.string().min(1).max(320).optional(),
 }).strict();
 const UserPatch = z.object({ appleAccount: z.string().min(1).max(320).nullable() }).strict();
-const EnrollmentBody = z.object({ userId: z.string().min(1).optional() }).strict();
+const EnrollmentBody = z.object({
+  userId: z.string().min(1).optional(),
+  /** A re-enrollment of this enrolled device (devices/device-binding.ts). */
+  udid: z.string().min(1).max(200).optional(),
+}).strict();
 const PushCertBody = z.object({
   certificate: z.string().optional(), privateKey: z.string().optional(), pkcs12: z.string().optional(), password: z.string().optional(),
+  confirmTopicChange: z.boolean().optional(),
 }).strict().refine((b) => (b.certificate && b.privateKey) || b.pkcs12, 'give certificate and privateKey (PEM), or pkcs12 (base64) and password');
+const AuditQuery = z.object({
+  kind: z.string().optional().transform((k) => (k ? k.split(',') : [])).pipe(z.array(z.enum(AUDIT_KINDS))),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  before: z.coerce.number().int().min(1).optional(),
+}).strict();
 const CommandBody = z.object({ RequestType: z.string().min(1) }).passthrough();
 
 export function adminApi(deps: AdminApiDeps): express.Router {
   const router = express.Router();
-  const expected = Buffer.from(deps.adminToken);
   const param = (req: Request, name: string) => String(req.params[name]);
 
   router.get('/api/v1/openapi.json', (_req, res) => { res.json(openApiDocument()); });
 
-  router.use(['/api/v1', '/sandbox'], (req: Request, _res: Response, next: NextFunction) => {
-    const header = req.header('authorization') ?? '';
-    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
-    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) {
-      return next(new AppError('unauthorized', 'missing or wrong admin token: send Authorization: Bearer <ADMIN_TOKEN>'));
-    }
-    next();
-  });
-  router.use('/api/v1', express.json({ limit: '1mb' }));
+  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
+  router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
 
   // ---- users ----
   router.post('/api/v1/users', async (req, res) => {
@@ -82,8 +86,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
 
   // ---- enrollments ----
   router.post('/api/v1/enrollments', async (req, res) => {
-    const body = parseBody(EnrollmentBody, req.body);
-    res.status(201).json(enrollmentView(await deps.enrollment.create(body.userId), body.userId));
+    res.status(201).json(enrollmentView(await deps.enrollment.create(parseBody(EnrollmentBody, req.body))));
   });
 
   // ---- devices ----
@@ -96,8 +99,11 @@ export function adminApi(deps: AdminApiDeps): express.Router {
     res.json({ ...deviceView(d), apps: await deps.deviceApps(d.udid) });
   });
   router.delete('/api/v1/devices/:udid', async (req, res) => {
-    if (!(await deps.devices.delete(param(req, 'udid')))) throw notFound(`no device with UDID "${req.params.udid}"`);
+    if (!(await deps.devices.delete(param(req, 'udid'), actorOf(res)))) throw notFound(`no device with UDID "${req.params.udid}"`);
     res.status(204).end();
+  });
+  router.post('/api/v1/devices/:udid/revoke', async (req, res) => {
+    res.json(deviceView(await deps.devices.revoke(param(req, 'udid'), actorOf(res))));
   });
   router.post('/api/v1/devices/:udid/commands', async (req, res) => {
     const body = parseBody(CommandBody, req.body);
@@ -115,12 +121,13 @@ export function adminApi(deps: AdminApiDeps): express.Router {
 
   // ---- push certificate ----
   router.put('/api/v1/push-certificate', async (req, res) => {
-    res.json(await deps.pushCertificates.store(parseBody(PushCertBody, req.body)));
+    const { confirmTopicChange, ...certificate } = parseBody(PushCertBody, req.body);
+    res.json(pushCertificateView(await deps.pushCertificates.store(certificate, { confirmTopicChange })));
   });
   router.get('/api/v1/push-certificate', (_req, res) => {
     const info = deps.pushCertificates.info();
     if (!info) throw notFound('no push certificate is configured');
-    res.json(info);
+    res.json(pushCertificateView(info));
   });
 
   // ---- Device Refresh and Removal schedule ----
@@ -132,6 +139,12 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   });
   router.post('/api/v1/schedules/device-refresh/run', async (_req, res) => { res.json(await deps.refresh.run()); });
 
+  // ---- audit log ----
+  router.get('/api/v1/audit', async (req, res) => {
+    const q = parseBody(AuditQuery, req.query);
+    const entries = await deps.audit.list({ kinds: q.kind, before: q.before, limit: q.limit });
+    res.json({ entries: entries.map(auditView), next: entries.length === q.limit ? String(entries.at(-1)!.id) : null });
+  });
   if (deps.platformInfo) router.get('/sandbox', (_req, res) => { res.json(deps.platformInfo!()); });
   for (const extra of deps.extraRouters ?? []) router.use(extra);
 

@@ -1,6 +1,8 @@
-import { daysUntilExpiry } from '../../vpp/stoken.js';
+import type { IssuedEnrollment } from '../devices/enrollment-service.js';
+import { expiryFields } from '../expiry.js';
+import type { StoredPushCertificate } from '../push/push-certificate.js';
 import type { AssignmentState } from '../licensing/assignments.js';
-import type { BundleRecord, CommandRecord, DeviceRecord, SubscriptionRecord, TargetListRecord, UserRecord } from '../storage/ports.js';
+import type { AuditRecord, BundleRecord, CommandRecord, DeviceRecord, SubscriptionRecord, TargetListRecord, UserRecord } from '../storage/ports.js';
 
 // Every response body of the admin API, built from records: the one place the API's JSON shapes are written.
 
@@ -11,12 +13,21 @@ export function userView(u: UserRecord) {
 export function deviceView(d: DeviceRecord) {
   return {
     udid: d.udid, serialNumber: d.serialNumber, osVersion: d.osVersion, buildVersion: d.buildVersion, productName: d.productName,
-    deviceName: d.deviceName, userId: d.userId, enrolled: d.enrolled,
+    deviceName: d.deviceName, userId: d.userId, enrolled: d.enrolled, status: enrollmentStatus(d),
     pushable: d.enrolled && !!d.pushToken && !d.tokenDead, tokenDead: d.tokenDead,
     lastSeenAt: d.lastSeenAt?.toISOString() ?? null, lastPushedAt: d.lastPushedAt?.toISOString() ?? null,
-    enrolledAt: d.authenticatedAt.toISOString(), checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
+    authenticatedAt: d.authenticatedAt.toISOString(), enrolledAt: d.enrolledAt?.toISOString() ?? null, checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
     silentSince: d.silentFlaggedAt?.toISOString() ?? null,
+    pushError: d.pushError ? { reason: d.pushError, at: d.pushErrorAt?.toISOString() ?? null } : null,
+    identityExpiresAt: d.identityExpiresAt?.toISOString() ?? null,
+    identityRenewal: d.nextCertFingerprint ? { pending: true, nextIdentityExpiresAt: d.nextIdentityExpiresAt?.toISOString() ?? null }
+      : d.identityRenewalError ? { pending: false, error: d.identityRenewalError } : null,
   };
+}
+
+/** Enrolling from Authenticate to the first TokenUpdate (Apple: the profile may not be installed yet). */
+export function enrollmentStatus(d: DeviceRecord): 'Enrolling' | 'Enrolled' | 'CheckedOut' {
+  return d.enrolled ? 'Enrolled' : d.checkedOutAt ? 'CheckedOut' : 'Enrolling';
 }
 
 export function commandView(c: CommandRecord) {
@@ -27,16 +38,22 @@ export function commandView(c: CommandRecord) {
   };
 }
 
-export function enrollmentView(e: { token: string; url: string; expiresAt: Date }, userId: string | undefined) {
-  return { token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: userId ?? null };
+export function enrollmentView(e: IssuedEnrollment) {
+  return { token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: e.userId, udid: e.udid };
+}
+
+export function pushCertificateView(c: StoredPushCertificate) {
+  return { ...c, ...expiryFields(new Date(c.notAfter), 'the push certificate', 'renew it at https://identity.apple.com (keep its topic)') };
+}
+
+export function auditView(a: AuditRecord) {
+  return { id: String(a.id), at: a.at.toISOString(), kind: a.kind, actor: a.actor, source: a.source, subject: a.subject, details: a.details };
 }
 
 export function subscriptionView(s: SubscriptionRecord, notificationUrl: string) {
-  const days = daysUntilExpiry({ raw: '', token: '', orgName: s.orgName, expDate: s.expiresAt });
   return {
     id: s.id, name: s.name, status: s.status, statusReason: s.statusReason, orgName: s.orgName, locationName: s.locationName,
-    expiresAt: s.expiresAt.toISOString(), daysUntilExpiry: days,
-    ...(days < 30 ? { warning: `the sToken expires in ${days} days: download a new one from Apple Business/School Manager` } : {}),
+    expiresAt: s.expiresAt.toISOString(), ...expiryFields(s.expiresAt, 'the sToken', 'download a new one from Apple Business/School Manager'),
     claimHolder: s.claimHolder, schedule: s.schedule, lastSyncAt: s.lastSyncAt?.toISOString() ?? null, lastSyncError: s.lastSyncError,
     notificationUrl,
   };

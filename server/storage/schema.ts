@@ -12,7 +12,7 @@ const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' 
 /** Cancelled: withdrawn before the device answered (an InstallApplication whose bundle was unassigned). */
 export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow', 'Cancelled'] as const;
 /** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
-export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] as const;
+export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite', 'identity-renewal'] as const;
 
 export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
@@ -33,13 +33,20 @@ export const enrollments = pgTable('enrollments', {
   createdAt: ts('created_at').notNull().defaultNow(),
   expiresAt: ts('expires_at').notNull(),
   redeemedAt: ts('redeemed_at'),
+  /** Set on an admin's re-enrollment of this one device: it may take the UDID from the device's current certificate. */
+  udid: text('udid'),
 });
 
 export const identities = pgTable('identities', {
   fingerprint: text('fingerprint').primaryKey(),
-  enrollmentToken: text('enrollment_token').notNull(),
+  /** Null once the enrollment went with its deleted user; the identity stays valid. */
+  enrollmentToken: text('enrollment_token'),
   notAfter: ts('not_after').notNull(),
   createdAt: ts('created_at').notNull().defaultNow(),
+  /** The device this certificate is bound to (set at Authenticate); a device may have several over time. */
+  udid: text('udid'),
+  /** Refused at every device endpoint from then on. */
+  revokedAt: ts('revoked_at'),
 });
 
 export const devices = pgTable('devices', {
@@ -55,7 +62,9 @@ export const devices = pgTable('devices', {
   topic: text('topic').notNull(),
   userId: text('user_id'),
   certFingerprint: text('cert_fingerprint').notNull().unique(),
+  /** True from the first TokenUpdate after Authenticate until CheckOut (Authenticate sets it false: enrolling). */
   enrolled: boolean('enrolled').notNull().default(true),
+  enrolledAt: ts('enrolled_at'),
   pushToken: text('push_token'),
   pushMagic: text('push_magic'),
   unlockToken: text('unlock_token'),
@@ -67,6 +76,19 @@ export const devices = pgTable('devices', {
   lastPushedAt: ts('last_pushed_at'),
   checkedOutAt: ts('checked_out_at'),
   silentFlaggedAt: ts('silent_flagged_at'),
+  /** Why the last push was not delivered, when it was given up for good; null after a delivery. */
+  pushError: text('push_error'),
+  pushErrorAt: ts('push_error_at'),
+  /** A NotNow in the current connection: if another status ends it, the device will not poll by itself. */
+  notNowAt: ts('not_now_at'),
+  /** notAfter of the identity the device signs with. */
+  identityExpiresAt: ts('identity_expires_at'),
+  /** A renewed identity sent with InstallProfile and accepted next to the current one until the device uses it. */
+  nextCertFingerprint: text('next_cert_fingerprint').unique(),
+  nextIdentityExpiresAt: ts('next_identity_expires_at'),
+  identityRenewalAttemptedAt: ts('identity_renewal_attempted_at'),
+  /** Why the device refused the last renewal; null once a renewal went through. */
+  identityRenewalError: text('identity_renewal_error'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
 
@@ -94,6 +116,8 @@ export const pushQueue = pgTable('push_queue', {
   nextAttemptAt: ts('next_attempt_at').notNull().defaultNow(),
   lastError: text('last_error'),
   createdAt: ts('created_at').notNull().defaultNow(),
+  /** Bumped by every request: a finished send removes the row only if no request came in meanwhile. */
+  generation: integer('generation').notNull().default(0),
 });
 
 export const vppSubscriptions = pgTable('vpp_subscriptions', {
@@ -215,6 +239,17 @@ export const vppNotifications = pgTable('vpp_notifications', {
   notificationType: text('notification_type').notNull(),
   receivedAt: ts('received_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.subscriptionId, t.notificationId] })]);
+
+/** Admin actions and security events (server/audit.ts). */
+export const auditLog = pgTable('audit_log', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  at: ts('at').notNull().defaultNow(),
+  kind: text('kind').notNull(),
+  actor: text('actor'),
+  source: text('source'),
+  subject: text('subject'),
+  details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+});
 
 export const schemaMigrations = pgTable('schema_migrations', {
   id: integer('id').primaryKey(),

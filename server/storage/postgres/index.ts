@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Storage } from '../ports.js';
 import { bundleAssignments, bundleReservations } from '../schema.js';
 import { PostgresAppleEvents } from './apple-events.js';
+import { PostgresAudit } from './audit.js';
 import { PostgresCatalogue } from './catalogue.js';
 import { PostgresCommands } from './commands.js';
 import { drizzleOn } from './db.js';
@@ -41,5 +42,6 @@ export function postgresStorage(pool: pg.Pool, opts: { embedded?: boolean } = {}
     appleEvents: new PostgresAppleEvents(db),
     notifications: new PostgresNotifications(db),
     instances: new PostgresInstances(pool, opts.embedded ?? false),
+    audit: new PostgresAudit(db),
   };
 }
