@@ -74,7 +74,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
     closing.add(() => database.close());
     await migrate(database.pool, log);
-    const storage = postgresStorage(database.pool);
+    const storage = postgresStorage(database.pool, { embedded: database.kind === 'pglite' });
     const platform = apple ?? await appleFromConfig(config);
 
     const services = await createServices({ config, log, secrets, database, storage, platform, closing });
@@ -158,6 +158,7 @@ async function createServices(c: {
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
     eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs,
     fetch: proxyAwareFetch(config),
+    installChecks: { firstCheckMs: config.vppInstallCheckMs, timeoutMs: config.vppInstallTimeoutMs },
   });
   closing.add(() => licensing.stop());
   const verifier = createSignatureVerifier(ca.certPem);

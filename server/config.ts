@@ -48,6 +48,10 @@ export interface Config {
   vppEventNotificationWaitMs: number;
   /** How often the ledger is reconciled with Apple's /assignments. */
   vppReconcileMs: number;
+  /** First question (ManagedApplicationList, with a push) about an install a device accepted; then doubling. */
+  vppInstallCheckMs: number;
+  /** An install a device has not finished after this long is given up, and sent again by the next sync. */
+  vppInstallTimeoutMs: number;
   /** Name shown to Apple as this installation's mdmInfo.name. */
   installationName: string;
   /** After a connection in which NotNow was followed by another status, push the device again this much later. */
@@ -159,6 +163,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', APPLE_MIN_STATUS_POLL_MS),
     vppEventNotificationWaitMs: overrides.vppEventNotificationWaitMs ?? intFrom(env, 'VPP_EVENT_NOTIFICATION_WAIT_MS', 5 * 60_000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
+    vppInstallCheckMs: overrides.vppInstallCheckMs ?? intFrom(env, 'VPP_INSTALL_CHECK_SECONDS', 30) * 1000,
+    vppInstallTimeoutMs: overrides.vppInstallTimeoutMs ?? intFrom(env, 'VPP_INSTALL_TIMEOUT_SECONDS', 3600) * 1000,
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
     notNowRepushMs: overrides.notNowRepushMs ?? intFrom(env, 'NOT_NOW_REPUSH_SECONDS', 300) * 1000,
     // Both spellings, as curl and undici read them.

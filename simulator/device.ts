@@ -9,9 +9,10 @@ export {
   ServerRejectedError,
   type DeviceEnvironment,
   type DeviceSpec,
+  type PromptAnswer,
   type PushRegistry,
   type ReportStatus,
   type VppLicenseCheck,
 } from './device/types.js';
 export { decodePkcs12, readEnrollmentProfile, type Enrollment, type ProfileSummary } from './device/enrollment-profile.js';
-export type { AppState } from './device/apps.js';
+export type { AppState, UserAppAction } from './device/apps.js';

@@ -3,12 +3,10 @@
 // out licenses and started again on its old port. Apple's own count (the simulated Apps and Books service)
 // and the database must end at exactly 100 — the same 100 serial numbers — with the other 200 targets
 // waiting, and neither count may pass 100 at any moment of the run.
-import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSandboxPushCertificate } from '../mdm/identity.js';
@@ -18,9 +16,9 @@ import { SimulatedDevice, type DeviceEnvironment } from '../simulator/device.js'
 import { SimulatorHttpClient } from '../simulator/http.js';
 import { appsAndBooksLicenseCheck } from '../simulator/licensing.js';
 import { freshPostgresDatabase, testPostgresUrl } from './support/databases.js';
+import { ServerProcess, sleep } from './support/server-process.js';
 import { until } from './support/wait.js';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
 const ADMIN_TOKEN = 'concurrency-admin-token-0123456789';
 const PAGES = { adamId: '361309726', name: 'Pages', bundleId: 'com.apple.Pages', productType: 'App' as const, pricingParam: 'STDQ', deviceAssignable: true };
 const LICENSES = 100;
@@ -28,85 +26,6 @@ const DEVICES = 300;
 const LICENSED_STATUSES = ['Licensed', 'Installing', 'Installed'];
 /** Associate requests Apple has received when server B is killed: distribution is well under way, not over. */
 const KILL_AFTER_ASSOCIATES = 30;
-/** Logs kept per server process; enough to read what went wrong, bounded so a noisy run cannot eat memory. */
-const MAX_LOG_CHARS = 2_000_000;
-
-class ServerProcessError extends Error {
-  override name = 'ServerProcessError';
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** One `node --import tsx main.ts` process (a single PID, so SIGKILL hits the server itself, not npx). */
-class ServerProcess {
-  child: ChildProcess | undefined;
-  url = '';
-  port = 0;
-  private runs = 0;
-  private log = '';
-
-  constructor(readonly name: string, private readonly env: NodeJS.ProcessEnv) {}
-
-  /** Starts the server on `port` (0: any free port) and resolves with its URL once it prints that it listens. */
-  async start(port = 0): Promise<string> {
-    const tag = `[${this.name} run ${++this.runs}] `;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
-      cwd: REPO, env: { ...this.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => this.append(tag, s));
-    child.stdout!.setEncoding('utf8');
-    let stdout = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ServerProcessError(`${this.name} did not print "listening on" within 180 s`)), 180_000);
-      child.stdout!.on('data', (s: string) => {
-        this.append(tag, s);
-        stdout += s;
-        const m = /listening on (http:\/\/[^\s]+)/.exec(stdout);
-        if (m) { clearTimeout(timer); resolve(m[1]!); }
-      });
-      child.once('error', (err) => { clearTimeout(timer); reject(new ServerProcessError(`${this.name} could not be spawned: ${err.message}`)); });
-      child.once('exit', (code, signal) => { clearTimeout(timer); reject(new ServerProcessError(`${this.name} exited (${code ?? signal}) before listening`)); });
-    });
-    this.url = url;
-    this.port = Number(new URL(url).port);
-    return url;
-  }
-
-  get running(): boolean {
-    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** SIGKILL: gone at once, mid-transaction and mid-request. SIGTERM: a clean stop, SIGKILL after 5 s. */
-  async stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-    const c = this.child;
-    if (!c || !this.running) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill(signal);
-    if (signal === 'SIGTERM' && !(await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]))) c.kill('SIGKILL');
-    await exited;
-  }
-
-  async api<T = any>(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(this.url + apiPath, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  }
-
-  logs(): string {
-    return this.log;
-  }
-
-  private append(tag: string, s: string) {
-    this.log += s.split('\n').filter(Boolean).map((l) => tag + l + '\n').join('');
-    if (this.log.length > MAX_LOG_CHARS) this.log = '…\n' + this.log.slice(-MAX_LOG_CHARS);
-  }
-}
 
 /** Runs fn over items with at most `limit` at a time. */
 async function eachLimited<T>(items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
@@ -161,8 +80,8 @@ describe.skipIf(!testPostgresUrl())('the license ledger never over-assigns: 300 
         APNS_URL: apns.url, APNS_CA_FILE: caFile, VPP_URL: sim.url, VPP_EVENT_POLL_MS: '200', VPP_EVENT_NOTIFICATION_WAIT_MS: '1000', PUSH_RETRY_POLL_MS: '500', LOG_LEVEL: 'warn',
       };
     };
-    const a = new ServerProcess('A', await serverEnv('a'));
-    const b = new ServerProcess('B', await serverEnv('b'));
+    const a = new ServerProcess('A', await serverEnv('a'), ADMIN_TOKEN);
+    const b = new ServerProcess('B', await serverEnv('b'), ADMIN_TOKEN);
     cleanups.push(() => Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]));
     const report: string[] = [];
     const note = (line: string) => { report.push(line); console.log(`[concurrency] ${line}`); };

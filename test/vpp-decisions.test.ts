@@ -1,49 +1,12 @@
-// The decisions of license distribution as plain functions (vpp/): install-status transitions, the flows'
-// next step, which failure of an Apple event applies to whom, the reconcile plan, and subscription status.
+// The decisions of license distribution as plain functions (vpp/): the flows' next step, which failure of an
+// Apple event applies to whom, the reconcile plan, and subscription status. Install statuses and the other
+// lifecycle decisions are in vpp-decisions-lifecycle.test.ts.
 import { describe, expect, it } from 'vitest';
 import { associationFailureReason, failureFor, licenseSubject } from '../vpp/event-outcome.js';
 import { ACCOUNT_CHANGED, deviceFlowStep, licenseStep, noLicenseReason, userFlowStep, userStatusFromApple } from '../vpp/flows.js';
-import { afterInstallCommand, afterManagedAppStatus, awaitsManagedCheck, isUnderway, SLOT_STATUSES, targetStatus } from '../vpp/install-status.js';
 import { manageAssetsRequest } from '../vpp/policy.js';
 import { groupByAsset, planReconcile, type LedgerLicense } from '../vpp/reconcile-plan.js';
 import { afterAppleFailure, claimDecision, foreignHolder } from '../vpp/subscription-state.js';
-
-describe('install status', () => {
-  it('moves on with the device\'s answer to InstallApplication', () => {
-    expect(afterInstallCommand({ status: 'Acknowledged', result: { State: 'Queued' } }))
-      .toEqual({ status: 'Installing', reason: 'the device accepted the install (State Queued)', deviceState: 'Queued' });
-    expect(afterInstallCommand({ status: 'Acknowledged', result: {} })).toMatchObject({ status: 'Installing', deviceState: 'unknown' });
-    expect(afterInstallCommand({ status: 'Acknowledged', result: { State: 'Managed' } })).toEqual({ status: 'Installed', reason: 'installed and managed' });
-    expect(afterInstallCommand({ status: 'Error', errorChain: [{ ErrorCode: 12029, USEnglishDescription: 'no license' }] }))
-      .toEqual({ status: 'Failed', reason: 'device refused InstallApplication: 12029 no license' });
-    expect(afterInstallCommand({ status: 'CommandFormatError' })).toEqual({ status: 'Failed', reason: 'device refused InstallApplication: CommandFormatError' });
-    expect(afterInstallCommand({ status: 'NotNow' })).toBeUndefined();
-  });
-
-  it('asks ManagedApplicationList only about installs the device accepted, and finishes them by its Status', () => {
-    expect(awaitsManagedCheck({ status: 'Installing', deviceState: 'Queued' })).toBe(true);
-    expect(awaitsManagedCheck({ status: 'Installing', deviceState: null })).toBe(false);
-    expect(awaitsManagedCheck({ status: 'Installed', deviceState: 'Queued' })).toBe(false);
-    expect(afterManagedAppStatus({ status: 'Installing' }, 'Managed')).toEqual({ status: 'Installed', reason: 'installed and managed' });
-    expect(afterManagedAppStatus({ status: 'Installing' }, 'Failed')).toMatchObject({ status: 'Failed' });
-    expect(afterManagedAppStatus({ status: 'Installing' }, 'Installing')).toBeUndefined();
-    expect(afterManagedAppStatus({ status: 'Waiting' }, 'Managed')).toBeUndefined();
-  });
-
-  it('says an install under way needs nothing from a sync, and which statuses hold a user-license slot', () => {
-    expect(['Installing', 'Installed'].every((s) => isUnderway(s as never))).toBe(true);
-    expect(isUnderway('Associating')).toBe(false);
-    expect(isUnderway(undefined)).toBe(false);
-    expect([...SLOT_STATUSES].sort()).toEqual(['Associating', 'Installed', 'Installing', 'Licensed']);
-  });
-
-  it('gives a target the furthest status of its devices, else why they wait', () => {
-    expect(targetStatus([{ status: 'Waiting', reason: 'w' }, { status: 'Installing', reason: 'i' }], undefined)).toEqual({ status: 'Installing', reason: 'i' });
-    expect(targetStatus([{ status: 'DeviceLimitReached', reason: 'd' }, { status: 'Failed', reason: 'f' }], undefined)).toEqual({ status: 'DeviceLimitReached', reason: 'd' });
-    expect(targetStatus([], { state: 'Associated' })).toEqual({ status: 'Licensed', reason: 'no enrolled device has synced yet' });
-    expect(targetStatus([], undefined)).toEqual({ status: 'Waiting', reason: 'no enrolled device has synced yet' });
-  });
-});
 
 describe('the flows\' next step', () => {
   const device = { osVersion: '17.5', serialNumber: 'SER1' };

@@ -257,7 +257,7 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     expect(refused).toHaveLength(1);
     expect(refused[0].reason).toContain('10 devices');
     expect(sim().assignedCount(s.sToken, NUMBERS.adamId)).toBe(1);
-  });
+  }, 120_000); // 11 enrollments: slow when the whole suite shares two cores
 
   it('reclaims a device license at CheckOut and gives it to a waiting device', async () => {
     const s = await w.subscribe([{ ...GARAGEBAND, totalCount: 1 }]);

@@ -59,3 +59,11 @@ export function noLicenseReason(got: { total: number; held: number; reservedForO
     ? `no license available: ${got.held} of ${got.total} in use and ${got.reservedForOthers} reserved for others; waiting for one to free up`
     : `no license available: ${got.held} of ${got.total} in use; waiting for one to free up`;
 }
+
+/** Why a device gets no device license while another enrolled device reports its serial number. */
+export function serialConflictReason(c: { serialNumber: string; otherUdids: string[]; holderUdid?: string }): string {
+  const others = c.otherUdids.join(', ');
+  const holder = c.holderUdid ? `; device ${c.holderUdid} holds this app's license for that serial` : '';
+  return `serial number ${c.serialNumber} is also reported by ${c.otherUdids.length === 1 ? 'device' : 'devices'} ${others}${holder}. `
+    + 'Apple keeps device licenses by serial number, so no license is shared or counted twice: delete the device record that is wrong';
+}

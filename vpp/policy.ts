@@ -6,6 +6,12 @@ export const TARGET_TYPES = ['user', 'device'] as const;
 export type TargetType = (typeof TARGET_TYPES)[number];
 export const INSTALL_STATUSES = [
   'Waiting', 'InvitationSent', 'Associating', 'Licensed', 'Installing', 'Installed', 'Failed', 'OSVersionTooOld', 'DeviceLimitReached',
+  /** The device's user declined the install or its management, or the device cannot take the user's copy over. */
+  'Rejected',
+  /** The user removed the managed app; the license stays assigned. */
+  'Removed',
+  /** Another enrolled device reports the same serial number, and device licenses are per serial number. */
+  'SerialNumberConflict',
 ] as const;
 export type InstallStatus = (typeof INSTALL_STATUSES)[number];
 /** Where one license of the ledger stands: taken and asked of Apple, confirmed by Apple, being given back. */
@@ -16,6 +22,16 @@ export type LicenseState = (typeof LICENSE_STATES)[number];
 export const MIN_DEVICE_ASSIGNMENT_OS = '9.0';
 /** A user-assigned license is valid on at most this many of the user's devices. */
 export const MAX_DEVICES_PER_USER_LICENSE = 10;
+
+/**
+ * InstallApplication's ChangeManagementState 'Managed' takes over an app the user installed already: iOS 9 and
+ * later, never with User Enrollment (mdm/apple-schema/mdm/commands/application.install.yaml). This server
+ * refuses User Enrollment at check-in (mdm/messages.ts), so the OS version decides.
+ */
+export const MIN_TAKE_OVER_OS = '9.0';
+export function mayTakeOverUserApp(device: { osVersion: string | null }): boolean {
+  return !!device.osVersion && compareOsVersions(device.osVersion, MIN_TAKE_OVER_OS) >= 0;
+}
 
 export function compareOsVersions(a: string, b: string): number {
   const pa = a.split('.').map((n) => Number.parseInt(n, 10) || 0);

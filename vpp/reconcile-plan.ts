@@ -37,13 +37,15 @@ export function planReconcile<L extends LedgerLicense>(input: {
   pendingEventIds: ReadonlySet<string>;
   /** Associated, settled licenses whose target still has the bundle assigned (and, for a device, is enrolled). */
   entitledIds: ReadonlySet<number>;
+  /** Licenses taken by a server process that is gone: nothing is in flight for them, whatever their age. */
+  takerGoneIds?: ReadonlySet<number>;
   nowMs: number; graceMs: number;
 }): Array<ReconcileStep<L>> {
   const appleKeys = new Set(input.apple.map(keyOfAssignment));
   const ourKeys = new Set(input.ours.map(keyOfLicense));
   const steps: Array<ReconcileStep<L>> = [];
   for (const license of input.ours) {
-    if (!isSettled(license, input.nowMs, input.graceMs)) continue;
+    if (!isSettled(license, input.nowMs, input.graceMs) && !input.takerGoneIds?.has(license.id)) continue;
     // No pending event will ever settle this license: the process crashed between taking it and asking
     // Apple, or between Apple's answer and recording the event (the event id was stored, the event not).
     const stranded = !license.eventId || !input.pendingEventIds.has(license.eventId);

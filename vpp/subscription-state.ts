@@ -73,3 +73,18 @@ export function afterAppleFailure(current: SubscriptionStatus | undefined, failu
     ...(stuck ? { status: 'Error', statusReason: `could not reach Apple to claim the token: ${failure.message}; retry with POST .../claim` } : {}),
   };
 }
+
+export interface Location { uId: string; locationName: string }
+
+/** A renewed sToken must be for the subscription's own location: its bundles, assignments and licenses are that location's. */
+export function renewalRefusal(current: { locationUid: string | null; locationName: string | null; name: string }, renewed: Location): string | undefined {
+  if (!current.locationUid || current.locationUid === renewed.uId) return undefined;
+  return `this sToken is for the location "${renewed.locationName}" (uId ${renewed.uId}), but subscription "${current.name}" is for "${current.locationName ?? '?'}" `
+    + `(uId ${current.locationUid}); a token of another location is linked as a new subscription (POST /api/v1/vpp/subscriptions)`;
+}
+
+/** Linking a location that is linked already would duplicate its bundles and count its licenses twice. */
+export function duplicateLocationRefusal(existing: { id: string; name: string; status: SubscriptionStatus }, location: Location): string {
+  return `the location "${location.locationName}" (uId ${location.uId}) is already linked as subscription "${existing.name}" (${existing.id}, ${existing.status}); `
+    + `to use a renewed token for it, upload it with PUT /api/v1/vpp/subscriptions/${existing.id}/token`;
+}

@@ -19,14 +19,25 @@ export class CommandQueue {
   constructor(private readonly deps: { commands: CommandStore; push: PushService }) {}
 
   async enqueue(udid: string, command: Command, opts: QueueOptions): Promise<CommandRecord> {
+    const stored = await this.deps.commands.enqueue(this.record(udid, command, opts));
+    if (opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
+    return stored;
+  }
+
+  /** Queued unless the owner has one pending for this device and ownerRef already (then undefined, no push). */
+  async enqueueOnePending(udid: string, command: Command, opts: QueueOptions & { ownerRef: string }): Promise<CommandRecord | undefined> {
+    const stored = await this.deps.commands.enqueueOnePending({ ...this.record(udid, command, opts), ownerRef: opts.ownerRef });
+    if (stored && opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
+    return stored;
+  }
+
+  private record(udid: string, command: Command, opts: QueueOptions) {
     const check = validateCommand(command);
     if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
     const commandUuid = crypto.randomUUID().toUpperCase();
-    const stored = await this.deps.commands.enqueue({
+    return {
       commandUuid, udid, requestType: command.RequestType, owner: opts.owner, ownerRef: opts.ownerRef,
       payload: buildPlist(commandEnvelope(commandUuid, command)),
-    });
-    if (opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
-    return stored;
+    };
   }
 }

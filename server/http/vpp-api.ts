@@ -17,6 +17,7 @@ const SubscriptionBody = z.object({
   name: z.string().min(1).max(200), sToken: z.string().min(1).max(10_000), schedule: ScheduleBody.default({ type: 'none' }),
   claimManagement: z.boolean().optional(),
 }).strict();
+const TokenBody = z.object({ sToken: z.string().min(1).max(10_000) }).strict();
 const TargetBody = z.object({ targetType: z.enum(['user', 'device']), targetId: z.string().min(1).max(200) }).strict();
 const BundleBody = z.object({ subscriptionId: z.string().optional() }).strict();
 
@@ -37,6 +38,19 @@ export function vppAdminRouter(licensing: Licensing): express.Router {
     res.json((await subscriptions.list()).map((s) => subscriptionView(s, subscriptions.notificationUrl(s.id))));
   });
   r.get('/api/v1/vpp/subscriptions/:id', async (req, res) => { res.json(await subscription(id(req))); });
+  r.put('/api/v1/vpp/subscriptions/:id/token', async (req, res) => {
+    const body = parseBody(TokenBody, req.body);
+    const renewed = await subscriptions.replaceToken(id(req), body.sToken);
+    res.json(subscriptionView(renewed, subscriptions.notificationUrl(renewed.id)));
+  });
+  r.delete('/api/v1/vpp/subscriptions/:id', async (req, res) => {
+    const flag = req.query.releaseLicenses;
+    if (flag !== 'true' && flag !== 'false') {
+      throw invalid('say what happens to the subscription\'s licenses: releaseLicenses=true disassociates them at Apple first; releaseLicenses=false leaves them assigned at Apple (e.g. for the MDM that takes the location over)', 'release_licenses_required');
+    }
+    const outcome = await subscriptions.delete(id(req), flag === 'true');
+    res.json({ id: id(req), deleted: true, releasedAtApple: flag === 'true', ...outcome });
+  });
   r.post('/api/v1/vpp/subscriptions/:id/claim', async (req, res) => {
     await subscriptions.get(id(req));
     await subscriptions.claimAndSync(id(req), true);
@@ -90,13 +104,29 @@ const target = j({ type: 'object', required: ['targetType', 'targetId'], propert
 addOpenApiPaths({
   '/vpp/subscriptions': {
     get: { summary: 'List VPP subscriptions (status, org, expiry, claim holder)', responses: { 200: ok('Subscriptions') } },
-    post: { summary: 'Link an sToken: validate, claim (mdmInfo), sync assets; schedule none|date|recurring', requestBody: j({ type: 'object', required: ['name', 'sToken'], properties: { name: { type: 'string' }, sToken: { type: 'string' }, schedule: { type: 'object' }, claimManagement: { type: 'boolean' } } }), responses: { 201: ok('Subscription'), 400: err, 409: err } },
+    post: { summary: 'Link an sToken: validate, claim (mdmInfo), sync assets; schedule none|date|recurring. A location linked already gets 409 duplicate_location (renew its token instead)', requestBody: j({ type: 'object', required: ['name', 'sToken'], properties: { name: { type: 'string' }, sToken: { type: 'string' }, schedule: { type: 'object' }, claimManagement: { type: 'boolean' } } }), responses: { 201: ok('Subscription'), 400: err, 409: err } },
   },
-  '/vpp/subscriptions/{id}': { get: { summary: 'Subscription status', parameters: [p('id')], responses: { 200: ok('Subscription'), 404: err } } },
+  '/vpp/subscriptions/{id}': {
+    get: { summary: 'Subscription status', parameters: [p('id')], responses: { 200: ok('Subscription'), 404: err } },
+    delete: {
+      summary: 'Delete the subscription with its bundles, assignments, reservations, installs and license records here; pending InstallApplication commands of its bundles are cancelled. '
+        + 'releaseLicenses=true first disassociates every license it holds at Apple (refused with 409 unless the subscription is Active; Apple completes the requests on its own); '
+        + 'releaseLicenses=false leaves them assigned at Apple (apps stay licensed on the devices, e.g. for the MDM that takes the location over). The flag is required.',
+      parameters: [p('id'), { name: 'releaseLicenses', in: 'query', required: true, schema: { type: 'boolean' } }],
+      responses: { 200: ok('Deleted: { id, deleted, releasedAtApple, licenses, releaseRequests }'), 400: err, 404: err, 409: err },
+    },
+  },
+  '/vpp/subscriptions/{id}/token': {
+    put: {
+      summary: "Replace the sToken with a renewed one for the same location (Apple's tokens expire yearly): bundles, assignments and licenses stay; the subscription is claimed and synced again. A token of another location gets 409 other_location",
+      parameters: [p('id')], requestBody: j({ type: 'object', required: ['sToken'], properties: { sToken: { type: 'string' } } }),
+      responses: { 200: ok('Subscription'), 400: err, 404: err, 409: err, 503: err },
+    },
+  },
   '/vpp/subscriptions/{id}/claim': { post: { summary: 'Take over a token another MDM holds (resets its assignments)', parameters: [p('id')], responses: { 200: ok('Subscription'), 404: err } } },
   '/vpp/subscriptions/{id}/run': { post: { summary: 'Run Now: asset sync', parameters: [p('id')], responses: { 202: ok('Started'), 404: err } } },
   '/vpp/subscriptions/{id}/reconcile': { post: { summary: "Compare the ledger with Apple's /assignments and repair drift", parameters: [p('id')], responses: { 200: ok('Repairs') } } },
-  '/vpp/licenses': { get: { summary: 'License summary per app: total, assigned, available, reserved, waiting', responses: { 200: ok('Summary') } } },
+  '/vpp/licenses': { get: { summary: 'License summary per app: total, assigned, available, reserved, waiting (subscriptions in Error are not counted)', responses: { 200: ok('Summary') } } },
   '/vpp/apps/{adamId}/bundle': { post: { summary: 'Create Bundle for one purchased app', parameters: [p('adamId')], responses: { 201: ok('Created'), 200: ok('Existing'), 404: err } } },
   '/bundles': { get: { summary: 'List bundles', responses: { 200: ok('Bundles') } } },
   '/bundles/{id}': { get: { summary: 'Get a bundle', parameters: [p('id')], responses: { 200: ok('Bundle'), 404: err } } },

@@ -15,14 +15,15 @@ export interface AppleClientsDeps {
  * another MDM has taken the token over, and record what a failed call means for the subscription.
  */
 export class AppleClients {
-  private readonly clients = new Map<string, AppsAndBooksClient>();
+  private readonly clients = new Map<string, { tokenHash: string; client: AppsAndBooksClient }>();
   /** Subscriptions being claimed: the old holder is expected in the answers; the claim decides the status. */
   private readonly claiming = new Set<string>();
 
   constructor(private readonly deps: AppleClientsDeps) {}
 
   for(sub: SubscriptionRecord): AppsAndBooksClient {
-    let client = this.clients.get(sub.id);
+    let client = this.clients.get(sub.id)?.tokenHash === sub.tokenHash ? this.clients.get(sub.id)!.client : undefined;
+    // A renewed token (any server process may have stored it) gets a client of its own.
     if (!client) {
       client = new AppsAndBooksClient({
         baseUrl: this.deps.vppUrl, sToken: this.deps.secrets.open(sub.sealedStoken), fetch: this.deps.fetch, backoffBaseMs: 200,
@@ -33,9 +34,14 @@ export class AppleClients {
             .catch((e) => this.deps.log.error({ subscriptionId: sub.id, error: (e as Error).message }, 'vpp recording a foreign claim failed'));
         },
       });
-      this.clients.set(sub.id, client);
+      this.clients.set(sub.id, { tokenHash: sub.tokenHash, client });
     }
     return client;
+  }
+
+  /** A client for a token not stored yet (to read which location it is for), outside any subscription. */
+  forToken(sToken: string): AppsAndBooksClient {
+    return new AppsAndBooksClient({ baseUrl: this.deps.vppUrl, sToken, fetch: this.deps.fetch, backoffBaseMs: 200 });
   }
 
   async whileClaiming<T>(subscriptionId: string, work: () => Promise<T>): Promise<T> {

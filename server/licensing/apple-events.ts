@@ -7,7 +7,7 @@ import type { AssetManagementNotification, NotificationUser, UserManagementNotif
 import type { Logger } from '../log.js';
 import type { AppleEventRecord, LicenseRecord, Storage, SubscriptionRecord, VppUserRecord } from '../storage/ports.js';
 import type { AppleClients } from './apple-clients.js';
-import type { Reclaims } from './reclaim.js';
+import { licenseIds, type Reclaims } from './reclaim.js';
 import type { UserRegistrations } from './user-registrations.js';
 
 type EventPorts = Pick<Storage, 'appleEvents' | 'subscriptions' | 'ledger' | 'catalogue' | 'installs' | 'devices' | 'vppUsers'>;
@@ -172,13 +172,15 @@ export class AppleEvents {
         if (failureClass === 'userUnknown' && lic.targetType === 'user') await vppUsers.delete(lic.subscriptionId, lic.targetId);
         const reason = associationFailureReason(outcome.failure);
         if (bundle) for (const i of await installs.via(bundle.id, lic.targetType, lic.targetId)) await installs.put({ ...i, status, reason });
-        this.deps.log.warn({ adamId: lic.adamId, targetId: lic.targetId, errorNumber: outcome.failure.errorNumber }, 'license association failed at Apple; license returned');
+        this.deps.log.warn({ ...licenseIds(lic), eventId, errorNumber: outcome.failure.errorNumber, reason }, 'license association failed at Apple; license returned');
         continue;
       }
       // Only the process that moves the license on starts its installs: a second applier finds it Associated.
       // They go through the device's own distribution queue, as its syncs do, so the two cannot both queue
       // an InstallApplication (the flow sees the license Associated and installs once).
-      if (!(await ledger.setState(lic.id, 'Associated', {}, 'Associating')) || !bundle) continue;
+      if (!(await ledger.setState(lic.id, 'Associated', {}, 'Associating'))) continue;
+      this.deps.log.info({ ...licenseIds(lic), eventId }, 'license associated');
+      if (!bundle) continue;
       const udids = lic.targetType === 'device' ? [lic.targetId]
         : (await installs.via(bundle.id, 'user', lic.targetId)).filter((i) => i.status === 'Associating').map((i) => i.udid);
       for (const udid of udids) if ((await devices.get(udid))?.enrolled) await this.deps.resync(udid);
@@ -200,8 +202,7 @@ export class AppleEvents {
         await ledger.setState(lic.id, 'Disassociating', { eventId: null, failure: disassociationFailureReason(outcome.failure) });
         continue;
       }
-      await ledger.release(lic.id);
-      await this.deps.reclaims.wakeWaiting(lic);
+      await this.deps.reclaims.released(lic, eventId);
     }
     return applied;
   }

@@ -1,9 +1,11 @@
-import { targetStatus } from '../../vpp/install-status.js';
+import { isUnderway, leftAloneBySync, targetStatus } from '../../vpp/install-status.js';
 import { summarizeLicenses, type LicenseSummaryRow, type TargetType } from '../../vpp/policy.js';
 import { conflict, notFound } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { PushService } from '../push/push-service.js';
 import type { BundleRecord, DeviceApp, DeviceRecord, InstallRecord, LicenseRecord, Storage, TargetListRecord } from '../storage/ports.js';
 import type { Distribution } from './distribution.js';
+import type { InstallTracking } from './install-tracking.js';
 import type { Reclaims } from './reclaim.js';
 
 type AssignmentPorts = Pick<Storage, 'catalogue' | 'assignments' | 'reservations' | 'installs' | 'ledger' | 'devices' | 'users'>;
@@ -17,7 +19,9 @@ export interface AssignmentState {
 
 /** What the admin asks for: bundles assigned to (or reserved for) users and devices, and where each stands. */
 export class Assignments {
-  constructor(private readonly deps: { storage: AssignmentPorts; reclaims: Reclaims; distribution: Distribution; push: PushService }) {}
+  constructor(private readonly deps: {
+    storage: AssignmentPorts; reclaims: Reclaims; distribution: Distribution; tracking: InstallTracking; push: PushService; log: Logger;
+  }) {}
 
   async bundle(id: string): Promise<BundleRecord> {
     const b = await this.deps.storage.catalogue.getBundle(id);
@@ -36,7 +40,8 @@ export class Assignments {
     if (targetType === 'device' && !bundle.deviceAssignable) {
       throw conflict(`${bundle.name} cannot be assigned to devices (Apple: not device-assignable); assign it to users`, 'not_device_assignable');
     }
-    await assignments.add(bundleId, targetType, targetId);
+    const added = await assignments.add(bundleId, targetType, targetId);
+    if (added) this.deps.log.info({ subscriptionId: bundle.subscriptionId, bundleId, adamId: bundle.adamId, targetType, targetId, devices: devices.length }, 'bundle assigned');
     for (const d of devices) {
       if (!(await installs.get(bundleId, d.udid))) {
         await installs.put({ bundleId, udid: d.udid, viaTargetType: targetType, viaTargetId: targetId, status: 'Waiting', reason: 'waiting for the device to sync' });
@@ -49,7 +54,12 @@ export class Assignments {
     const { assignments, installs } = this.deps.storage;
     const bundle = await this.bundle(bundleId);
     if (!(await assignments.remove(bundleId, targetType, targetId))) throw notFound(`bundle ${bundleId} is not assigned to ${targetType} ${targetId}`);
+    this.deps.log.info({ subscriptionId: bundle.subscriptionId, bundleId, adamId: bundle.adamId, targetType, targetId }, 'bundle unassigned');
+    // The devices the assignment reached lose their pending InstallApplication with their install records (an
+    // install queued while this runs withdraws itself: install-tracking.ts queueInstall).
+    const reached = (await installs.via(bundleId, targetType, targetId)).map((i) => i.udid);
     await installs.delete({ bundleId, viaTargetType: targetType, viaTargetId: targetId });
+    await this.deps.tracking.withdraw(bundleId, reached, 'unassigned');
     await this.deps.reclaims.reclaim(bundle, targetType, targetId, 'unassigned');
   }
 
@@ -77,6 +87,11 @@ export class Assignments {
     if (!(await this.deps.storage.devices.get(udid))) throw notFound(`no device with UDID "${udid}"`);
     if (!(await this.deps.storage.assignments.has(bundleId, 'device', udid))) {
       throw conflict(`Install Bundle works on device assignments only: bundle ${bundle.name} is not assigned to device ${udid}`, 'not_device_assigned');
+    }
+    // The admin asks again: a refusal or removal by the device's user no longer holds the install back.
+    const install = await this.deps.storage.installs.get(bundleId, udid);
+    if (install && leftAloneBySync(install.status) && !isUnderway(install.status)) {
+      await this.deps.storage.installs.put({ ...install, status: 'Waiting', reason: 'Install Bundle: asking the device again' });
     }
     await this.deps.distribution.enqueueForDevice(udid);
     await this.deps.push.request([udid], 'install bundle');

@@ -1,5 +1,5 @@
 import { AWAITING_APPLE, deviceFlowStep, licenseStep, userFlowStep, type Stop } from '../../vpp/flows.js';
-import { isUnderway, SLOT_STATUSES } from '../../vpp/install-status.js';
+import { leftAloneBySync, SLOT_STATUSES } from '../../vpp/install-status.js';
 import { MAX_DEVICES_PER_USER_LICENSE, userDeviceLimitRefusal } from '../../vpp/policy.js';
 import type { Logger } from '../log.js';
 import type { BundleRecord, DeviceRecord, InstallPut, Storage, SubscriptionRecord } from '../storage/ports.js';
@@ -40,7 +40,7 @@ export class Distribution {
     const device = await devices.get(udid);
     if (!device || !device.enrolled) return;
     for (const a of await assignments.bundlesForDevice(udid, device.userId)) {
-      if (isUnderway((await installs.get(a.id, udid))?.status)) continue;
+      if (leftAloneBySync((await installs.get(a.id, udid))?.status)) continue;
       const sub = await subscriptions.get(a.subscriptionId);
       if (!sub || sub.status !== 'Active') {
         await this.record({ bundleId: a.id, udid, viaTargetType: a.targetType, viaTargetId: a.targetId }, {

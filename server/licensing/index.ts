@@ -10,7 +10,7 @@ import { AppleClients } from './apple-clients.js';
 import { AppleEvents } from './apple-events.js';
 import { Assignments } from './assignments.js';
 import { Distribution } from './distribution.js';
-import { InstallTracking } from './install-tracking.js';
+import { InstallTracking, type InstallCheckTiming } from './install-tracking.js';
 import { LicenseTaking } from './license-taking.js';
 import { scheduleAssetSync, scheduleLicensingJobs } from './licensing-jobs.js';
 import { AppleNotifications } from './notifications.js';
@@ -31,19 +31,27 @@ export interface LicensingDeps {
   /** How long an Apple event waits for its notification before it is first polled (Apple: 5 minutes). */
   eventNotificationWaitMs: number;
   reconcileEveryMs: number;
+  /** When to ask a device about an install it accepted, and when to give it up. */
+  installChecks: InstallCheckTiming;
   fetch?: typeof fetch;
 }
 
 export type Licensing = ReturnType<typeof createLicensing>;
 
+/** The check job runs often enough for the first question to go out near its time, and at most every 10 s. */
+function installCheckPollMs(t: InstallCheckTiming): number {
+  return Math.max(500, Math.min(t.firstCheckMs, 10_000));
+}
+
 export function createLicensing(deps: LicensingDeps) {
   const { storage, log, secrets, push, queue, scheduler } = deps;
   const clients = new AppleClients({ subscriptions: storage.subscriptions, secrets, log, vppUrl: deps.vppUrl, installationId: deps.installationId, fetch: deps.fetch });
-  const tracking = new InstallTracking({ storage, queue });
+  const tracking = new InstallTracking({ storage, queue, push, log, timing: deps.installChecks });
+  let instanceKey: number | undefined;
   const reclaims = new Reclaims({ storage, clients, push, log });
   // Requests to Apple are answered by events, settled by Apple's notifications or, failing those, by polling.
   const registrations = new UserRegistrations({ storage, clients, queue, log });
-  const taking = new LicenseTaking({ storage, clients, reclaims, log });
+  const taking = new LicenseTaking({ storage, clients, reclaims, log, instanceKey: () => instanceKey });
   const distribution = new Distribution({ storage, taking, registrations, tracking, log });
   const events = new AppleEvents({
     storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
@@ -51,9 +59,9 @@ export function createLicensing(deps: LicensingDeps) {
   });
   const subscriptions = new Subscriptions({
     storage, clients, secrets, log, installationId: deps.installationId, installationName: deps.installationName, publicUrl: deps.publicUrl,
-    scheduleSync: (id, schedule) => scheduleAssetSync(scheduler, id, schedule),
+    scheduleSync: (id, schedule) => scheduleAssetSync(scheduler, id, schedule), tracking,
   });
-  const assignments = new Assignments({ storage, reclaims, distribution, push });
+  const assignments = new Assignments({ storage, reclaims, distribution, tracking, push, log });
   const notifications = new AppleNotifications({ storage, secrets, log, push, events, registrations, subscriptions });
   const reconciler = new Reconciler({ storage, clients, reclaims, subscriptions, push, log });
 
@@ -67,17 +75,23 @@ export function createLicensing(deps: LicensingDeps) {
     /** Device and user deletions, Apple Account changes: what licensing lets go of. */
     lifecycle: reclaims,
     async start(): Promise<void> {
+      // Before any license is taken: each records the process that took it, for the next restart to settle.
+      instanceKey = await storage.instances.register();
       events.start();
       await scheduleLicensingJobs(scheduler, {
         subscriptions: storage.subscriptions, log, reconcileEveryMs: deps.reconcileEveryMs,
         syncAssets: (id) => subscriptions.syncAssets(id), reconcile: (id) => reconciler.reconcile(id),
+        installCheckEveryMs: installCheckPollMs(deps.installChecks), runInstallChecks: () => tracking.runDueChecks(),
       });
+      // What a crashed process left half-done is settled now, not at the next periodic reconcile.
+      void reconciler.settleAfterRestart().catch((e) => log.error({ error: (e as Error)?.message ?? String(e) }, 'settling licenses after a restart failed'));
     },
     /** Wait until the distribution work queued in this process has finished. */
     settled: () => distribution.settled(),
     async stop(): Promise<void> {
       await events.stop();
       await distribution.settled();
+      await storage.instances.unregister();
     },
   };
 }

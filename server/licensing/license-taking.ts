@@ -1,5 +1,5 @@
 import { AppsAndBooksError } from '../../vpp/client.js';
-import { noLicenseReason } from '../../vpp/flows.js';
+import { noLicenseReason, serialConflictReason } from '../../vpp/flows.js';
 import { manageAssetsRequest, type TargetType } from '../../vpp/policy.js';
 import type { Logger } from '../log.js';
 import type { BundleRecord, DeviceRecord, Storage, SubscriptionRecord } from '../storage/ports.js';
@@ -15,13 +15,20 @@ type TakingPorts = Pick<Storage, 'ledger' | 'installs' | 'appleEvents'>;
 export class LicenseTaking {
   constructor(private readonly deps: {
     storage: TakingPorts; clients: AppleClients; reclaims: Reclaims; log: Logger;
+    /** This server process's key (ServerInstanceStore), recorded with each license it takes. */
+    instanceKey: () => number | undefined;
   }) {}
 
   async takeAndAssociate(sub: SubscriptionRecord, bundle: BundleRecord, device: DeviceRecord, target: { type: TargetType; id: string; serialNumber?: string }): Promise<void> {
     const { ledger, installs, appleEvents } = this.deps.storage;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: target.type, viaTargetId: target.id };
-    const got = await ledger.acquire(bundle, target);
+    const got = await ledger.acquire(bundle, target, this.deps.instanceKey());
     if (got.outcome === 'notEntitled' || got.outcome === 'held') return;
+    if (got.outcome === 'serialConflict') {
+      await installs.put({ ...via, status: 'SerialNumberConflict', reason: serialConflictReason(got) });
+      this.deps.log.warn({ subscriptionId: sub.id, bundleId: bundle.id, adamId: bundle.adamId, udid: device.udid, serialNumber: got.serialNumber, otherUdids: got.otherUdids }, 'device license refused: another enrolled device reports the same serial number');
+      return;
+    }
     if (got.outcome === 'none') {
       await installs.put({ ...via, status: 'Waiting', reason: noLicenseReason(got) });
       return;
@@ -38,11 +45,12 @@ export class LicenseTaking {
         await this.deps.reclaims.disassociate({ ...got.license, state: 'Associated' }, 'reclaimed during association');
         return;
       }
+      this.deps.log.info({ subscriptionId: sub.id, bundleId: bundle.id, adamId: bundle.adamId, targetType: target.type, targetId: target.id, udid: device.udid, eventId }, 'license association requested');
     } catch (err) {
       await ledger.release(got.license.id);
       const reason = err instanceof AppsAndBooksError ? `Apple refused the association (${err.errorNumber ?? err.httpStatus}): ${err.message}` : (err as Error).message;
       await installs.put({ ...via, status: 'Failed', reason });
-      this.deps.log.warn({ adamId: bundle.adamId, targetId: target.id, reason }, 'license association failed; license returned');
+      this.deps.log.warn({ subscriptionId: sub.id, bundleId: bundle.id, adamId: bundle.adamId, targetType: target.type, targetId: target.id, udid: device.udid, reason }, 'license association failed; license returned');
       if (err instanceof AppsAndBooksError && err.kind === 'tokenInvalid') await this.deps.clients.recordFailure(sub.id, err);
     }
   }

@@ -5,12 +5,18 @@ import type { SubscriptionStore } from '../storage/ports.js';
 
 const SYNC = 'vpp:sync';
 const RECONCILE = 'vpp:reconcile';
+const INSTALL_CHECKS = 'vpp:install-checks';
 
-/** Asset syncs on each subscription's schedule, and the periodic reconcile of every active subscription. */
+/**
+ * Asset syncs on each subscription's schedule, the periodic reconcile of every active subscription, and the
+ * questions to devices about installs they are working on.
+ */
 export async function scheduleLicensingJobs(scheduler: Scheduler, deps: {
   subscriptions: SubscriptionStore; log: Logger; reconcileEveryMs: number;
   syncAssets: (subscriptionId: string) => Promise<unknown>;
   reconcile: (subscriptionId: string) => Promise<unknown>;
+  installCheckEveryMs: number;
+  runInstallChecks: () => Promise<unknown>;
 }): Promise<void> {
   scheduler.define(SYNC, async (job) => {
     const { subscriptionId } = job.attrs.data as { subscriptionId: string };
@@ -22,6 +28,12 @@ export async function scheduleLicensingJobs(scheduler: Scheduler, deps: {
     }
   });
   await scheduler.every(deps.reconcileEveryMs, RECONCILE, undefined, { skipImmediate: true });
+  // A short lock: a process killed while running it must not hold the checks back for agenda's default 5 min.
+  // Two processes running it at once is harmless: each install is claimed in the database by one of them.
+  scheduler.define(INSTALL_CHECKS, async () => {
+    await deps.runInstallChecks().catch((e) => deps.log.error({ error: (e as Error).message }, 'install checks failed'));
+  }, { lockLifetime: 10_000 });
+  await scheduler.every(deps.installCheckEveryMs, INSTALL_CHECKS, undefined, { skipImmediate: true });
 }
 
 /** A subscription's asset-sync schedule: none, once at a date, or recurring. */

@@ -41,11 +41,18 @@ export class Reclaims implements DeviceRemoval, UserLifecycle {
       const eventId = refs[0]!.eventId;
       await appleEvents.record(eventId, sub.id, 'disassociate');
       await ledger.setState(license.id, 'Disassociating', { eventId });
-      this.deps.log.info({ adamId: license.adamId, targetType: license.targetType, targetId: license.targetId, why }, 'license reclaim requested');
+      this.deps.log.info({ ...licenseIds(license), eventId, why }, 'license release requested');
     } catch (err) {
-      this.deps.log.error({ adamId: license.adamId, targetId: license.targetId, error: (err as Error).message }, 'vpp disassociate failed');
+      this.deps.log.error({ ...licenseIds(license), error: (err as Error).message }, 'vpp disassociate failed; reconcile retries');
       await ledger.setState(license.id, 'Disassociating', { eventId: null, failure: `reclaim failed, retried by reconcile: ${(err as Error).message}` });
     }
+  }
+
+  /** Apple confirmed a release: the license is back in the ledger for the next device. */
+  async released(license: LicenseRecord, eventId: string): Promise<void> {
+    await this.deps.storage.ledger.release(license.id);
+    this.deps.log.info({ ...licenseIds(license), eventId }, 'license released');
+    await this.wakeWaiting(license);
   }
 
   /** A license came back: devices waiting for one of this asset are pushed, so the first to sync takes it. */
@@ -58,6 +65,9 @@ export class Reclaims implements DeviceRemoval, UserLifecycle {
   async removingDevice(device: DeviceRecord): Promise<void> {
     for (const license of await this.deps.storage.ledger.forTarget('device', device.udid)) await this.disassociate(license, 'device checked out');
     await this.deps.storage.installs.delete({ udid: device.udid });
+    // A device that shared its serial number may take the license now.
+    const conflicted = await this.deps.storage.installs.devicesWithStatus('SerialNumberConflict');
+    if (conflicted.length) await this.deps.push.request(conflicted, 'serial number conflict may be over');
   }
 
   async removingUser(userId: string): Promise<void> {
@@ -84,4 +94,9 @@ export class Reclaims implements DeviceRemoval, UserLifecycle {
       }
     }
   }
+}
+
+/** The ids that connect a license's log lines: subscription, app, target, and Apple's serial number. */
+export function licenseIds(l: LicenseRecord) {
+  return { subscriptionId: l.subscriptionId, adamId: l.adamId, targetType: l.targetType, targetId: l.targetId, serialNumber: l.serialNumber ?? undefined, licenseId: l.id };
 }

@@ -92,7 +92,8 @@ export class UserRegistrations {
     if (!code) return;
     const url = await this.deps.clients.for(sub).invitationUrl(code);
     await this.deps.storage.vppUsers.addInvitedDevice(sub.id, userId, device.udid);
-    await this.deps.queue.enqueue(device.udid, inviteToProgram(url), { owner: 'vpp-invite', ownerRef: userId });
+    const cmd = await this.deps.queue.enqueue(device.udid, inviteToProgram(url), { owner: 'vpp-invite', ownerRef: userId });
+    this.deps.log.info({ subscriptionId: sub.id, targetType: 'user', targetId: userId, udid: device.udid, commandUUID: cmd.commandUuid }, 'invitation sent');
     await this.markUserBundles(sub, userId, device, 'InvitationSent', INVITED);
   }
 

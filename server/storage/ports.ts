@@ -123,6 +123,14 @@ export interface CommandStore {
   list(udid: string): Promise<CommandRecord[]>;
   countPending(udid: string): Promise<number>;
   hasPending(udid: string, owner: CommandOwner): Promise<boolean>;
+  /**
+   * Stores the command unless its owner already has one pending for this device and ownerRef: undefined then.
+   * A unique index makes this hold across server processes; it exists for vpp-install (one InstallApplication
+   * per device and bundle), the only owner accepted.
+   */
+  enqueueOnePending(c: Parameters<CommandStore['enqueue']>[0] & { ownerRef: string }): Promise<CommandRecord | undefined>;
+  /** Withdraws the owner's pending commands for this device and ownerRef (status Cancelled); returns them. */
+  cancelPending(udid: string, owner: CommandOwner, ownerRef: string): Promise<CommandRecord[]>;
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
@@ -146,12 +154,18 @@ export interface PushQueueStore {
 export type SubscriptionPatch = Partial<Pick<SubscriptionRecord,
   'status' | 'statusReason' | 'claimHolder' | 'locationName' | 'locationUid' | 'lastSyncAt' | 'lastSyncError' | 'schedule' | 'expiresAt'>>;
 
+export type TokenPatch = Pick<SubscriptionRecord, 'sealedStoken' | 'tokenHash' | 'orgName' | 'expiresAt'>;
+
 export interface SubscriptionStore {
   /** undefined when a subscription with this token exists. */
   create(s: Pick<SubscriptionRecord, 'id' | 'name' | 'sealedStoken' | 'tokenHash' | 'orgName' | 'expiresAt' | 'sealedNotificationToken' | 'schedule'>): Promise<SubscriptionRecord | undefined>;
   get(id: string): Promise<SubscriptionRecord | undefined>;
   list(): Promise<SubscriptionRecord[]>;
   update(id: string, patch: SubscriptionPatch): Promise<void>;
+  /** A renewed sToken; false when another subscription has this token. */
+  replaceToken(id: string, token: TokenPatch): Promise<boolean>;
+  /** Removes the subscription with its assets, bundles, assignments, installs, licenses and events. */
+  delete(id: string): Promise<boolean>;
 }
 
 export interface LicenseKey { subscriptionId: string; adamId: string; pricingParam: string }
@@ -185,6 +199,8 @@ export interface TargetListStore {
 export type AcquireResult =
   | { outcome: 'acquired'; license: LicenseRecord } | { outcome: 'held'; license: LicenseRecord }
   | { outcome: 'none'; total: number; held: number; reservedForOthers: number }
+  /** Other enrolled devices report the target's serial number (Apple keys device licenses by serial). */
+  | { outcome: 'serialConflict'; serialNumber: string; otherUdids: string[]; holderUdid?: string }
   /** The target lost its assignment or enrollment meanwhile. */
   | { outcome: 'notEntitled' };
 
@@ -195,7 +211,9 @@ export interface LicenseSummarySource {
 /** The license ledger: one row per license this server holds or is acquiring; never more than bought. */
 export interface LicenseLedger {
   /** Take one license for a target, atomically against every other claim on any server process. */
-  acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }): Promise<AcquireResult>;
+  acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }, takenBy?: number): Promise<AcquireResult>;
+  /** Licenses no pending Apple event will settle (none recorded, or it is over), with who took them. */
+  unsettled(): Promise<LicenseRecord[]>;
   /** The target still has this asset's bundle assigned (and, for a device, is enrolled). */
   isEntitled(k: LicenseKey, targetType: TargetType, targetId: string): Promise<boolean>;
   get(k: LicenseKey, targetType: TargetType, targetId: string): Promise<LicenseRecord | undefined>;
@@ -214,13 +232,20 @@ export interface LicenseLedger {
 export interface DeviceApp {
   bundleId: string; adamId: string; name: string; bundleIdentifier: string | null; via: string; status: InstallStatus; reason: string | null; license: LicenseState | null;
 }
-export type InstallPut = Omit<InstallRecord, 'updatedAt' | 'commandUuid' | 'deviceState'> & { commandUuid?: string | null; deviceState?: string | null };
+type InstallProgress = 'commandUuid' | 'deviceState' | 'checks' | 'nextCheckAt' | 'installingSince';
+/** The progress fields default to none: a put that does not carry them on ends the device's work on the install. */
+export type InstallPut = Omit<InstallRecord, 'updatedAt' | InstallProgress> & Partial<Pick<InstallRecord, InstallProgress>>;
 
 /** Per device and bundle: where the install stands (a user assignment reaches up to 10 devices). */
 export interface InstallStore {
   get(bundleId: string, udid: string): Promise<InstallRecord | undefined>;
-  /** Upsert; with `unlessStatusIn`, an install already in one of those statuses is left as it is. */
-  put(i: InstallPut, opts?: { unlessStatusIn?: readonly InstallStatus[] }): Promise<void>;
+  /**
+   * Upsert; with `unlessStatusIn`, an install already in one of those statuses is left as it is; with
+   * `onlyIfStatus`, only an existing install in that status is changed (none is created).
+   */
+  put(i: InstallPut, opts?: { unlessStatusIn?: readonly InstallStatus[]; onlyIfStatus?: InstallStatus }): Promise<void>;
+  /** When to ask the device next about an install it is working on; nothing happens once it is no longer Installing. */
+  reschedule(bundleId: string, udid: string, checks: number, nextCheckAt: Date | null): Promise<void>;
   /**
    * Count this device against a user license's device limit, atomically across processes: false when `limit`
    * other devices of the user already hold one of `slotStatuses`.
@@ -228,9 +253,17 @@ export interface InstallStore {
   claimUserDeviceSlot(i: { bundleId: string; udid: string; userId: string; status: InstallStatus; reason: string }, slotStatuses: readonly InstallStatus[], limit: number): Promise<boolean>;
   via(bundleId: string, targetType: TargetType, targetId: string): Promise<InstallRecord[]>;
   forDevice(udid: string): Promise<InstallRecord[]>;
+  forBundle(bundleId: string): Promise<InstallRecord[]>;
   byCommand(commandUuid: string): Promise<InstallRecord | undefined>;
+  /**
+   * Installs whose device is to be asked again now, leased to this caller for `leaseMs` (their next check moves
+   * that far ahead) so another server process does not ask as well.
+   */
+  claimDueChecks(limit: number, leaseMs: number): Promise<InstallRecord[]>;
   delete(where: { bundleId?: string; udid?: string; viaTargetType?: TargetType; viaTargetId?: string }): Promise<void>;
   deleteForSubscription(subscriptionId: string): Promise<void>;
+  /** Devices with an install in this status, e.g. the ones a serial-number conflict holds back. */
+  devicesWithStatus(status: InstallStatus): Promise<string[]>;
   /** Devices whose install of this asset's bundle waits for a license (pushed when one frees up). */
   waitingDevices(k: LicenseKey): Promise<string[]>;
   /** What the device has of each bundle, for the device view. */
@@ -276,6 +309,15 @@ export interface NotificationStore {
   record(subscriptionId: string, notificationId: string, type: string): Promise<boolean>;
 }
 
+/** The server processes sharing the database: which are alive, so a restart settles what a crashed one left. */
+export interface ServerInstanceStore {
+  /** This process's key, held as long as it runs; the same key on every call. */
+  register(): Promise<number>;
+  /** Those of `keys` whose process is running. */
+  alive(keys: number[]): Promise<Set<number>>;
+  unregister(): Promise<void>;
+}
+
 export type AuditEntry = Pick<AuditRecord, 'kind'> & Partial<Pick<AuditRecord, 'actor' | 'source' | 'subject' | 'details'>>;
 
 /** Admin actions and security events, newest first. */
@@ -302,5 +344,6 @@ export interface Storage {
   vppUsers: VppUserStore;
   appleEvents: AppleEventStore;
   notifications: NotificationStore;
+  instances: ServerInstanceStore;
   audit: AuditStore;
 }

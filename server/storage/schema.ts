@@ -9,7 +9,8 @@ import { VPP_USER_STATUSES } from '../../vpp/flows.js';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
-export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] as const;
+/** Cancelled: withdrawn before the device answered (an InstallApplication whose bundle was unassigned). */
+export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow', 'Cancelled'] as const;
 /** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
 export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite', 'identity-renewal'] as const;
 
@@ -186,6 +187,8 @@ export const vppLicenses = pgTable('vpp_licenses', {
   state: text('state', { enum: LICENSE_STATES }).notNull(),
   eventId: text('event_id'),
   failure: text('failure'),
+  /** The server process that took it (ServerInstanceStore); a restart settles licenses of processes gone. */
+  takenBy: integer('taken_by'),
   createdAt: ts('created_at').notNull().defaultNow(),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 }, (t) => [unique().on(t.subscriptionId, t.adamId, t.pricingParam, t.targetType, t.targetId)]);
@@ -200,6 +203,12 @@ export const bundleInstalls = pgTable('bundle_installs', {
   commandUuid: text('command_uuid'),
   /** InstallApplication's State when the device accepted it; null until then. */
   deviceState: text('device_state'),
+  /** ManagedApplicationList questions asked since the device accepted the install. */
+  checks: integer('checks').notNull().default(0),
+  /** When to ask the device again (with a push); null when nothing is to be asked. */
+  nextCheckAt: ts('next_check_at'),
+  /** When the device accepted the install: the install is given up after the configured time. */
+  installingSince: ts('installing_since'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.bundleId, t.udid] })]);
 

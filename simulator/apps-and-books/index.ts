@@ -59,6 +59,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     url: `${ctx.origin}${BASE}`,
     origin: ctx.origin,
     issueToken: (token) => state.issueToken(token),
+    renewToken: (sToken, o) => state.renewToken(sToken, o),
     revokeToken(sToken) {
       state.locOf(sToken).revoked = true;
     },

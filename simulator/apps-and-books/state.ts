@@ -187,6 +187,21 @@ export class ServiceState {
     return sToken;
   }
 
+  /**
+   * A new sToken for the same location, as Apple Business/School Manager downloads one (tokens expire yearly:
+   * support.apple.com/guide/business/manage-content-tokens-axme0f8659ec/web). Its assets, licenses and users
+   * stay; the old token stops working here (Apple documents only expiry and password changes ending a token).
+   */
+  renewToken(sToken: string, opts: { expDate?: Date } = {}): string {
+    const loc = this.locOf(sToken);
+    const exp = opts.expDate ?? new Date(Date.now() + 365 * DAY_MS);
+    const renewed = encodeSToken({ token: randomBytes(48).toString('base64'), expDate: exp, orgName: loc.orgName });
+    this.locations.delete(loc.sToken);
+    Object.assign(loc, { sToken: renewed, expDate: exp, revoked: false });
+    this.locations.set(renewed, loc);
+    return renewed;
+  }
+
   /** The location of a token as a test names it (whitespace in the sToken ignored). */
   locOf(sToken: string): Location {
     const loc = this.locations.get(sToken.replace(/\s+/g, ''));

@@ -115,6 +115,8 @@ export interface SimulatedAppsAndBooks {
   origin: string;
   issueToken(opts: IssueTokenOptions): string;
   revokeToken(sToken: string): void;
+  /** A renewed sToken for the same location (the old one stops working); default expiry in a year. */
+  renewToken(sToken: string, opts?: { expDate?: Date }): string;
   setMdmInfo(sToken: string, mdmInfo: { id: string; name: string; metadata?: string } | null): void;
   acceptInvitation(inviteCode: string, appleAccount: string): void;
   assignedCount(sToken: string, adamId: string): number;

@@ -12,7 +12,7 @@ import { buildPlist, parsePlistDict } from '../../mdm/plist.js';
 import { lookupApp, type CatalogueApp } from '../catalogue.js';
 import { productByName, type Product } from '../models.js';
 import { signMdmMessage } from '../signing.js';
-import { appStates, installedManagedAppCount, releaseManagedApps, type AppState } from './apps.js';
+import { applyUserAction, appStates, installedManagedAppCount, releaseManagedApps, type AppState, type UserAppAction } from './apps.js';
 import { authenticateMessage, connectRefusalUnenrolls, tokenUpdateMessage } from './check-in-messages.js';
 import { acceptInvitations } from './invitations.js';
 import { answerWithHandler, type CommandContext } from './commands/index.js';
@@ -29,6 +29,7 @@ import {
   type DeviceEnvironment,
   type DeviceSpec,
   type Dict,
+  type PromptAnswer,
   type ReportStatus,
 } from './types.js';
 
@@ -54,6 +55,8 @@ export class SimulatedDevice {
   appleAccount?: string;
   /** When true the device answers every command NotNow (e.g. in Setup, in a call). */
   busy = false;
+  /** How the user answers the device's app prompts. */
+  promptAnswer: PromptAnswer;
   /** Not unlocked since boot: commands that need the keychain get NotNow, the others are answered. */
   locked = false;
   readonly pushToken: Buffer;
@@ -87,6 +90,7 @@ export class SimulatedDevice {
     this.deviceName = d.deviceName;
     this.userId = spec.userId;
     this.appleAccount = spec.appleAccount;
+    this.promptAnswer = spec.promptAnswer ?? 'accept';
     this.pushToken = randomBytes(32);
     for (const id of spec.userInstalledApps ?? []) {
       const app = lookupApp(id);
@@ -403,6 +407,11 @@ export class SimulatedDevice {
   /** Apps on the device now (installed or still installing). */
   appStates(): AppState[] {
     return appStates(this.apps, this.now());
+  }
+
+  /** The user answers the open app prompts, deletes an app, or installs one from the App Store (apps.ts). */
+  userAction(action: UserAppAction): void {
+    applyUserAction(this.appMap(), action, { now: this.now(), installDelayMs: this.env.installDelayMs ?? DEFAULT_INSTALL_DELAY_MS, appleAccount: this.appleAccount });
   }
 
   /** Managed apps whose install has finished (what a summary counts as "apps installed"). */

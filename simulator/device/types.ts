@@ -79,7 +79,17 @@ export interface DeviceSpec {
   appleAccount?: string;
   /** iTunes Store IDs of catalogue apps the user installed from the App Store before enrolling. */
   userInstalledApps?: number[];
+  /** How the user answers the device's app prompts (install, take over, update); default accept. */
+  promptAnswer?: PromptAnswer;
 }
+
+/**
+ * An unsupervised device asks its user before it installs, takes over or updates an app (Apple:
+ * developer.apple.com/documentation/devicemanagement/install-an-app, "Installation prompts the user to
+ * approve or cancel"): the simulated user accepts at once, declines at once, or leaves the prompt open
+ * until SimulatedDevice.userAction({ answer }).
+ */
+export type PromptAnswer = 'accept' | 'reject' | 'wait';
 
 /** The facts about a device that its answers report (SimulatedDevice has them all). */
 export interface DeviceFacts {
@@ -91,6 +101,7 @@ export interface DeviceFacts {
   readonly deviceName: string;
   readonly appleAccount?: string;
   readonly product: Product;
+  readonly promptAnswer: PromptAnswer;
 }
 
 export interface AppRecord {
@@ -103,7 +114,21 @@ export interface AppRecord {
   readyAt: number;
   /** The install failed (e.g. no license): reported once by ManagedApplicationList, then forgotten. */
   failed?: boolean;
+  /** A prompt the device shows for this app until its user answers (ManagedApplicationList reports it). */
+  prompt?: AppPrompt;
+  /** One of Apple's transient states, reported once by ManagedApplicationList; then the record moves on. */
+  reportOnce?: 'UserInstalledApp' | 'UserRejected' | 'UpdateRejected' | 'ManagementRejected';
+  /** The user removed the managed app: ManagedButUninstalled until it is installed again. */
+  uninstalled?: boolean;
+  /** A state of the App Store's own work the install is held in (validating, redeeming, updating…), until released. */
+  storeState?: AppStoreState;
 }
+
+/** Apple's states of the App Store's own work on an install, which the simulator does not model by itself. */
+export const APP_STORE_STATES = ['NeedsRedemption', 'Redeeming', 'ValidatingPurchase', 'ValidatingUpdate', 'Updating', 'PromptingForUpdateLogin', 'Unknown'] as const;
+export type AppStoreState = (typeof APP_STORE_STATES)[number];
+
+export type AppPrompt = 'Prompting' | 'PromptingForLogin' | 'PromptingForManagement' | 'PromptingForUpdate';
 
 /** A plist dictionary (not an array, <data> or <date>). */
 export function isDict(v: unknown): v is Dict {

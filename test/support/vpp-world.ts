@@ -1,6 +1,6 @@
 // A sandbox world for VPP tests: the real server (sandbox: simulated APNs and Apps and Books in-process)
 // and simulated iPhones that answer pushes by syncing, as real ones do.
-import { SimulatedDevice, type DeviceSpec } from '../../simulator/device.js';
+import { SimulatedDevice, type DeviceEnvironment, type DeviceSpec } from '../../simulator/device.js';
 import { SimulatorHttpClient } from '../../simulator/http.js';
 import type { SimAsset } from '../../simulator/apps-and-books.js';
 import type { Backend } from './databases.js';
@@ -12,7 +12,8 @@ export interface World {
   devices: Map<string, SimulatedDevice>;
   /** Pushes make devices sync unless paused (tests that need a strict sync order pause it). */
   autoSync: boolean;
-  enroll(spec?: DeviceSpec & { userId?: string }): Promise<SimulatedDevice>;
+  /** `vppLicenseCheck`: what the device's App Store says of VPP installs (default: every one is licensed). */
+  enroll(spec?: DeviceSpec & { userId?: string; vppLicenseCheck?: DeviceEnvironment['vppLicenseCheck'] }): Promise<SimulatedDevice>;
   /** One sync of the device, then wait until the server has finished the distribution it started. */
   sync(d: SimulatedDevice): Promise<void>;
   subscribe(assets: SimAsset[], opts?: { name?: string; orgName?: string; expDate?: Date; claimManagement?: boolean }): Promise<{ id: string; sToken: string; bundles: Record<string, string>; status: string }>;
@@ -22,9 +23,10 @@ export interface World {
 }
 
 export async function startWorld(backend: Backend, opts: Parameters<typeof startTestServer>[1] = {}): Promise<World> {
-  // Apple's 30 s between status polls and 5 minutes' wait for a notification, shortened: the sandbox's simulated
-  // service refuses polls faster than vppEventPollMs, so the rule itself still holds.
-  const server = await startTestServer(backend, { vppEventPollMs: 100, vppEventNotificationWaitMs: 300, ...opts });
+  // Apple's 30 s between status polls and 5 minutes' wait for a notification, and the checks on installs,
+  // shortened (configuration, not a shortcut in the code): the sandbox's simulated service refuses polls
+  // faster than vppEventPollMs, so the rule itself still holds.
+  const server = await startTestServer(backend, { vppEventPollMs: 100, vppEventNotificationWaitMs: 300, vppInstallCheckMs: 300, ...opts });
   const http = new SimulatorHttpClient({ maxSockets: 32 });
   const devices = new Map<string, SimulatedDevice>();
   const running = new Map<string, Promise<void>>();
@@ -38,7 +40,7 @@ export async function startWorld(backend: Backend, opts: Parameters<typeof start
   const world: World = {
     server, devices, autoSync: true,
     async enroll(spec = {}) {
-      const d = new SimulatedDevice({ http, push: apns, installDelayMs: 20 }, spec);
+      const d = new SimulatedDevice({ http, push: apns, installDelayMs: 20, vppLicenseCheck: spec.vppLicenseCheck }, spec);
       const e = await server.api('POST', '/api/v1/enrollments', spec.userId ? { userId: spec.userId } : {});
       if (e.status !== 201) throw new Error(`enrollment: ${JSON.stringify(e.body)}`);
       await d.enroll(e.body.url);

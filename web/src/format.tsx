@@ -4,8 +4,8 @@
 const TONES: Record<string, 'good' | 'busy' | 'wait' | 'bad'> = {
   Installed: 'good', Active: 'good', Licensed: 'good', Associated: 'good',
   Installing: 'busy', Associating: 'busy', InvitationSent: 'busy', ClaimInProgress: 'busy', New: 'busy',
-  Waiting: 'wait', ClaimRequired: 'wait',
-  Failed: 'bad', Error: 'bad', DeviceLimitReached: 'bad', OSVersionTooOld: 'bad',
+  Waiting: 'wait', ClaimRequired: 'wait', Removed: 'wait',
+  Failed: 'bad', Error: 'bad', DeviceLimitReached: 'bad', OSVersionTooOld: 'bad', Rejected: 'bad', SerialNumberConflict: 'bad',
 };
 
 export function Status({ status, reason }: { status: string; reason?: string | null }) {

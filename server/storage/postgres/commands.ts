@@ -41,6 +41,16 @@ export class PostgresCommands implements CommandStore {
     const rows = await this.db.select({ n: sql<number>`count(*)::int` }).from(commands).where(and(eq(commands.udid, udid), inArray(commands.status, PENDING)));
     return rows[0]?.n ?? 0;
   }
+  async enqueueOnePending(c: Parameters<CommandStore['enqueueOnePending']>[0]): Promise<CommandRecord | undefined> {
+    // The partial unique index commands_one_pending_install_idx refuses a second pending one in the very
+    // statement that inserts it, whichever process races; other owners have no such index.
+    if (c.owner !== 'vpp-install') throw new Error(`one pending command per ownerRef is kept for vpp-install only, not ${c.owner}`);
+    return (await this.db.insert(commands).values(c).onConflictDoNothing().returning())[0];
+  }
+  async cancelPending(udid: string, owner: CommandOwner, ownerRef: string): Promise<CommandRecord[]> {
+    return this.db.update(commands).set({ status: 'Cancelled', updatedAt: new Date() })
+      .where(and(eq(commands.udid, udid), eq(commands.owner, owner), eq(commands.ownerRef, ownerRef), inArray(commands.status, PENDING))).returning();
+  }
   async hasPending(udid: string, owner: CommandOwner): Promise<boolean> {
     const rows = await this.db.select({ seq: commands.seq }).from(commands)
       .where(and(eq(commands.udid, udid), eq(commands.owner, owner), inArray(commands.status, PENDING))).limit(1);

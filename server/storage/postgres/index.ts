@@ -8,6 +8,7 @@ import { PostgresCommands } from './commands.js';
 import { drizzleOn } from './db.js';
 import { PostgresDevices } from './devices.js';
 import { PostgresEnrollments } from './enrollments.js';
+import { PostgresInstances } from './instances.js';
 import { PostgresInstalls } from './installs.js';
 import { PostgresLedger } from './ledger.js';
 import { PostgresNotifications } from './notifications.js';
@@ -18,8 +19,11 @@ import { PostgresTargetList } from './target-lists.js';
 import { PostgresUsers } from './users.js';
 import { PostgresVppUsers } from './vpp-users.js';
 
-/** Every port over one PostgreSQL pool (PGlite is reached through the same pool; see database.ts). */
-export function postgresStorage(pool: pg.Pool): Storage {
+/**
+ * Every port over one PostgreSQL pool (PGlite is reached through the same pool; see database.ts). `embedded`:
+ * the database is this process's own PGlite, which no other server process shares.
+ */
+export function postgresStorage(pool: pg.Pool, opts: { embedded?: boolean } = {}): Storage {
   const db = drizzleOn(pool);
   return {
     settings: new PostgresSettings(db),
@@ -37,6 +41,7 @@ export function postgresStorage(pool: pg.Pool): Storage {
     vppUsers: new PostgresVppUsers(db),
     appleEvents: new PostgresAppleEvents(db),
     notifications: new PostgresNotifications(db),
+    instances: new PostgresInstances(pool, opts.embedded ?? false),
     audit: new PostgresAudit(db),
   };
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, ne, notInArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, ne, notInArray, or, sql } from 'drizzle-orm';
 import type { InstallStatus, TargetType } from '../../../vpp/policy.js';
 import type { DeviceApp, InstallPut, InstallRecord, InstallStore, LicenseKey } from '../ports.js';
 import { bundleInstalls, bundles, vppLicenses } from '../schema.js';
@@ -10,19 +10,46 @@ export class PostgresInstalls implements InstallStore {
   async get(bundleId: string, udid: string): Promise<InstallRecord | undefined> {
     return (await this.db.select().from(bundleInstalls).where(and(eq(bundleInstalls.bundleId, bundleId), eq(bundleInstalls.udid, udid))))[0];
   }
-  async put(i: InstallPut, opts: { unlessStatusIn?: readonly InstallStatus[] } = {}): Promise<void> {
+  async put(i: InstallPut, opts: { unlessStatusIn?: readonly InstallStatus[]; onlyIfStatus?: InstallStatus } = {}): Promise<void> {
     const fields = { bundleId: i.bundleId, udid: i.udid, viaTargetType: i.viaTargetType, viaTargetId: i.viaTargetId, status: i.status, reason: i.reason };
-    // The device's State belongs to the status it came with: any other change clears it.
-    const deviceState = i.deviceState ?? null;
-    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null, deviceState }).onConflictDoUpdate({
+    // The device's progress belongs to the Installing status it came with: any other change clears it.
+    const installing = i.status === 'Installing';
+    const progress = {
+      deviceState: i.deviceState ?? null,
+      checks: installing ? i.checks ?? 0 : 0,
+      nextCheckAt: installing ? i.nextCheckAt ?? null : null,
+      installingSince: installing ? i.installingSince ?? null : null,
+    };
+    if (opts.onlyIfStatus) {
+      await this.db.update(bundleInstalls).set({ ...fields, ...progress, commandUuid: sql`COALESCE(${i.commandUuid ?? null}, ${bundleInstalls.commandUuid})`, updatedAt: sql`now()` })
+        .where(and(eq(bundleInstalls.bundleId, i.bundleId), eq(bundleInstalls.udid, i.udid), eq(bundleInstalls.status, opts.onlyIfStatus)));
+      return;
+    }
+    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null, ...progress }).onConflictDoUpdate({
       target: [bundleInstalls.bundleId, bundleInstalls.udid],
       set: {
         viaTargetType: fields.viaTargetType, viaTargetId: fields.viaTargetId, status: fields.status, reason: fields.reason,
         commandUuid: sql`COALESCE(excluded.command_uuid, ${bundleInstalls.commandUuid})`, updatedAt: sql`now()`,
-        deviceState,
+        ...progress,
       },
       setWhere: opts.unlessStatusIn?.length ? notInArray(bundleInstalls.status, [...opts.unlessStatusIn]) : undefined,
     });
+  }
+  async reschedule(bundleId: string, udid: string, checks: number, nextCheckAt: Date | null): Promise<void> {
+    await this.db.update(bundleInstalls).set({ checks, nextCheckAt })
+      .where(and(eq(bundleInstalls.bundleId, bundleId), eq(bundleInstalls.udid, udid), eq(bundleInstalls.status, 'Installing')));
+  }
+  async claimDueChecks(limit: number, leaseMs: number): Promise<InstallRecord[]> {
+    // One statement: rows another process claimed meanwhile are skipped, not asked twice.
+    const res = await this.db.execute<{ bundle_id: string; udid: string }>(sql`
+      UPDATE ${bundleInstalls} SET next_check_at = now() + ${`${leaseMs} milliseconds`}::interval
+      WHERE (bundle_id, udid) IN (
+        SELECT bundle_id, udid FROM ${bundleInstalls}
+        WHERE status = 'Installing' AND next_check_at <= now()
+        ORDER BY next_check_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+      RETURNING bundle_id, udid`);
+    if (res.rows.length === 0) return [];
+    return this.db.select().from(bundleInstalls).where(or(...res.rows.map((r) => and(eq(bundleInstalls.bundleId, r.bundle_id), eq(bundleInstalls.udid, r.udid)))));
   }
   /**
    * The (bundle, user) pair is locked while the user's devices holding a slot are counted, so concurrent syncs
@@ -41,7 +68,7 @@ export class PostgresInstalls implements InstallStore {
       const row = { bundleId: i.bundleId, udid: i.udid, viaTargetType: 'user' as const, viaTargetId: i.userId, status: i.status, reason: i.reason };
       await tx.insert(bundleInstalls).values(row).onConflictDoUpdate({
         target: [bundleInstalls.bundleId, bundleInstalls.udid],
-        set: { viaTargetType: 'user', viaTargetId: i.userId, status: i.status, reason: i.reason, deviceState: null, updatedAt: sql`now()` },
+        set: { viaTargetType: 'user', viaTargetId: i.userId, status: i.status, reason: i.reason, deviceState: null, checks: 0, nextCheckAt: null, installingSince: null, updatedAt: sql`now()` },
       });
       return true;
     });
@@ -53,6 +80,9 @@ export class PostgresInstalls implements InstallStore {
   }
   async forDevice(udid: string): Promise<InstallRecord[]> {
     return this.db.select().from(bundleInstalls).where(eq(bundleInstalls.udid, udid)).orderBy(asc(bundleInstalls.bundleId));
+  }
+  async forBundle(bundleId: string): Promise<InstallRecord[]> {
+    return this.db.select().from(bundleInstalls).where(eq(bundleInstalls.bundleId, bundleId)).orderBy(asc(bundleInstalls.udid));
   }
   async byCommand(commandUuid: string): Promise<InstallRecord | undefined> {
     return (await this.db.select().from(bundleInstalls).where(eq(bundleInstalls.commandUuid, commandUuid)))[0];
@@ -70,6 +100,9 @@ export class PostgresInstalls implements InstallStore {
   async deleteForSubscription(subscriptionId: string): Promise<void> {
     await this.db.delete(bundleInstalls).where(inArray(bundleInstalls.bundleId,
       this.db.select({ id: bundles.id }).from(bundles).where(eq(bundles.subscriptionId, subscriptionId))));
+  }
+  async devicesWithStatus(status: InstallStatus): Promise<string[]> {
+    return (await this.db.selectDistinct({ udid: bundleInstalls.udid }).from(bundleInstalls).where(eq(bundleInstalls.status, status))).map((r) => r.udid);
   }
   async waitingDevices(k: LicenseKey): Promise<string[]> {
     const rows = await this.db.select({ udid: bundleInstalls.udid }).from(bundleInstalls).innerJoin(bundles, eq(bundles.id, bundleInstalls.bundleId))

@@ -1,7 +1,7 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, ne, or, sql } from 'drizzle-orm';
 import { mayTakeLicense, type LicenseState, type TargetType } from '../../../vpp/policy.js';
 import type { AcquireResult, LicenseKey, LicenseLedger, LicenseRecord, LicenseSummarySource } from '../ports.js';
-import { bundleAssignments, bundleInstalls, bundleReservations, bundles, devices, vppAssets, vppLicenses } from '../schema.js';
+import { bundleAssignments, bundleInstalls, bundleReservations, bundles, devices, vppAssets, vppEvents, vppLicenses, vppSubscriptions } from '../schema.js';
 import type { Db, Tx } from './db.js';
 
 // The ledger's one rule — never more licenses held than bought — is enforced here, under a row lock on the
@@ -18,7 +18,7 @@ export class PostgresLedger implements LicenseLedger {
    * The asset row is locked while the held licenses and unfilled reservations are counted, so concurrent
    * claims are serialised and the count never exceeds what was bought.
    */
-  async acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }): Promise<AcquireResult> {
+  async acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }, takenBy?: number): Promise<AcquireResult> {
     return this.db.transaction(async (tx): Promise<AcquireResult> => {
       const asset = (await tx.select({ total: vppAssets.totalCount }).from(vppAssets)
         .where(and(eq(vppAssets.subscriptionId, k.subscriptionId), eq(vppAssets.adamId, k.adamId), eq(vppAssets.pricingParam, k.pricingParam)))
@@ -27,12 +27,16 @@ export class PostgresLedger implements LicenseLedger {
       const existing = (await tx.select().from(vppLicenses).where(ofTarget(k, target.type, target.id)))[0];
       if (existing) return { outcome: 'held', license: existing };
       if (!(await this.entitledLocking(tx, k, target.type, target.id))) return { outcome: 'notEntitled' };
+      if (target.type === 'device' && target.serialNumber) {
+        const conflict = await this.serialConflict(tx, k, target.id, target.serialNumber);
+        if (conflict) return conflict;
+      }
       const { held, unfilled, reserved } = await this.counts(tx, k, target.type, target.id);
       if (!mayTakeLicense({ total: asset.total, held, unfilledReservations: unfilled, targetIsReserved: reserved })) {
         return { outcome: 'none', total: asset.total, held, reservedForOthers: unfilled - (reserved ? 1 : 0) };
       }
       const license = (await tx.insert(vppLicenses).values({
-        subscriptionId: k.subscriptionId, adamId: k.adamId, pricingParam: k.pricingParam, targetType: target.type, targetId: target.id, serialNumber: target.serialNumber ?? null, state: 'Associating',
+        subscriptionId: k.subscriptionId, adamId: k.adamId, pricingParam: k.pricingParam, targetType: target.type, targetId: target.id, serialNumber: target.serialNumber ?? null, state: 'Associating', takenBy: takenBy ?? null,
       }).returning())[0]!;
       return { outcome: 'acquired', license };
     });
@@ -50,6 +54,26 @@ export class PostgresLedger implements LicenseLedger {
     if (assigned.length === 0) return false;
     if (targetType === 'user') return true;
     return (await tx.select({ udid: devices.udid }).from(devices).where(and(eq(devices.udid, targetId), eq(devices.enrolled, true))).for('share')).length > 0;
+  }
+
+  /**
+   * Apple holds device licenses by serial number: a serial another device already holds a license under, or
+   * that another enrolled device reports, would share one license or count it twice. Serialised by the asset lock.
+   */
+  private async serialConflict(tx: Tx, k: LicenseKey, udid: string, serialNumber: string): Promise<AcquireResult | undefined> {
+    const holder = (await tx.select({ udid: vppLicenses.targetId }).from(vppLicenses)
+      .where(and(ofAsset(k), eq(vppLicenses.targetType, 'device'), eq(vppLicenses.serialNumber, serialNumber), ne(vppLicenses.targetId, udid))))[0];
+    const others = (await tx.select({ udid: devices.udid }).from(devices)
+      .where(and(eq(devices.serialNumber, serialNumber), eq(devices.enrolled, true), ne(devices.udid, udid))).orderBy(asc(devices.udid))).map((d) => d.udid);
+    if (!holder && others.length === 0) return undefined;
+    return { outcome: 'serialConflict', serialNumber, otherUdids: [...new Set([...(holder ? [holder.udid] : []), ...others])], holderUdid: holder?.udid };
+  }
+
+  async unsettled(): Promise<LicenseRecord[]> {
+    const rows = await this.db.select({ license: vppLicenses }).from(vppLicenses).leftJoin(vppEvents, eq(vppEvents.eventId, vppLicenses.eventId))
+      .where(and(inArray(vppLicenses.state, ['Associating', 'Disassociating']), or(isNull(vppLicenses.eventId), sql`${vppEvents.status} IS DISTINCT FROM 'PENDING'`)))
+      .orderBy(asc(vppLicenses.id));
+    return rows.map((r) => r.license);
   }
 
   /** Raw SQL inside the locking transaction: three counts in one round trip. */
@@ -110,6 +134,8 @@ export class PostgresLedger implements LicenseLedger {
       assigned: sql<number>`(SELECT count(*)::int FROM ${vppLicenses} WHERE ${sameAsset(vppLicenses)})`,
       reserved: sql<number>`(SELECT count(*)::int FROM ${bundleReservations} JOIN ${bundles} ON ${bundles.id} = ${bundleReservations.bundleId} WHERE ${sameAsset(bundles)})`,
       waiting: sql<number>`(SELECT count(*)::int FROM ${bundleInstalls} JOIN ${bundles} ON ${bundles.id} = ${bundleInstalls.bundleId} WHERE ${sameAsset(bundles)} AND ${bundleInstalls.status} = 'Waiting')`,
-    }).from(vppAssets).where(eq(vppAssets.productType, 'App'));
+    }).from(vppAssets).innerJoin(vppSubscriptions, eq(vppSubscriptions.id, vppAssets.subscriptionId))
+      // A subscription in Error cannot hand out or confirm licenses: its counts would promise what it cannot give.
+      .where(and(eq(vppAssets.productType, 'App'), ne(vppSubscriptions.status, 'Error')));
   }
 }

@@ -1,7 +1,7 @@
 import { asc, eq } from 'drizzle-orm';
-import type { SubscriptionPatch, SubscriptionRecord, SubscriptionStore } from '../ports.js';
+import type { SubscriptionPatch, SubscriptionRecord, SubscriptionStore, TokenPatch } from '../ports.js';
 import { vppSubscriptions } from '../schema.js';
-import type { Db } from './db.js';
+import { isUniqueViolation, type Db } from './db.js';
 
 export class PostgresSubscriptions implements SubscriptionStore {
   constructor(private readonly db: Db) {}
@@ -19,5 +19,18 @@ export class PostgresSubscriptions implements SubscriptionStore {
     const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as SubscriptionPatch;
     if (Object.keys(set).length === 0) return;
     await this.db.update(vppSubscriptions).set({ ...set, updatedAt: new Date() }).where(eq(vppSubscriptions.id, id));
+  }
+  async replaceToken(id: string, token: TokenPatch): Promise<boolean> {
+    try {
+      await this.db.update(vppSubscriptions).set({ ...token, updatedAt: new Date() }).where(eq(vppSubscriptions.id, id));
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+  async delete(id: string): Promise<boolean> {
+    // Assets, bundles, assignments, reservations, installs, licenses, users and events go with it (ON DELETE CASCADE).
+    return (await this.db.delete(vppSubscriptions).where(eq(vppSubscriptions.id, id)).returning({ id: vppSubscriptions.id })).length > 0;
   }
 }

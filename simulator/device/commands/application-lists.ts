@@ -1,8 +1,10 @@
 // InstalledApplicationList and ManagedApplicationList: the device's apps as each list reports them
-// (keys by iOS version; a failed install shows once as Failed). Apple: mdm/apple-schema/mdm/commands/
+// (keys by iOS version; Apple's transient statuses — Failed, UserInstalledApp, UserRejected, UpdateRejected,
+// ManagementRejected — show once). Apple: mdm/apple-schema/mdm/commands/
 // application.installed.list.yaml and application.managed.list.yaml.
 import { compareVersions } from '../../models.js';
 import type { Dict } from '../types.js';
+import { afterReported, listedAsManaged, managedStatus } from '../apps.js';
 import { stringArray, type CommandContext, type CommandHandler } from './context.js';
 
 function installedApplicationList(ctx: CommandContext, base: Dict, command: Dict): Dict {
@@ -15,7 +17,8 @@ function installedApplicationList(ctx: CommandContext, base: Dict, command: Dict
   const now = ctx.now();
   const list: Dict[] = [];
   for (const rec of ctx.apps()?.values() ?? []) {
-    if (rec.failed) continue;
+    // Only what is on the device: not a failed install, one still waiting on its user, or one the user deleted.
+    if (rec.failed || rec.uninstalled || (rec.prompt && rec.prompt !== 'PromptingForManagement' && rec.prompt !== 'PromptingForUpdate')) continue;
     if (managedOnly && !rec.managed) continue;
     if (ids && !ids.includes(rec.app.bundleId)) continue;
     const installing = rec.readyAt > now;
@@ -51,9 +54,9 @@ function managedApplicationList(ctx: CommandContext, base: Dict, command: Dict):
   const now = ctx.now();
   const out: Dict = {};
   for (const [bundleId, rec] of ctx.apps() ?? []) {
-    if (!rec.managed) continue;
+    if (!listedAsManaged(rec)) continue;
     if (ids && !ids.includes(bundleId)) continue;
-    const status = rec.failed ? 'Failed' : rec.readyAt > now ? 'Installing' : 'Managed';
+    const status = managedStatus(rec, now);
     // Apple's schema marks every key of an item required (UnusedRedemptionCode is empty: VPP apps have none).
     out[bundleId] = {
       Status: status,
@@ -64,8 +67,7 @@ function managedApplicationList(ctx: CommandContext, base: Dict, command: Dict):
       IsValidated: status === 'Managed',
       ExternalVersionIdentifier: rec.app.externalVersionIdentifier,
     };
-    // Failed is a transient status, reported once.
-    if (rec.failed) ctx.apps()!.delete(bundleId);
+    afterReported(ctx.apps()!, bundleId, rec);
   }
   return { ...base, Status: 'Acknowledged', ManagedApplicationList: out };
 }

@@ -1,8 +1,10 @@
 // InstallApplication (App Store apps by iTunesStoreID, VPP or not) and RemoveApplication. A VPP install is
-// queued, then fails when no license covers it, as the App Store does. Apple: mdm/apple-schema/mdm/commands/
-// application.install.yaml and application.remove.yaml.
+// queued, then fails when no license covers it, as the App Store does; the device's user is asked before an
+// install, a take-over (ChangeManagementState) or an update, as on an unsupervised device. Apple:
+// mdm/apple-schema/mdm/commands/application.install.yaml and application.remove.yaml.
 import { lookupApp, lookupAppByBundleId } from '../../catalogue.js';
 import { compareVersions } from '../../models.js';
+import { isInProgress } from '../apps.js';
 import { isDict, type AppRecord, type Dict } from '../types.js';
 import {
   ERR_APP_ALREADY,
@@ -45,8 +47,10 @@ async function installApplication(ctx: CommandContext, base: Dict, command: Dict
     );
   }
   const existing = ctx.apps()?.get(app.bundleId);
-  if (existing && !existing.failed) {
-    if (existing.readyAt > ctx.now()) {
+  const now = ctx.now();
+  const answer = d.promptAnswer;
+  if (existing && !existing.failed && !existing.uninstalled && existing.reportOnce !== 'UserRejected') {
+    if (isInProgress(existing, now)) {
       return errorReport(base, ERR_APP_ALREADY, `The app “${app.name}” is already scheduled for installation`, `The app “${app.name}” is already scheduled for installation.`, {
         RejectionReason: 'AppAlreadyQueued',
       });
@@ -58,30 +62,41 @@ async function installApplication(ctx: CommandContext, base: Dict, command: Dict
           RejectionReason: 'AppAlreadyInstalled',
         });
       }
+      existing.managementFlags = flags;
+      if (purchaseMethod === 1) existing.vpp = (await ctx.licenseFor(app)) ?? existing.vpp;
+      // An unsupervised device asks its user first (PromptingForManagement; ManagementRejected if refused).
+      if (answer === 'accept') existing.managed = true;
+      else if (answer === 'wait') existing.prompt = 'PromptingForManagement';
+      else existing.reportOnce = 'ManagementRejected';
+      return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: existing.managed ? 'Managed' : 'PromptingForManagement' };
     }
-    existing.managed = true;
+    // Installing a managed app again updates it, which the user is asked about (UpdateRejected if refused).
     existing.managementFlags = flags;
     if (purchaseMethod === 1) existing.vpp = (await ctx.licenseFor(app)) ?? existing.vpp;
-    return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: 'Managed' };
+    if (answer === 'wait') existing.prompt = 'PromptingForUpdate';
+    else if (answer === 'reject') existing.reportOnce = 'UpdateRejected';
+    return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: answer === 'accept' ? 'Managed' : 'PromptingForUpdate' };
   }
 
-  const rec: AppRecord = { app, managed: true, managementFlags: flags, readyAt: ctx.now() + ctx.installDelayMs };
+  const rec: AppRecord = { app, managed: true, managementFlags: flags, readyAt: now + ctx.installDelayMs };
   if (purchaseMethod === 1) {
     const license = await ctx.licenseFor(app);
-    // Like the App Store: the device queues the install, then fails it when no license covers it (a
-    // user license also needs the user's Apple Account on the device; device licenses need iOS 9).
-    if (
-      license === undefined ||
-      (license === 'user' && !d.appleAccount) ||
-      (license === 'device' && compareVersions(d.osVersion, '9.0') < 0)
-    ) {
+    // Like the App Store: the device queues the install, then fails it when no license covers it (device
+    // licenses need iOS 9). A user license needs the user's Apple Account: the device asks them to sign in.
+    if (license === undefined || (license === 'device' && compareVersions(d.osVersion, '9.0') < 0)) {
       rec.failed = true;
     } else {
       rec.vpp = license;
+      if (license === 'user' && !d.appleAccount) rec.prompt = 'PromptingForLogin';
     }
   }
+  // An unsupervised device asks its user before installing (Prompting; UserRejected if refused).
+  if (!rec.failed && !rec.prompt && answer !== 'accept') {
+    if (answer === 'wait') rec.prompt = 'Prompting';
+    else rec.reportOnce = 'UserRejected';
+  }
   ctx.appMap().set(app.bundleId, rec);
-  return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: 'Queued' };
+  return { ...base, Status: 'Acknowledged', Identifier: app.bundleId, State: rec.prompt ?? (rec.reportOnce ? 'Prompting' : 'Queued') };
 }
 
 function removeApplication(ctx: CommandContext, base: Dict, command: Dict): Dict {
