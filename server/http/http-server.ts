@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Logger } from '../log.js';
+import { asPortInUse } from './port.js';
 
 // The HTTP server: a guard every route relies on, the health check, and the routers in order (Apple's
 // notifications, the device endpoints, the admin API with its error handler, the admin page).
@@ -32,10 +33,12 @@ export async function listen(opts: {
     res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database });
   });
   for (const router of opts.routers) app.use(router);
+  // Whatever no router answered under /api gets the API's JSON error, not Express's HTML page.
+  app.use('/api', (_req, res) => { res.status(404).json({ error: { code: 'not_found', message: 'no such API endpoint' } }); });
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, app);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(asPortInUse(err, opts.host, opts.port)));
     server.listen(opts.port, opts.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
