@@ -1,13 +1,15 @@
 // npm run simulate -- --server URL --devices N --users M --os 9.3..17.5 [--token T] [--command DeviceInformation]
 //
 // Enrolls a fleet of simulated devices against a server started with `npm start -- --sandbox`, queues one
-// command for every device, waits for the answers, and prints a summary. Progress goes to stderr, the
-// summary table to stdout.
+// command for every device, waits for the answers, and prints a summary. Progress and errors (as they happen)
+// go to stderr; the users and devices created and the summary table to stdout. Ctrl-C stops it with the
+// summary. `--scenario vpp` plays the licensing story instead (./scenarios/vpp.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createApnsControlClient } from './apns-client.js';
 import { Fleet, FleetError, pushNetworkFromControlClient, type FleetStats } from './fleet.js';
+import type { SimulatedDevice } from './device.js';
 import { SimulatorHttpClient, SimulatorHttpError } from './http.js';
 import { parseOsRange } from './models.js';
 
@@ -35,6 +37,9 @@ Options:
   --concurrency C     parallel enrollments and parallel syncs (default 32)
   --install-delay MS  time an accepted InstallApplication takes to install (default 50)
   -h, --help          this text
+
+Prints the users and devices (UDIDs) it created, errors as they happen (refused check-ins and
+connections, pushes APNs refused, admin API errors), and a summary at the end or on Ctrl-C.
 `;
 
 const DEFAULT_QUERIES = ['UDID', 'DeviceName', 'OSVersion', 'BuildVersion', 'ProductName', 'SerialNumber', 'Model', 'ModelName', 'DeviceCapacity', 'AvailableDeviceCapacity', 'BatteryLevel', 'IMEI', 'WiFiMAC'];
@@ -187,6 +192,52 @@ function seconds(ms: number | undefined): string {
   return ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`;
 }
 
+const LISTED_DEVICES = 20;
+
+/** The ids a person needs for the admin API (README walk-through): each user with their devices' UDIDs. */
+function createdIds(fleet: Fleet): string {
+  const lines = ['created (ids for the admin API):'];
+  const enrolled = fleet.devices.filter((d) => d.enrolled);
+  const shown = enrolled.slice(0, LISTED_DEVICES);
+  const line = (d: SimulatedDevice) => `    UDID ${d.udid}  serial ${d.serialNumber}  ${d.productName}  iOS ${d.osVersion}  "${d.deviceName}"`;
+  for (const u of fleet.users) {
+    const own = shown.filter((d) => d.userId === u.id);
+    lines.push(`  user ${u.id}  ${u.email}  (Apple Account ${u.appleAccount})`, ...own.map(line));
+  }
+  lines.push(...shown.filter((d) => !d.userId).map(line));
+  if (enrolled.length > shown.length) lines.push(`  … and ${enrolled.length - shown.length} more devices: GET /api/v1/devices lists them all`);
+  return lines.join('\n') + '\n';
+}
+
+/** Says errors as they come: every one at first, then every hundredth, so a broken run is visible at once. */
+function errorReporter(): (message: string) => void {
+  let n = 0;
+  return (message) => {
+    n++;
+    if (n <= 20 || n % 100 === 0) process.stderr.write(`error #${n}: ${message}\n`);
+    if (n === 20) process.stderr.write('(further errors: every hundredth is shown; the summary counts them all)\n');
+  };
+}
+
+class Interrupted extends Error {
+  override name = 'Interrupted';
+}
+
+/** Ctrl-C ends the run early, with the summary; a second Ctrl-C ends the process at once. */
+function interruptible(): { interrupted: () => boolean; step<T>(p: Promise<T>): Promise<T> } {
+  let hit = false;
+  const stop = new Promise<never>((_resolve, reject) => {
+    process.once('SIGINT', () => {
+      hit = true;
+      process.stderr.write('\ninterrupted: closing the devices and printing the summary (Ctrl-C again to quit now)\n');
+      process.once('SIGINT', () => process.exit(130));
+      reject(new Interrupted('interrupted'));
+    });
+  });
+  stop.catch(() => {});
+  return { interrupted: () => hit, step: (p) => Promise.race([p, stop]) };
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCli(argv);
   if (parsed === 'help') {
@@ -196,7 +247,10 @@ async function main(argv: string[]): Promise<number> {
   const o = parsed;
   const http = new SimulatorHttpClient({ maxSockets: o.concurrency + 8 });
   const controlUrl = await discoverApnsControlUrl(http, o.server, o.token);
+  const run = interruptible();
   const fleet = new Fleet({
+    onError: errorReporter(),
+    onNotice: (message) => process.stderr.write(`${message}\n`),
     serverUrl: o.server,
     adminToken: o.token,
     push: pushNetworkFromControlClient(createApnsControlClient(controlUrl)),
@@ -215,13 +269,14 @@ async function main(argv: string[]): Promise<number> {
   let syncAllMs: number | undefined;
   let allAnswered = o.command === undefined;
   try {
-    await fleet.start();
-    await fleet.createUsers();
+    await run.step(fleet.start());
+    await run.step(fleet.createUsers());
     phase = 'enrolling';
     const t0 = Date.now();
-    await fleet.enrollAll();
+    await run.step(fleet.enrollAll());
     enrollMs = Date.now() - t0;
     process.stderr.write(`enrolled ${fleet.stats().enrolled}/${o.devices} in ${seconds(enrollMs)}\n`);
+    process.stdout.write(createdIds(fleet));
 
     const busy = fleet.devices.filter((d) => d.enrolled).slice(0, Math.round(o.devices * o.busy));
     for (const d of busy) d.setBusy(true);
@@ -229,33 +284,37 @@ async function main(argv: string[]): Promise<number> {
       phase = `${String(o.command.RequestType)} for every device`;
       const t1 = Date.now();
       const deadline = t1 + o.timeoutS * 1000;
-      await fleet.queueCommand(o.command);
+      await run.step(fleet.queueCommand(o.command));
       if (busy.length > 0) {
         // Let the busy devices answer NotNow while the rest finish, then free them: each re-polls by itself.
         const freeDevices = new Set(fleet.devices.filter((d) => !d.busy));
         while (Date.now() < deadline && fleet.devicesAwaitingAnswers().some((d) => freeDevices.has(d) || d.lastStatus !== 'NotNow')) {
-          await new Promise((r) => setTimeout(r, 100));
+          await run.step(new Promise((r) => setTimeout(r, 100)));
         }
         for (const d of busy) d.setBusy(false);
       }
-      allAnswered = await fleet.waitForAnswers(Math.max(0, deadline - Date.now()));
+      allAnswered = await run.step(fleet.waitForAnswers(Math.max(0, deadline - Date.now())));
       syncAllMs = Date.now() - t1;
-      await fleet.idle();
+      await run.step(fleet.idle());
     }
     if (o.durationS > 0) {
       phase = 'answering pushes';
-      await new Promise((r) => setTimeout(r, o.durationS * 1000));
-      await fleet.idle();
+      await run.step(new Promise((r) => setTimeout(r, o.durationS * 1000)));
+      await run.step(fleet.idle());
     }
+  } catch (err) {
+    if (!(err instanceof Interrupted)) throw err;
   } finally {
     clearInterval(ticker);
-    await fleet.close();
+    // Interrupted: syncs in flight get a moment to finish, not the HTTP timeout.
+    await (run.interrupted() ? Promise.race([fleet.close(), new Promise((r) => setTimeout(r, 2000))]) : fleet.close());
     http.close();
   }
 
   const s = fleet.stats();
   const rows: Array<[string, string]> = [
     ['server', o.server],
+    ...(run.interrupted() ? [['run', 'interrupted (Ctrl-C)'] as [string, string]] : []),
     ['devices enrolled', `${s.enrolled}/${s.devices} (${s.enrollFailures} failed)`],
     ['users', String(s.users)],
     ['OS range', o.os],
@@ -278,6 +337,7 @@ async function main(argv: string[]): Promise<number> {
   );
   process.stdout.write(table(rows) + '\n');
   for (const e of s.errorSamples) process.stdout.write(`error: ${e}\n`);
+  if (run.interrupted()) return 130;
   return allAnswered && s.enrollFailures === 0 && s.errors === 0 ? 0 : 1;
 }
 

@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { SimulatedDevice, type DeviceEnvironment, type ReportStatus, type VppLicenseCheck } from './device.js';
 import { SimulatorHttpClient } from './http.js';
 import { parseOsRange, productsFor } from './models.js';
-import type { PushDelivery, PushNetwork } from './push-network.js';
+import type { PushDelivery, PushNetwork, PushRejection } from './push-network.js';
 import { SyncQueue } from './sync-queue.js';
 
-export { pushNetworkFromApns, pushNetworkFromControlClient, type PushDelivery, type PushNetwork } from './push-network.js';
+export { pushNetworkFromApns, pushNetworkFromControlClient, type PushDelivery, type PushNetwork, type PushRejection } from './push-network.js';
 
 export class FleetError extends Error {
   override name = 'FleetError';
@@ -35,6 +35,10 @@ export interface FleetOptions {
   /** Failed syncs are retried after this delay, doubling per attempt (a real device retries too). */
   retryDelayMs?: number;
   maxSyncAttempts?: number;
+  /** Hears every error as it happens (they are also counted and sampled in stats()). */
+  onError?(message: string): void;
+  /** Hears what is worth saying but is not an error: the push stream going down and coming back. */
+  onNotice?(message: string): void;
 }
 
 export interface FleetUser {
@@ -169,7 +173,11 @@ export class Fleet {
   /** Subscribes to pushes. Call before enrolling so no wake-up is missed. */
   async start(): Promise<void> {
     if (this.unsubscribe) return;
-    this.unsubscribe = await this.opts.push.subscribe((d) => this.onPush(d));
+    this.unsubscribe = await this.opts.push.subscribe((d) => this.onPush(d), {
+      onRejection: (r) => this.onPushRejected(r),
+      onConnection: (up, detail) =>
+        this.opts.onNotice?.(up ? 'push stream from the simulated APNs is back' : `push stream from the simulated APNs lost (${detail ?? 'closed'}); reconnecting`),
+    });
   }
 
   /** Creates the fleet's users through the admin API. */
@@ -329,6 +337,15 @@ export class Fleet {
     this.requestSync(device);
   }
 
+  // A real device never hears of a push APNs refused; the fleet does, and says so: a refused push is a device
+  // the server can no longer wake (e.g. BadDeviceToken after the push network forgot it).
+  private onPushRejected(r: PushRejection): void {
+    const device = r.token ? this.byToken.get(r.token) : undefined;
+    // After a check-out, 410 Unregistered is APNs doing its job.
+    if (!device || !device.enrolled) return;
+    this.recordError(`${device.udid}: APNs refused a push to this device: ${r.status} ${r.reason}`);
+  }
+
   private onCommandAnswered(_d: SimulatedDevice, requestType: string, status: ReportStatus, uuid: string): void {
     this.commandsByStatus[status] = (this.commandsByStatus[status] ?? 0) + 1;
     const byType = (this.commandsByRequestType[requestType || '(unknown)'] ??= {});
@@ -348,6 +365,7 @@ export class Fleet {
   private recordError(message: string): void {
     this.counters.errors++;
     if (this.errorSamples.length < MAX_ERROR_SAMPLES) this.errorSamples.push(message);
+    this.opts.onError?.(message);
   }
 }
 

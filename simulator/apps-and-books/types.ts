@@ -68,6 +68,8 @@ export interface SimulatedAppsAndBooks {
   /** http://127.0.0.1:PORT */
   origin: string;
   issueToken(opts: { orgName: string; expDate?: Date; assets: SimAsset[]; locationName?: string }): string;
+  /** The sToken was issued by this service (now or, with a state file, before a restart). */
+  hasToken(sToken: string): boolean;
   revokeToken(sToken: string): void;
   setMdmInfo(sToken: string, mdmInfo: { id: string; name: string; metadata?: string } | null): void;
   acceptInvitation(inviteCode: string, appleAccount: string): void;
@@ -100,6 +102,14 @@ export interface StartSimulatedAppsAndBooksOptions {
   pageSize?: number;
   /** Wait between notification delivery attempts (Apple: 3 attempts within 1–5 min; default 100 ms here). */
   notificationRetryDelayMs?: number;
+  /**
+   * Keeps the service's state in this JSON file: read at start, written after changes and on close, so a
+   * restarted service knows its tokens, licenses, users and events (./persistence.ts). Without `port`, the
+   * port it last listened on is taken again when free.
+   */
+  stateFile?: string;
+  /** A state file could not be written (the service goes on; default: a process warning). */
+  onStateFileError?: (err: Error) => void;
 }
 
 export class SimulatorError extends Error {
