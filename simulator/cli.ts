@@ -4,18 +4,13 @@
 // command for every device, waits for the answers, and prints a summary. Progress and errors (as they happen)
 // go to stderr; the users and devices created and the summary table to stdout. Ctrl-C stops it with the
 // summary. `--scenario vpp` plays the licensing story instead (./scenarios/vpp.ts).
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createApnsControlClient } from './apns-client.js';
+import { CliError, Interrupted, adminToken, createdIds, discoverSandbox, errorReporter, interruptible, intOption, numberOption, seconds, serverOption, table } from './cli-support.js';
 import { Fleet, FleetError, pushNetworkFromControlClient, type FleetStats } from './fleet.js';
-import type { SimulatedDevice } from './device.js';
-import { SimulatorHttpClient, SimulatorHttpError } from './http.js';
+import { SimulatorHttpClient } from './http.js';
 import { parseOsRange } from './models.js';
-
-class CliError extends Error {
-  override name = 'CliError';
-}
+import { runVppScenario } from './scenarios/vpp.js';
 
 const HELP = `Usage: npm run simulate -- [options]
 
@@ -36,6 +31,7 @@ Options:
   --duration S        seconds to keep answering pushes after the command phase (default 0)
   --concurrency C     parallel enrollments and parallel syncs (default 32)
   --install-delay MS  time an accepted InstallApplication takes to install (default 50)
+  --scenario vpp      play the licensing story instead (--scenario vpp --help for its options)
   -h, --help          this text
 
 Prints the users and devices (UDIDs) it created, errors as they happen (refused check-ins and
@@ -85,10 +81,8 @@ function parseCli(argv: string[]): CliOptions | 'help' {
   parseOsRange(os);
   const busy = numberOption('--busy', values.busy, 0);
   if (busy < 0 || busy > 1) throw new CliError(`--busy must be between 0 and 1, got ${busy}`);
-  const server = (values.server ?? process.env.PUBLIC_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-  if (!/^https?:\/\/[^\s/]+/.test(server)) throw new CliError(`--server must be an http(s) URL, got "${server}"`);
   return {
-    server,
+    server: serverOption(values.server),
     token: adminToken(values.token),
     devices,
     users,
@@ -100,34 +94,6 @@ function parseCli(argv: string[]): CliOptions | 'help' {
     concurrency: intOption('--concurrency', values.concurrency, 32, 1),
     installDelayMs: intOption('--install-delay', values['install-delay'], 50, 0),
   };
-}
-
-function intOption(name: string, raw: string | undefined, fallback: number, min: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return n;
-}
-
-function numberOption(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new CliError(`${name} must be a non-negative number, got "${raw}"`);
-  return n;
-}
-
-function adminToken(given: string | undefined): string {
-  if (given) return given;
-  if (process.env.ADMIN_TOKEN) return process.env.ADMIN_TOKEN;
-  // A development server without ADMIN_TOKEN generates one into DATA_DIR; read it when we share the checkout.
-  const file = path.resolve(process.env.DATA_DIR ?? './data', 'admin-token');
-  try {
-    const token = fs.readFileSync(file, 'utf8').trim();
-    if (token) return token;
-  } catch {
-    // fall through to the error below
-  }
-  throw new CliError(`no admin token: pass --token, set ADMIN_TOKEN, or run where the server keeps ${file}`);
 }
 
 function commandOption(raw: string | undefined): Record<string, unknown> | undefined {
@@ -157,88 +123,26 @@ function commandOption(raw: string | undefined): Record<string, unknown> | undef
   }
 }
 
-async function discoverApnsControlUrl(http: SimulatorHttpClient, server: string, token: string): Promise<string> {
-  const hint = 'start the server with `npm start -- --sandbox` (or MDM_SANDBOX=1) so its simulated APNs can wake these devices';
-  let info: { apnsControlUrl?: unknown };
-  try {
-    info = await http.json(`${server}/sandbox`, { token });
-  } catch (err) {
-    if (err instanceof SimulatorHttpError && err.code === 'HTTP_401') {
-      throw new CliError(`the server at ${server} refused the admin token (401): pass the server's token with --token or ADMIN_TOKEN`);
-    }
-    if (err instanceof SimulatorHttpError && err.code === 'HTTP_404') {
-      throw new CliError(`the server at ${server} is not in sandbox mode (GET /sandbox → 404): ${hint}`);
-    }
-    throw new CliError(`cannot reach the sandbox API at ${server}/sandbox (${(err as Error).message}): ${hint}`);
-  }
-  if (typeof info?.apnsControlUrl !== 'string') throw new CliError(`GET ${server}/sandbox gave no apnsControlUrl: ${hint}`);
-  return info.apnsControlUrl;
-}
-
 function progressLine(phase: string, s: FleetStats, total: number, started: number): string {
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const statuses = Object.entries(s.commandsByStatus).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   return `[${secs}s] ${phase}: enrolled ${s.enrolled}/${total}, synced ${s.devicesSynced}, syncs ${s.syncs}, running ${s.running}, queued ${s.queued}, pending ${s.awaiting}, answers: ${statuses}, errors ${s.errors}`;
 }
 
-function table(rows: Array<[string, string]>): string {
-  const w = Math.max(...rows.map(([k]) => k.length));
-  const v = Math.max(...rows.map(([, x]) => x.length));
-  const line = `+${'-'.repeat(w + 2)}+${'-'.repeat(v + 2)}+`;
-  return [line, ...rows.map(([k, x]) => `| ${k.padEnd(w)} | ${x.padEnd(v)} |`), line].join('\n');
-}
 
-function seconds(ms: number | undefined): string {
-  return ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`;
-}
-
-const LISTED_DEVICES = 20;
-
-/** The ids a person needs for the admin API (README walk-through): each user with their devices' UDIDs. */
-function createdIds(fleet: Fleet): string {
-  const lines = ['created (ids for the admin API):'];
-  const enrolled = fleet.devices.filter((d) => d.enrolled);
-  const shown = enrolled.slice(0, LISTED_DEVICES);
-  const line = (d: SimulatedDevice) => `    UDID ${d.udid}  serial ${d.serialNumber}  ${d.productName}  iOS ${d.osVersion}  "${d.deviceName}"`;
-  for (const u of fleet.users) {
-    const own = shown.filter((d) => d.userId === u.id);
-    lines.push(`  user ${u.id}  ${u.email}  (Apple Account ${u.appleAccount})`, ...own.map(line));
-  }
-  lines.push(...shown.filter((d) => !d.userId).map(line));
-  if (enrolled.length > shown.length) lines.push(`  … and ${enrolled.length - shown.length} more devices: GET /api/v1/devices lists them all`);
-  return lines.join('\n') + '\n';
-}
-
-/** Says errors as they come: every one at first, then every hundredth, so a broken run is visible at once. */
-function errorReporter(): (message: string) => void {
-  let n = 0;
-  return (message) => {
-    n++;
-    if (n <= 20 || n % 100 === 0) process.stderr.write(`error #${n}: ${message}\n`);
-    if (n === 20) process.stderr.write('(further errors: every hundredth is shown; the summary counts them all)\n');
-  };
-}
-
-class Interrupted extends Error {
-  override name = 'Interrupted';
-}
-
-/** Ctrl-C ends the run early, with the summary; a second Ctrl-C ends the process at once. */
-function interruptible(): { interrupted: () => boolean; step<T>(p: Promise<T>): Promise<T> } {
-  let hit = false;
-  const stop = new Promise<never>((_resolve, reject) => {
-    process.once('SIGINT', () => {
-      hit = true;
-      process.stderr.write('\ninterrupted: closing the devices and printing the summary (Ctrl-C again to quit now)\n');
-      process.once('SIGINT', () => process.exit(130));
-      reject(new Interrupted('interrupted'));
-    });
-  });
-  stop.catch(() => {});
-  return { interrupted: () => hit, step: (p) => Promise.race([p, stop]) };
+/** The value of --scenario (as `--scenario x` or `--scenario=x`), if given. */
+function scenarioOf(argv: string[]): string | undefined {
+  const i = argv.findIndex((a) => a === '--scenario' || a.startsWith('--scenario='));
+  if (i < 0) return undefined;
+  return argv[i]!.includes('=') ? argv[i]!.slice('--scenario='.length) : (argv[i + 1] ?? '');
 }
 
 async function main(argv: string[]): Promise<number> {
+  const scenario = scenarioOf(argv);
+  if (scenario !== undefined) {
+    if (scenario !== 'vpp') throw new CliError(`--scenario ${scenario || '(missing)'}: the one scenario is vpp`);
+    return runVppScenario(argv);
+  }
   const parsed = parseCli(argv);
   if (parsed === 'help') {
     process.stdout.write(HELP);
@@ -246,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const o = parsed;
   const http = new SimulatorHttpClient({ maxSockets: o.concurrency + 8 });
-  const controlUrl = await discoverApnsControlUrl(http, o.server, o.token);
+  const { apnsControlUrl: controlUrl } = await discoverSandbox(http, o.server, o.token);
   const run = interruptible();
   const fleet = new Fleet({
     onError: errorReporter(),
