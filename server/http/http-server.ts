@@ -2,6 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Logger } from '../log.js';
+import { serviceRoutes } from './admin-routes.js';
+import { mount } from './api-route.js';
 import { asPortInUse } from './port.js';
 
 // The HTTP server: a guard every route relies on, the health check, and the routers in order (Apple's
@@ -28,7 +30,7 @@ export async function listen(opts: {
     }
     next();
   });
-  app.get('/healthz', (_req, res) => {
+  mount(app, serviceRoutes.health, (_in, _req, res) => {
     const { ready, database } = opts.health();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database });
   });
