@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { generateSandboxPushCertificate } from '../mdm/identity.js';
@@ -64,9 +63,6 @@ async function demoToken(appsAndBooks: SimulatedAppsAndBooks, file: string | und
   const saved = file ? readStateFile(file, SandboxFile) : undefined;
   if (saved && appsAndBooks.hasToken(saved.demoSToken)) return saved.demoSToken;
   const demoSToken = appsAndBooks.issueToken({ orgName: 'Sandbox School', locationName: 'Sandbox Campus', assets: demoSandboxAssets() });
-  if (file) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    await new StateFileWriter(file, () => ({ demoSToken }), (e) => { throw e; }).close();
-  }
+  if (file) await new StateFileWriter(file, () => ({ demoSToken }), (e) => { throw e; }).close();
   return demoSToken;
 }

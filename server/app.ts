@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import { createSignatureVerifier } from '../mdm/identity.js';
 import { appleFromConfig, type ApplePlatform } from './apple-platform.js';
-import { loadConfig, type Config } from './config.js';
+import { AuditLog } from './audit.js';
+import { ConfigError, loadConfig, peerList, weakAdminToken, type Config } from './config.js';
 import { CommandOwners } from './devices/command-owners.js';
 import { CommandQueue } from './devices/command-queue.js';
 import { DeviceAdmin } from './devices/device-admin.js';
@@ -50,8 +51,8 @@ export interface RunningServer {
 export interface StartOptions extends Partial<Config> {
   env?: NodeJS.ProcessEnv;
   logSink?: LogSink;
-  /** Called once with a generated admin token, so the CLI can print it. */
-  onGeneratedAdminToken?: (token: string) => void;
+  /** Called once with a generated admin token and the file it is kept in, so the CLI can tell the operator. */
+  onGeneratedAdminToken?: (token: string, file: string) => void;
   /** Where Apple's services are; unset: Apple's own, from the configuration. */
   apple?: ApplePlatform;
 }
@@ -75,6 +76,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     await services.start();
     const http = await listen({
       host: config.host, port: config.port, log, routers: services.routers(adminToken),
+      limits: { maxConnections: config.maxConnections, headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs, shutdownGraceMs: config.shutdownGraceMs },
       health: () => ({ ready: services.ready, database: database.kind }),
     });
     closing.add(() => http.close());
@@ -95,7 +97,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   }
 }
 
-async function loadSecrets(config: Config, log: Logger, announce?: (token: string) => void) {
+async function loadSecrets(config: Config, log: Logger, announce?: (token: string, file: string) => void) {
   const secrets = new SecretBox(decodeKey(await loadOrCreateFileSecret({
     value: config.secretsKey, dataDir: config.dataDir, file: 'secrets-key', what: 'SECRETS_KEY (keep it: stored private keys cannot be read without it)',
     generate: () => crypto.randomBytes(32).toString('hex'), log,
@@ -104,6 +106,9 @@ async function loadSecrets(config: Config, log: Logger, announce?: (token: strin
     value: config.adminToken, dataDir: config.dataDir, file: 'admin-token', what: 'admin API token', log,
     generate: () => crypto.randomBytes(24).toString('base64url'), announce,
   });
+  // A token put into the file by hand meets the rule a configured ADMIN_TOKEN meets.
+  const weak = weakAdminToken(adminToken);
+  if (weak) throw new ConfigError(`${weak} (read from ${config.dataDir}/admin-token)`);
   return { secrets, adminToken };
 }
 
@@ -115,9 +120,10 @@ async function createServices(c: {
   let publicUrl = config.publicUrl;
   const events = new ServerEventBus();
   const scheduler = createScheduler(c.database);
+  const audit = new AuditLog(storage.audit, log);
 
   const certificates: PushCertificates = new PushCertificates({
-    settings: storage.settings, secrets, log, apns: platform.apns,
+    settings: storage.settings, devices: storage.devices, secrets, log, apns: platform.apns,
     onInUse: (certPem) => platform.pushCertificateInUse?.(certPem), onChange: () => void push.drain(),
   });
   const push: PushService = new PushService({ pushQueue: storage.pushQueue, devices: storage.devices, log, sender: () => certificates.sender() });
@@ -129,10 +135,10 @@ async function createServices(c: {
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
     devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, pushQueue: storage.pushQueue,
-    log, push, queue, owners, events, secrets, expectedTopic: () => certificates.topic(),
+    log, push, queue, owners, events, secrets, audit, expectedTopic: () => certificates.topic(),
   });
   const enrollment = new EnrollmentService({
-    enrollments: storage.enrollments, users: storage.users, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
+    enrollments: storage.enrollments, users: storage.users, devices: storage.devices, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
     pushTopic: () => certificates.topic(),
   });
   const refresh = new DeviceRefresh({ settings: storage.settings, devices: storage.devices, push, log, scheduler, checkOut: (d) => devices.checkOut(d) });
@@ -155,7 +161,11 @@ async function createServices(c: {
     /** Jobs run on the shared database: any process may run them, one at a time. */
     async start() {
       await scheduler.start();
-      closing.add(async () => { await scheduler.stop(); });
+      closing.add(async () => {
+        // Running jobs finish (bounded); one still running then keeps its lock until it lapses, and another process takes it.
+        const drained = await scheduler.drain(config.shutdownGraceMs);
+        if (drained.timedOut) log.warn({ running: drained.running, graceMs: config.shutdownGraceMs }, 'jobs still running at shutdown: left to their lock lifetime');
+      });
       await schedulePushJobs(scheduler, push, config.pushRetryPollMs);
       await refresh.start();
       await licensing.start();
@@ -164,11 +174,18 @@ async function createServices(c: {
     },
     routers: (adminToken: string) => [
       notificationRoutes(licensing.notifications, log),
-      deviceRoutes({ devices, enrollment, verifier: () => verifier, clientCertHeader: config.clientCertHeader, maxBodyBytes: config.maxDeviceBodyBytes, log }),
+      deviceRoutes({
+        devices, enrollment, verifier: () => verifier, log,
+        clientCertHeader: config.clientCertHeader, trustedProxies: peerList(config.clientCertTrustedProxies),
+        maxBodyBytes: config.maxDeviceBodyBytes, maxBodyBytesInFlight: config.maxDeviceBodyBytesInFlight,
+      }),
       adminApi({
-        adminToken, log, enrollment, refresh, pushCertificates: certificates,
+        adminToken, log, audit, enrollment, refresh, pushCertificates: certificates,
         users: new UserDirectory({ users: storage.users, devices: storage.devices, lifecycle: licensing.lifecycle }),
-        devices: new DeviceAdmin({ devices: storage.devices, commands: storage.commands, queue, push, removal: licensing.lifecycle }),
+        devices: new DeviceAdmin({
+          devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, queue, push,
+          removal: licensing.lifecycle, audit, checkOut: (d) => devices.checkOut(d),
+        }),
         deviceApps: (udid) => licensing.assignments.deviceApps(udid),
         platformInfo: platform.describe && (() => platform.describe!()),
         extraRouters: [vppAdminRouter(licensing)],

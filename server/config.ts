@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
@@ -13,12 +14,23 @@ export interface Config {
   apnsCaFile?: string;
   vppUrl: string;
   clientCertHeader?: string;
+  /** Peers (addresses or CIDRs) allowed to send clientCertHeader: the TLS-terminating proxies. */
+  clientCertTrustedProxies: string[];
   secretsKey?: string;
   logLevel: LogLevel;
   /** How long an enrollment token stays valid. */
   enrollmentTtlMs: number;
   /** Largest device request body accepted (check-in and connect). */
   maxDeviceBodyBytes: number;
+  /** Device request bodies all requests together may hold in memory before 503. */
+  maxDeviceBodyBytesInFlight: number;
+  /** Open connections the HTTP server keeps; more are closed at once. */
+  maxConnections: number;
+  /** Time a client has to send its request headers, and its whole request. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** On SIGTERM, how long requests in flight and running jobs may take before they are cut. */
+  shutdownGraceMs: number;
   /** Interval at which the durable push queue is drained for retries. */
   pushRetryPollMs: number;
   /** How often pending Apple events (/status?eventId) are polled. */
@@ -30,6 +42,36 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** 24 characters of a random alphabet carry well over 128 bits; the generated tokens have 32. */
+export const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+/** Why a configured admin token is too weak to guard the API, or undefined. */
+export function weakAdminToken(token: string): string | undefined {
+  const hint = `use at least ${MIN_ADMIN_TOKEN_LENGTH} characters from a random generator, e.g. \`openssl rand -base64 32\``;
+  if (token.length < MIN_ADMIN_TOKEN_LENGTH) return `ADMIN_TOKEN is ${token.length} characters; ${hint}`;
+  if (new Set(token).size < 8) return `ADMIN_TOKEN repeats too few different characters to be hard to guess; ${hint}`;
+  return undefined;
+}
+
+/** Addresses and CIDRs (`10.0.0.0/8`, `::1`) as a BlockList; ConfigError naming `name` for an entry that is neither. */
+export function peerList(entries: string[], name = 'CLIENT_CERT_TRUSTED_PROXIES'): net.BlockList {
+  const list = new net.BlockList();
+  for (const entry of entries) {
+    const [address, bits, more] = entry.split('/');
+    const family = net.isIP(address ?? '');
+    const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
+    if (!family || more !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32)) {
+      throw new ConfigError(`${name}: "${entry}" is not an IP address or CIDR (like 10.0.0.0/8 or fd00::/8)`);
+    }
+    list.addSubnet(address!, prefix, family === 6 ? 'ipv6' : 'ipv4');
+  }
+  return list;
+}
+
+function listFrom(raw: string | undefined): string[] | undefined {
+  return raw === undefined || raw.trim() === '' ? undefined : raw.split(',').map((s) => s.trim()).filter(Boolean);
+}
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
@@ -57,15 +99,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     apnsCaFile: overrides.apnsCaFile ?? (env.APNS_CA_FILE || undefined),
     vppUrl: (overrides.vppUrl ?? env.VPP_URL ?? 'https://vpp.itunes.apple.com/mdm/v2').replace(/\/+$/, ''),
     clientCertHeader: (overrides.clientCertHeader ?? (env.CLIENT_CERT_HEADER || undefined))?.toLowerCase(),
+    clientCertTrustedProxies: overrides.clientCertTrustedProxies ?? listFrom(env.CLIENT_CERT_TRUSTED_PROXIES) ?? ['127.0.0.1', '::1'],
     secretsKey: overrides.secretsKey ?? (env.SECRETS_KEY || undefined),
     logLevel,
     enrollmentTtlMs: overrides.enrollmentTtlMs ?? intFrom(env, 'ENROLLMENT_TTL_SECONDS', 7 * 24 * 3600) * 1000,
     maxDeviceBodyBytes: overrides.maxDeviceBodyBytes ?? intFrom(env, 'MAX_DEVICE_BODY_BYTES', 2 * 1024 * 1024),
+    maxDeviceBodyBytesInFlight: overrides.maxDeviceBodyBytesInFlight ?? intFrom(env, 'DEVICE_BODY_BYTES_IN_FLIGHT', 64 * 1024 * 1024),
+    maxConnections: overrides.maxConnections ?? intFrom(env, 'MAX_CONNECTIONS', 4096),
+    headersTimeoutMs: overrides.headersTimeoutMs ?? intFrom(env, 'HEADERS_TIMEOUT_MS', 10_000),
+    requestTimeoutMs: overrides.requestTimeoutMs ?? intFrom(env, 'REQUEST_TIMEOUT_MS', 30_000),
+    shutdownGraceMs: overrides.shutdownGraceMs ?? intFrom(env, 'SHUTDOWN_GRACE_MS', 10_000),
     pushRetryPollMs: overrides.pushRetryPollMs ?? intFrom(env, 'PUSH_RETRY_POLL_MS', 2000),
     vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', 5000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',
   };
+  peerList(config.clientCertTrustedProxies);
+  const weak = config.adminToken && weakAdminToken(config.adminToken);
+  if (weak) throw new ConfigError(weak);
+  if (config.maxDeviceBodyBytesInFlight < config.maxDeviceBodyBytes) {
+    throw new ConfigError(`DEVICE_BODY_BYTES_IN_FLIGHT (${config.maxDeviceBodyBytesInFlight}) must be at least MAX_DEVICE_BODY_BYTES (${config.maxDeviceBodyBytes})`);
+  }
+  if (config.requestTimeoutMs > 0 && config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
+  }
   if (config.publicUrl && !/^https?:\/\//.test(config.publicUrl)) {
     throw new ConfigError(`PUBLIC_URL must start with https:// (or http:// for local testing), got "${config.publicUrl}"`);
   }

@@ -35,21 +35,41 @@ export function decodeKey(raw: string): Buffer {
   return /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
 }
 
+/**
+ * DATA_DIR holds the secrets key, the admin token and the embedded database: only the server's user may enter
+ * it. A directory someone made readable by others is tightened (and said so), not trusted as it is.
+ */
+export async function ensurePrivateDir(dir: string, log: Logger): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await makePrivate(dir, 0o700, log);
+}
+
+/** Removes group and other permissions from `file`, warning when it had any. */
+export async function makePrivate(file: string, mode: number, log: Logger): Promise<void> {
+  const found = (await fs.stat(file)).mode & 0o777;
+  if ((found & 0o077) === 0) return;
+  await fs.chmod(file, mode);
+  log.warn({ file, was: found.toString(8), now: mode.toString(8) }, 'made private: it was open to other users of this machine');
+}
+
 /** Reads a secret from the environment, else from DATA_DIR, else generates it there (development set-up). */
-export async function loadOrCreateFileSecret(opts: { value?: string; dataDir: string; file: string; generate: () => string; log: Logger; what: string; announce?: (value: string) => void }): Promise<string> {
+export async function loadOrCreateFileSecret(opts: { value?: string; dataDir: string; file: string; generate: () => string; log: Logger; what: string; announce?: (value: string, file: string) => void }): Promise<string> {
   if (opts.value) return opts.value;
   const file = path.join(opts.dataDir, opts.file);
+  await ensurePrivateDir(opts.dataDir, opts.log);
   try {
-    return (await fs.readFile(file, 'utf8')).trim();
+    const value = (await fs.readFile(file, 'utf8')).trim();
+    await makePrivate(file, 0o600, opts.log);
+    return value;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await fs.mkdir(opts.dataDir, { recursive: true });
   const value = opts.generate();
   try {
     await fs.writeFile(file, value + '\n', { mode: 0o600, flag: 'wx' });
+    // The log stream may be collected anywhere: it says where the secret is, never what it is.
     opts.log.warn({ file }, `generated ${opts.what}`);
-    opts.announce?.(value);
+    opts.announce?.(value, file);
     return value;
   } catch (err) {
     // Another process created it first: use theirs.

@@ -90,7 +90,8 @@ export class StateFileWriter {
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
+  // Like the rest of DATA_DIR: private to the server's user.
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   // 0600: the state holds sTokens and notification tokens of the simulated service.
   await fsp.writeFile(tmp, text, { mode: 0o600 });

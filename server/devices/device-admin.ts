@@ -2,16 +2,23 @@ import { knownRequestTypes } from '../../mdm/apple-schema.js';
 import type { Command } from '../../mdm/commands.js';
 import { conflict, invalid, notFound } from '../errors.js';
 import type { PushService } from '../push/push-service.js';
-import type { CommandRecord, CommandStore, DeviceRecord, DeviceStore } from '../storage/ports.js';
+import type { AuditLog } from '../audit.js';
+import type { CommandRecord, CommandStore, DeviceRecord, DeviceStore, EnrollmentStore } from '../storage/ports.js';
 import type { CommandQueue } from './command-queue.js';
 
 /** What else must let go of a device before it is deleted (its device licenses go back first). */
 export interface DeviceRemoval { removingDevice(device: DeviceRecord): Promise<void> }
 
-// The admin's view of devices: list, inspect, queue raw commands, push now, delete.
+/** Who asked, for the audit log. */
+export interface AdminActor { actor: string; source?: string }
+
+// The admin's view of devices: list, inspect, queue raw commands, push now, revoke, delete.
 export class DeviceAdmin {
   constructor(private readonly deps: {
-    devices: DeviceStore; commands: CommandStore; queue: CommandQueue; push: PushService; removal: DeviceRemoval;
+    devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; queue: CommandQueue; push: PushService;
+    removal: DeviceRemoval; audit: AuditLog;
+    /** What a CheckOut does (devices/device-service.ts): the device is no longer managed. */
+    checkOut: (device: DeviceRecord) => Promise<void>;
   }) {}
 
   list(filter: { userId?: string } = {}): Promise<DeviceRecord[]> {
@@ -43,12 +50,27 @@ export class DeviceAdmin {
     await this.deps.push.request([d.udid], 'refresh device');
   }
 
-  /** False when there is no such device. */
-  async delete(udid: string): Promise<boolean> {
+  /** False when there is no such device. Its identities are revoked: a deleted device cannot Authenticate again. */
+  async delete(udid: string, by: AdminActor): Promise<boolean> {
     const device = await this.deps.devices.get(udid);
     if (!device) return false;
     await this.deps.removal.removingDevice(device);
+    await this.revokeIdentities(device, by, 'deleted');
     return this.deps.devices.delete(udid);
+  }
+
+  /** Revoke: the device's certificates are refused from now on and it counts as checked out; it stays listed. */
+  async revoke(udid: string, by: AdminActor): Promise<DeviceRecord> {
+    const device = await this.get(udid);
+    await this.revokeIdentities(device, by, 'revoked');
+    if (!device.checkedOutAt) await this.deps.checkOut(device);
+    return this.get(udid);
+  }
+
+  private async revokeIdentities(device: DeviceRecord, by: AdminActor, because: string): Promise<void> {
+    const fingerprints = await this.deps.enrollments.revokeIdentities(device.udid, device.certFingerprint);
+    if (fingerprints.length === 0) return;
+    await this.deps.audit.record({ kind: 'identity.revoked', ...by, subject: device.udid, details: { because, certificates: fingerprints.length } });
   }
 
   private async enrolled(udid: string): Promise<DeviceRecord> {

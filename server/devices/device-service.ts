@@ -1,5 +1,6 @@
 import { deviceConfigured } from '../../mdm/commands.js';
-import type { CheckInMessage, CommandReport } from '../../mdm/messages.js';
+import type { Authenticate, CheckInMessage, CommandReport } from '../../mdm/messages.js';
+import { certificateActor, type AuditLog } from '../audit.js';
 import { AppError } from '../errors.js';
 import type { ServerEventBus } from '../events.js';
 import type { Logger } from '../log.js';
@@ -8,16 +9,18 @@ import type { SecretBox } from '../secrets.js';
 import type { CommandStore, DeviceRecord, DeviceStore, EnrollmentStore, PushQueueStore } from '../storage/ports.js';
 import type { CommandOwners } from './command-owners.js';
 import type { CommandQueue } from './command-queue.js';
+import { bindingFor, identityRefusal } from './device-binding.js';
 import { DeviceRequestError, UnrecognizedDeviceError } from './device-refusal.js';
 
 // The device side of the server (NanoMDM's "service" layer): check-in and command-report handling over the
 // storage ports. Inputs arrive parsed, typed and signature-checked; outputs are what to reply.
 
-export interface Signer { fingerprint: string }
+/** The verified signing certificate, and the peer that sent the request (for the audit log). */
+export interface Signer { fingerprint: string; source?: string }
 
 export interface DeviceServiceDeps {
   devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; pushQueue: PushQueueStore;
-  log: Logger; push: PushService; queue: CommandQueue; owners: CommandOwners; events: ServerEventBus; secrets: SecretBox;
+  log: Logger; push: PushService; queue: CommandQueue; owners: CommandOwners; events: ServerEventBus; secrets: SecretBox; audit: AuditLog;
   /** The push certificate's topic; undefined while none is configured. */
   expectedTopic: () => string | undefined;
 }
@@ -30,17 +33,7 @@ export class DeviceService {
     const topic = this.deps.expectedTopic();
     if (topic && msg.Topic !== topic) throw new DeviceRequestError(400, `Topic ${msg.Topic} is not this server's push topic`);
     if (msg.MessageType === 'Authenticate') {
-      const enrollment = await this.deps.enrollments.enrollmentOfIdentity(signer.fingerprint);
-      try {
-        await devices.authenticate({
-          udid: msg.UDID, topic: msg.Topic, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion, buildVersion: msg.BuildVersion,
-          productName: msg.ProductName, deviceName: msg.DeviceName, model: msg.Model, imei: msg.IMEI, meid: msg.MEID,
-        }, signer.fingerprint, enrollment?.userId ?? null);
-      } catch (err) {
-        if (err instanceof AppError && err.kind === 'conflict') throw new DeviceRequestError(400, `${err.message}; refusing UDID ${msg.UDID}`);
-        throw err;
-      }
-      log.info({ udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion }, 'device authenticated');
+      await this.authenticate(msg, signer);
       return;
     }
     const device = await this.boundDevice(msg.UDID, signer);
@@ -63,6 +56,45 @@ export class DeviceService {
     }
     await this.checkOut(device);
     log.info({ udid: device.udid }, 'device checked out');
+  }
+
+  private async authenticate(msg: Authenticate, signer: Signer): Promise<void> {
+    const { devices, log, audit } = this.deps;
+    const found = await this.liveIdentity(msg.UDID, signer);
+    const binding = bindingFor(await devices.get(msg.UDID), signer.fingerprint, found.enrollment);
+    const who = { actor: certificateActor(signer.fingerprint), source: signer.source, subject: msg.UDID };
+    if (binding.kind === 'refuse') {
+      log.warn({ udid: msg.UDID, reason: binding.reason, source: signer.source }, 'device takeover refused');
+      await audit.record({ kind: 'device.takeover_refused', ...who, details: { reason: binding.reason } });
+      throw new DeviceRequestError(400, binding.reason);
+    }
+    try {
+      await devices.authenticate({
+        udid: msg.UDID, topic: msg.Topic, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion, buildVersion: msg.BuildVersion,
+        productName: msg.ProductName, deviceName: msg.DeviceName, model: msg.Model, imei: msg.IMEI, meid: msg.MEID,
+      }, signer.fingerprint, found.enrollment?.userId ?? null, binding.kind === 'rebind' ? binding.replacing : undefined);
+    } catch (err) {
+      if (err instanceof AppError && err.kind === 'conflict') throw new DeviceRequestError(400, `${err.message}; refusing UDID ${msg.UDID}`);
+      throw err;
+    }
+    if (binding.kind === 'rebind') {
+      log.warn({ udid: msg.UDID, because: binding.because, source: signer.source }, 'device rebound to a new certificate');
+      await audit.record({ kind: 'device.rebound', ...who, details: { because: binding.because, previous: certificateActor(binding.replacing) } });
+    }
+    log.info({ udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion }, 'device authenticated');
+  }
+
+  /** The signer's identity, refused (logged and audited) unless this server issued it and has not revoked it. */
+  private async liveIdentity(udid: string, signer: Signer) {
+    const found = await this.deps.enrollments.identity(signer.fingerprint);
+    const refusal = identityRefusal(found);
+    if (!refusal) return found!;
+    await this.refuseCertificate(udid, signer, refusal);
+    throw new DeviceRequestError(400, refusal);
+  }
+
+  private async refuseCertificate(udid: string, signer: Signer, reason: string): Promise<void> {
+    await this.deps.audit.record({ kind: 'certificate.refused', actor: certificateActor(signer.fingerprint), source: signer.source, subject: udid, details: { reason } });
   }
 
   /** A device leaves: by its CheckOut, or removed by the silent-device schedule. */
@@ -93,10 +125,14 @@ export class DeviceService {
   }
 
   private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {
+    // Read on every request rather than cached: a revocation by any server process counts at once.
+    await this.liveIdentity(udid, signer);
     const device = await this.deps.devices.get(udid);
     if (!device || !device.enrolled) throw new UnrecognizedDeviceError(udid);
     if (device.certFingerprint !== signer.fingerprint) {
-      throw new DeviceRequestError(400, `the signing certificate is not the one bound to device ${udid}`);
+      const reason = `the signing certificate is not the one bound to device ${udid}`;
+      await this.refuseCertificate(udid, signer, reason);
+      throw new DeviceRequestError(400, reason);
     }
     return device;
   }

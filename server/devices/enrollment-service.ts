@@ -3,21 +3,36 @@ import { issueDeviceIdentity, type CertifiedKey } from '../../mdm/identity.js';
 import { buildEnrollmentProfile } from '../../mdm/profile.js';
 import { AppError, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EnrollmentStore, UserStore } from '../storage/ports.js';
+import type { DeviceStore, EnrollmentStore, UserStore } from '../storage/ports.js';
 
-// Enrollment tokens (single use, expiring, optionally bound to a user) and the profile they redeem.
+// Enrollment tokens (single use, expiring, optionally bound to a user, or an admin's re-enrollment of one
+// device) and the profile they redeem.
+
+export interface IssuedEnrollment { token: string; url: string; expiresAt: Date; userId: string | null; udid: string | null }
+
 export class EnrollmentService {
   constructor(private readonly deps: {
-    enrollments: EnrollmentStore; users: UserStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
+    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
   }) {}
 
-  async create(userId?: string): Promise<{ token: string; url: string; expiresAt: Date }> {
+  /**
+   * With `udid`, a re-enrollment of that enrolled device: its profile's identity may take the UDID over from the
+   * device's current certificate (devices/device-binding.ts). It keeps the device's user unless given another.
+   */
+  async create(opts: { userId?: string; udid?: string } = {}): Promise<IssuedEnrollment> {
+    let userId = opts.userId;
+    if (opts.udid) {
+      const device = await this.deps.devices.get(opts.udid);
+      if (!device) throw notFound(`no device with UDID "${opts.udid}" to re-enroll`);
+      userId ??= device.userId ?? undefined;
+    }
     if (userId && !(await this.deps.users.get(userId))) throw notFound(`no user with id "${userId}"`);
     const token = crypto.randomBytes(24).toString('base64url');
     const expiresAt = new Date(Date.now() + this.deps.ttlMs);
-    await this.deps.enrollments.create({ token, userId, expiresAt });
-    return { token, url: `${this.deps.publicUrl()}/mdm/enroll/${token}`, expiresAt };
+    await this.deps.enrollments.create({ token, userId, udid: opts.udid, expiresAt });
+    if (opts.udid) this.deps.log.info({ udid: opts.udid, userId }, 're-enrollment issued');
+    return { token, url: `${this.deps.publicUrl()}/mdm/enroll/${token}`, expiresAt, userId: userId ?? null, udid: opts.udid ?? null };
   }
 
   async profileFor(token: string): Promise<string> {

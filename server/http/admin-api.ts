@@ -1,18 +1,20 @@
-import crypto from 'node:crypto';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
+import type { AuditLog } from '../audit.js';
 import type { DeviceAdmin } from '../devices/device-admin.js';
 import type { DeviceRefresh } from '../devices/device-refresh.js';
 import type { EnrollmentService } from '../devices/enrollment-service.js';
 import type { UserDirectory } from '../devices/user-directory.js';
-import { AppError, notFound } from '../errors.js';
+import { notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
+import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
 import { adminRoutes as route, serviceRoutes } from './admin-routes.js';
 import { mount } from './api-route.js';
 import { apiErrorHandler } from './errors.js';
 import { openApiDocument } from './openapi.js';
-import { commandView, deviceView, enrollmentView, userView } from './views.js';
+import { jsonBody } from './parse-body.js';
+import { auditView, commandView, deviceView, enrollmentView, pushCertificateView, userView } from './views.js';
 
 // The admin API under /api/v1 (SPEC §5), behind the admin token: users, enrollments, devices and their
 // commands, the push certificate, the Device Refresh and Removal schedule.
@@ -20,6 +22,7 @@ import { commandView, deviceView, enrollmentView, userView } from './views.js';
 export interface AdminApiDeps {
   adminToken: string;
   log: Logger;
+  audit: AuditLog;
   users: UserDirectory;
   devices: DeviceAdmin;
   enrollment: EnrollmentService;
@@ -33,21 +36,14 @@ export interface AdminApiDeps {
   extraRouters?: express.Router[];
 }
 
+// Each route's path, schemas and documentation are declared in admin-routes.ts; mount() validates with them.
 export function adminApi(deps: AdminApiDeps): express.Router {
   const router = express.Router();
-  const expected = Buffer.from(deps.adminToken);
 
   mount(router, serviceRoutes.openApi, (_in, _req, res) => { res.json(openApiDocument()); });
 
-  router.use(['/api/v1', '/sandbox'], (req: Request, _res: Response, next: NextFunction) => {
-    const header = req.header('authorization') ?? '';
-    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
-    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) {
-      return next(new AppError('unauthorized', 'missing or wrong admin token: send Authorization: Bearer <ADMIN_TOKEN>'));
-    }
-    next();
-  });
-  router.use('/api/v1', express.json({ limit: '1mb' }));
+  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
+  router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
 
   // ---- users ----
   mount(router, route.createUser, async ({ body }, _req, res) => { res.status(201).json(userView(await deps.users.create(body))); });
@@ -65,9 +61,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   });
 
   // ---- enrollments ----
-  mount(router, route.createEnrollment, async ({ body }, _req, res) => {
-    res.status(201).json(enrollmentView(await deps.enrollment.create(body.userId), body.userId));
-  });
+  mount(router, route.createEnrollment, async ({ body }, _req, res) => { res.status(201).json(enrollmentView(await deps.enrollment.create(body))); });
 
   // ---- devices ----
   mount(router, route.listDevices, async ({ query }, _req, res) => { res.json((await deps.devices.list({ userId: query.userId })).map(deviceView)); });
@@ -76,9 +70,10 @@ export function adminApi(deps: AdminApiDeps): express.Router {
     res.json({ ...deviceView(d), apps: await deps.deviceApps(d.udid) });
   });
   mount(router, route.deleteDevice, async ({ params }, _req, res) => {
-    if (!(await deps.devices.delete(params.udid))) throw notFound(`no device with UDID "${params.udid}"`);
+    if (!(await deps.devices.delete(params.udid, actorOf(res)))) throw notFound(`no device with UDID "${params.udid}"`);
     res.status(204).end();
   });
+  mount(router, route.revokeDevice, async ({ params }, _req, res) => { res.json(deviceView(await deps.devices.revoke(params.udid, actorOf(res)))); });
   mount(router, route.queueCommand, async ({ params, body }, _req, res) => {
     const c = await deps.devices.queueCommand(params.udid, body as { RequestType: string });
     res.status(201).json({ commandUUID: c.commandUuid });
@@ -90,11 +85,14 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   });
 
   // ---- push certificate ----
-  mount(router, route.putPushCertificate, async ({ body }, _req, res) => { res.json(await deps.pushCertificates.store(body)); });
+  mount(router, route.putPushCertificate, async ({ body }, _req, res) => {
+    const { confirmTopicChange, ...certificate } = body;
+    res.json(pushCertificateView(await deps.pushCertificates.store(certificate, { confirmTopicChange })));
+  });
   mount(router, route.getPushCertificate, (_in, _req, res) => {
     const info = deps.pushCertificates.info();
     if (!info) throw notFound('no push certificate is configured');
-    res.json(info);
+    res.json(pushCertificateView(info));
   });
 
   // ---- Device Refresh and Removal schedule ----
@@ -105,6 +103,11 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   });
   mount(router, route.runRefreshSchedule, async (_in, _req, res) => { res.json(await deps.refresh.run()); });
 
+  // ---- audit log ----
+  mount(router, route.listAudit, async ({ query }, _req, res) => {
+    const entries = await deps.audit.list({ kinds: query.kind, before: query.before, limit: query.limit });
+    res.json({ entries: entries.map(auditView), next: entries.length === query.limit ? String(entries.at(-1)!.id) : null });
+  });
   if (deps.platformInfo) mount(router, serviceRoutes.sandbox, (_in, _req, res) => { res.json(deps.platformInfo!()); });
   for (const extra of deps.extraRouters ?? []) router.use(extra);
 

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import { clip } from '../../mdm/clip.js';
 import { AppError, type AppErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -6,17 +7,21 @@ import type { Logger } from '../log.js';
 // the error's reason when it has one (e.g. invalid_stoken), else the kind's.
 
 const STATUS: Record<AppErrorKind, number> = {
-  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unavailable: 503,
+  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unsupported_type: 415, rate_limited: 429, unavailable: 503,
 };
 const CODE: Record<AppErrorKind, string> = {
   invalid: 'bad_request', unauthorized: 'unauthorized', not_found: 'not_found', conflict: 'conflict', gone: 'gone',
-  too_large: 'body_too_large', unavailable: 'unavailable',
+  too_large: 'body_too_large', unsupported_type: 'unsupported_media_type', rate_limited: 'too_many_requests', unavailable: 'unavailable',
 };
+
+/** Messages quote what the client sent (ids, values): a refusal must not hand back, or log, 100 KB of it. */
+export const MAX_REFUSAL_LENGTH = 1000;
+export const refusalText = (message: string): string => clip(message, MAX_REFUSAL_LENGTH);
 
 export const httpStatus = (err: AppError): number => STATUS[err.kind];
 
 export function sendError(res: Response, err: AppError): void {
-  res.status(httpStatus(err)).json({ error: { code: err.reason ?? CODE[err.kind], message: err.message } });
+  res.status(httpStatus(err)).json({ error: { code: err.reason ?? CODE[err.kind], message: refusalText(err.message) } });
 }
 
 /** Body-parser failures arrive with `type` and `status`; they are the client's errors, said as AppErrors. */
@@ -25,6 +30,7 @@ export function asAppError(err: unknown): AppError | undefined {
   const e = err as { type?: string; status?: number; message?: string } | undefined;
   if (e?.type === 'entity.too.large') return new AppError('too_large', 'request body is larger than allowed');
   if (e?.type === 'entity.parse.failed') return new AppError('invalid', `body is not valid JSON: ${e.message}`, 'invalid_json');
+  if (e?.type === 'json.too.deep') return new AppError('invalid', e.message ?? 'JSON nested too deep', 'invalid_json');
   if (e?.status && e.status >= 400 && e.status < 500) return new AppError('invalid', e.message ?? 'bad request');
   return undefined;
 }

@@ -1,6 +1,8 @@
-import { daysUntilExpiry } from '../../vpp/stoken.js';
+import type { IssuedEnrollment } from '../devices/enrollment-service.js';
+import { expiryFields } from '../expiry.js';
+import type { StoredPushCertificate } from '../push/push-certificate.js';
 import type { AssignmentState } from '../licensing/assignments.js';
-import type { BundleRecord, CommandRecord, DeviceRecord, SubscriptionRecord, TargetListRecord, UserRecord } from '../storage/ports.js';
+import type { AuditRecord, BundleRecord, CommandRecord, DeviceRecord, SubscriptionRecord, TargetListRecord, UserRecord } from '../storage/ports.js';
 
 // Every response body of the admin API, built from records: the one place the API's JSON shapes are written.
 
@@ -27,16 +29,22 @@ export function commandView(c: CommandRecord) {
   };
 }
 
-export function enrollmentView(e: { token: string; url: string; expiresAt: Date }, userId: string | undefined) {
-  return { token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: userId ?? null };
+export function enrollmentView(e: IssuedEnrollment) {
+  return { token: e.token, url: e.url, expiresAt: e.expiresAt.toISOString(), userId: e.userId, udid: e.udid };
+}
+
+export function pushCertificateView(c: StoredPushCertificate) {
+  return { ...c, ...expiryFields(new Date(c.notAfter), 'the push certificate', 'renew it at https://identity.apple.com (keep its topic)') };
+}
+
+export function auditView(a: AuditRecord) {
+  return { id: String(a.id), at: a.at.toISOString(), kind: a.kind, actor: a.actor, source: a.source, subject: a.subject, details: a.details };
 }
 
 export function subscriptionView(s: SubscriptionRecord, notificationUrl: string) {
-  const days = daysUntilExpiry({ raw: '', token: '', orgName: s.orgName, expDate: s.expiresAt });
   return {
     id: s.id, name: s.name, status: s.status, statusReason: s.statusReason, orgName: s.orgName, locationName: s.locationName,
-    expiresAt: s.expiresAt.toISOString(), daysUntilExpiry: days,
-    ...(days < 30 ? { warning: `the sToken expires in ${days} days: download a new one from Apple Business/School Manager` } : {}),
+    expiresAt: s.expiresAt.toISOString(), ...expiryFields(s.expiresAt, 'the sToken', 'download a new one from Apple Business/School Manager'),
     claimHolder: s.claimHolder, schedule: s.schedule, lastSyncAt: s.lastSyncAt?.toISOString() ?? null, lastSyncError: s.lastSyncError,
     notificationUrl,
   };

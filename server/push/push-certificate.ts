@@ -1,15 +1,18 @@
 import { createApnsSender, type PushSender } from '../../mdm/apns.js';
 import { IdentityError, parsePushCertificate, type CertifiedKey } from '../../mdm/identity.js';
-import { invalid } from '../errors.js';
+import { conflict, invalid } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SecretBox } from '../secrets.js';
-import type { SettingsStore } from '../storage/ports.js';
+import type { DeviceStore, SettingsStore } from '../storage/ports.js';
 import type { SealedKeyPair } from '../devices/server-ca.js';
+import { daysUntil, EXPIRY_WARNING_DAYS } from '../expiry.js';
 
 // The APNs push certificate's life: loaded from the database at start, swapped when the admin uploads one,
 // and reloaded when another server process stored one. Each process holds its own APNs session (sender).
 
 export interface PushCertificateInfo { topic: string; notAfter: string; notBefore: string }
+/** What an upload did: with the number of enrolled devices left on another topic, when it changed the topic. */
+export type StoredPushCertificate = PushCertificateInfo & { strandedDevices?: number };
 type LoadedCertificate = PushCertificateInfo & CertifiedKey;
 export type PushCertificateInput = Parameters<typeof parsePushCertificate>[0];
 
@@ -17,6 +20,7 @@ const SETTING = 'push_certificate';
 
 export interface PushCertificatesDeps {
   settings: SettingsStore; secrets: SecretBox; log: Logger;
+  devices: Pick<DeviceStore, 'countEnrolledOutsideTopic'>;
   apns: { url: string; caPem?: string };
   /** Told of every certificate this process starts using (the sandbox's APNs trusts it). */
   onInUse?: (certPem: string) => void;
@@ -47,23 +51,35 @@ export class PushCertificates {
     if (!stored && ifNone) await this.save(await ifNone());
     else await this.use(stored);
     this.stamp = await this.deps.settings.updatedAt(SETTING);
+    const days = this.certificate && daysUntil(new Date(this.certificate.notAfter));
+    if (days !== undefined && days < EXPIRY_WARNING_DAYS) this.deps.log.warn({ topic: this.certificate!.topic, daysUntilExpiry: days }, 'the push certificate expires soon: renew it at https://identity.apple.com');
   }
 
-  /** The admin's upload: checked, stored (key sealed), and used at once. */
-  async store(input: PushCertificateInput): Promise<PushCertificateInfo> {
-    const info = await this.save(input);
-    this.deps.onChange?.();
-    return info;
-  }
-
-  private async save(input: PushCertificateInput): Promise<PushCertificateInfo> {
-    let parsed;
-    try {
-      parsed = parsePushCertificate(input);
-    } catch (err) {
-      if (err instanceof IdentityError) throw invalid(err.message, 'invalid_certificate');
-      throw err;
+  /**
+   * The admin's upload: checked, stored (key sealed), and used at once. APNs refuses a certificate outside its
+   * validity, so none is stored; and devices enrolled under another topic cannot be pushed with this one (they
+   * must enroll again), so a topic change needs `confirmTopicChange` and says how many it strands.
+   */
+  async store(input: PushCertificateInput, opts: { confirmTopicChange?: boolean } = {}): Promise<StoredPushCertificate> {
+    const parsed = parse(input);
+    const now = new Date();
+    if (parsed.notAfter <= now) throw invalid(`the push certificate expired at ${parsed.notAfter.toISOString()}: renew it at https://identity.apple.com`, 'invalid_certificate');
+    if (parsed.notBefore > now) throw invalid(`the push certificate is not valid before ${parsed.notBefore.toISOString()}`, 'invalid_certificate');
+    const stranded = await this.deps.devices.countEnrolledOutsideTopic(parsed.topic);
+    const topicChanges = this.certificate !== undefined && this.certificate.topic !== parsed.topic;
+    if (stranded > 0 && !opts.confirmTopicChange) {
+      throw conflict(`the certificate's topic ${parsed.topic} differs from the one of ${stranded} enrolled device(s); they would no longer receive pushes `
+        + 'until they enroll again. A renewed certificate keeps its topic (renew it at https://identity.apple.com, do not create a new one); '
+        + 'to change the topic anyway, send confirmTopicChange: true', 'topic_change');
     }
+    const info = await this.save(parsed);
+    if (topicChanges || stranded > 0) this.deps.log.warn({ topic: parsed.topic, strandedDevices: stranded }, 'push certificate topic changed');
+    this.deps.onChange?.();
+    return topicChanges || stranded > 0 ? { ...info, strandedDevices: stranded } : info;
+  }
+
+  private async save(input: PushCertificateInput | ReturnType<typeof parse>): Promise<PushCertificateInfo> {
+    const parsed = 'certPem' in input ? input : parse(input);
     const info: PushCertificateInfo = { topic: parsed.topic, notAfter: parsed.notAfter.toISOString(), notBefore: parsed.notBefore.toISOString() };
     await this.deps.settings.put(SETTING, { ...info, certPem: parsed.certPem, sealedKey: this.deps.secrets.seal(parsed.keyPem) });
     await this.use({ ...info, certPem: parsed.certPem, keyPem: parsed.keyPem });
@@ -108,5 +124,14 @@ export class PushCertificates {
       : undefined;
     if (cert) this.deps.onInUse?.(cert.certPem);
     await old?.close().catch(() => {});
+  }
+}
+
+function parse(input: PushCertificateInput) {
+  try {
+    return parsePushCertificate(input);
+  } catch (err) {
+    if (err instanceof IdentityError) throw invalid(err.message, 'invalid_certificate');
+    throw err;
   }
 }

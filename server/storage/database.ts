@@ -1,11 +1,16 @@
 import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../log.js';
+import { ensurePrivateDir } from '../secrets.js';
 
 // One code path for both engines: the server always talks to PostgreSQL through a `pg` pool. Without
-// DATABASE_URL, an embedded PGlite is served on a private loopback socket so the same SQL, locks and
-// transactions run against it.
+// DATABASE_URL, an embedded PGlite is served on a Unix socket so the same SQL, locks and transactions run
+// against it. PGlite has no authentication: whoever reaches the socket is the superuser. So the socket lives in
+// a 0700 directory of DATA_DIR (0700 too), which the kernel lets only this user (and root) open — a loopback
+// TCP port would admit every local user.
 export interface Database {
   pool: pg.Pool;
   kind: 'postgres' | 'pglite';
@@ -32,24 +37,40 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir: string
   return openEmbedded(opts);
 }
 
+// sun_path holds 108 bytes; a deep DATA_DIR gets its socket in a private temporary directory instead.
+const MAX_SOCKET_PATH = 100;
+const SOCKET_FILE = '.s.PGSQL.5432';
+
 async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: number }): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
+  await ensurePrivateDir(opts.dataDir, opts.log);
   const dir = path.join(opts.dataDir, 'pglite');
-  await fs.mkdir(dir, { recursive: true });
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const started = Date.now();
   const db = await PGlite.create(dir);
+  // PGlite unpacks its initial database with mode 0666 whatever the umask (files PostgreSQL creates later are
+  // 0600). DATA_DIR's 0700 already keeps others out; this keeps the files private should it ever be opened.
+  await privateTree(dir);
+  const { socketDir, temporary } = await socketDirectory(opts.dataDir);
+  const socketPath = path.join(socketDir, SOCKET_FILE);
   const maxConnections = 16;
-  const socketServer = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections });
-  await socketServer.start();
-  const port = Number(socketServer.getServerConn().split(':').pop());
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const socketServer = new PGLiteSocketServer({ db, path: socketPath, maxConnections });
+  try {
+    await removeStaleSocket(socketPath);
+    await socketServer.start();
+    await fs.chmod(socketPath, 0o600);
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+  const url = `postgres://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`;
   // One connection: pglite-socket interleaves the extended-protocol messages (Parse/Bind/Execute) of
   // concurrent connections outside transactions, which corrupts their statements ("portal does not exist").
   // PGlite runs one statement at a time anyway, so a single connection costs no throughput.
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', (err) => opts.log.error({ error: err.message }, 'database pool error'));
-  opts.log.info({ dataDir: dir, ms: Date.now() - started }, 'embedded database ready');
+  opts.log.info({ dataDir: dir, socket: socketPath, ms: Date.now() - started }, 'embedded database ready');
   return {
     pool,
     kind: 'pglite',
@@ -58,8 +79,39 @@ async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: num
       await pool.end().catch(() => {});
       await socketServer.stop().catch(() => {});
       await db.close().catch(() => {});
+      await fs.rm(temporary ? socketDir : socketPath, { recursive: true, force: true }).catch(() => {});
     },
   };
+}
+
+/** Removes group and other permissions from every file and directory under `dir`. */
+async function privateTree(dir: string): Promise<void> {
+  for (const entry of await fs.readdir(dir, { withFileTypes: true, recursive: true })) {
+    const full = path.join(entry.parentPath, entry.name);
+    const mode = (await fs.lstat(full)).mode & 0o777;
+    if (mode & 0o077) await fs.chmod(full, entry.isDirectory() ? 0o700 : 0o600);
+  }
+}
+
+async function socketDirectory(dataDir: string): Promise<{ socketDir: string; temporary: boolean }> {
+  const inDataDir = path.join(dataDir, 'socket');
+  if (path.join(inDataDir, SOCKET_FILE).length <= MAX_SOCKET_PATH) {
+    await fs.mkdir(inDataDir, { recursive: true, mode: 0o700 });
+    await fs.chmod(inDataDir, 0o700);
+    return { socketDir: inDataDir, temporary: false };
+  }
+  // mkdtemp makes it 0700.
+  return { socketDir: await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-db-')), temporary: true };
+}
+
+/** A socket file left by a crashed process is removed; one a running server still answers on is not. */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath, () => { probe.destroy(); resolve(true); });
+    probe.on('error', () => resolve(false));
+  });
+  if (alive) throw new DatabaseError(`another server process is using the embedded database in ${path.dirname(path.dirname(socketPath))} (its socket ${socketPath} answers); stop it, or give this one another DATA_DIR`);
+  await fs.rm(socketPath, { force: true });
 }
 
 export function redactUrl(url: string): string {

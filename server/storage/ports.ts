@@ -8,6 +8,8 @@ import type * as t from './schema.js';
 export type SettingRecord = typeof t.settings.$inferSelect;
 export type UserRecord = typeof t.users.$inferSelect;
 export type EnrollmentRecord = typeof t.enrollments.$inferSelect;
+export type IdentityRecord = typeof t.identities.$inferSelect;
+export type AuditRecord = typeof t.auditLog.$inferSelect;
 export type DeviceRecord = typeof t.devices.$inferSelect;
 export type CommandRecord = typeof t.commands.$inferSelect;
 export type CommandStatus = CommandRecord['status'];
@@ -41,14 +43,20 @@ export interface UserStore {
 
 /** Enrollment tokens and the device identities issued for them. */
 export interface EnrollmentStore {
-  create(e: { token: string; userId?: string; expiresAt: Date }): Promise<EnrollmentRecord>;
+  /** With `udid`: an admin's re-enrollment of that one device. */
+  create(e: { token: string; userId?: string; udid?: string; expiresAt: Date }): Promise<EnrollmentRecord>;
   get(token: string): Promise<EnrollmentRecord | undefined>;
   /** Single use: marks the token redeemed in the statement that checks it, so two fetches can't both win. */
   redeem(token: string, now: Date): Promise<EnrollmentRecord | undefined>;
   /** Undo a redemption when the profile could not be produced, so the admin's token is not burnt by our failure. */
   unredeem(token: string): Promise<void>;
-  recordIdentity(i: { fingerprint: string; enrollmentToken: string; notAfter: Date }): Promise<void>;
+  /** `udid` when the identity is issued to a known device (a renewal); otherwise Authenticate binds it. */
+  recordIdentity(i: { fingerprint: string; enrollmentToken: string; notAfter: Date; udid?: string }): Promise<void>;
   enrollmentOfIdentity(fingerprint: string): Promise<EnrollmentRecord | undefined>;
+  /** An identity this server issued, with the enrollment it was issued for (null once that is gone). */
+  identity(fingerprint: string): Promise<{ identity: IdentityRecord; enrollment: EnrollmentRecord | null } | undefined>;
+  /** Revokes every identity of the device: those bound to the UDID and `certFingerprint`. Returns the fingerprints newly revoked. */
+  revokeIdentities(udid: string, certFingerprint?: string): Promise<string[]>;
 }
 
 export interface DeviceFacts {
@@ -59,8 +67,14 @@ export interface DeviceFacts {
 export interface DeviceStore {
   get(udid: string): Promise<DeviceRecord | undefined>;
   list(filter?: { userId?: string }): Promise<DeviceRecord[]>;
-  /** (Re-)enroll the device bound to this certificate; AppError conflict when the certificate is bound to another UDID. */
-  authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord>;
+  /**
+   * (Re-)enroll the device under this certificate and bind the identity to the UDID. A device stored under another
+   * certificate is rebound only when that is `replacing` (decided by the caller), whose identity is then revoked.
+   * AppError conflict when the certificate is bound to another UDID or the device's certificate changed meanwhile.
+   */
+  authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null, replacing?: string): Promise<DeviceRecord>;
+  /** Enrolled devices whose push topic is not `topic` (a new push certificate would strand them). */
+  countEnrolledOutsideTopic(topic: string): Promise<number>;
   tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void>;
   checkOut(udid: string): Promise<void>;
   delete(udid: string): Promise<boolean>;
@@ -226,6 +240,15 @@ export interface NotificationStore {
   record(subscriptionId: string, notificationId: string, type: string): Promise<boolean>;
 }
 
+export type AuditEntry = Pick<AuditRecord, 'kind'> & Partial<Pick<AuditRecord, 'actor' | 'source' | 'subject' | 'details'>>;
+
+/** Admin actions and security events, newest first. */
+export interface AuditStore {
+  record(e: AuditEntry): Promise<void>;
+  /** Entries older than `before` (an id), of the given kinds (all when empty), newest first. */
+  list(q: { kinds?: string[]; before?: number; limit: number }): Promise<AuditRecord[]>;
+}
+
 /** Every port, as the composition root builds them. */
 export interface Storage {
   settings: SettingsStore;
@@ -243,4 +266,5 @@ export interface Storage {
   vppUsers: VppUserStore;
   appleEvents: AppleEventStore;
   notifications: NotificationStore;
+  audit: AuditStore;
 }

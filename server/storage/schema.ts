@@ -32,13 +32,20 @@ export const enrollments = pgTable('enrollments', {
   createdAt: ts('created_at').notNull().defaultNow(),
   expiresAt: ts('expires_at').notNull(),
   redeemedAt: ts('redeemed_at'),
+  /** Set on an admin's re-enrollment of this one device: it may take the UDID from the device's current certificate. */
+  udid: text('udid'),
 });
 
 export const identities = pgTable('identities', {
   fingerprint: text('fingerprint').primaryKey(),
-  enrollmentToken: text('enrollment_token').notNull(),
+  /** Null once the enrollment went with its deleted user; the identity stays valid. */
+  enrollmentToken: text('enrollment_token'),
   notAfter: ts('not_after').notNull(),
   createdAt: ts('created_at').notNull().defaultNow(),
+  /** The device this certificate is bound to (set at Authenticate); a device may have several over time. */
+  udid: text('udid'),
+  /** Refused at every device endpoint from then on. */
+  revokedAt: ts('revoked_at'),
 });
 
 export const devices = pgTable('devices', {
@@ -206,6 +213,17 @@ export const vppNotifications = pgTable('vpp_notifications', {
   notificationType: text('notification_type').notNull(),
   receivedAt: ts('received_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.subscriptionId, t.notificationId] })]);
+
+/** Admin actions and security events (server/audit.ts). */
+export const auditLog = pgTable('audit_log', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  at: ts('at').notNull().defaultNow(),
+  kind: text('kind').notNull(),
+  actor: text('actor'),
+  source: text('source'),
+  subject: text('subject'),
+  details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+});
 
 export const schemaMigrations = pgTable('schema_migrations', {
   id: integer('id').primaryKey(),

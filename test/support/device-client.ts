@@ -46,7 +46,8 @@ export async function sendRaw(url: string, body: Buffer | string, identity: Cert
 }
 
 export class TestDevice {
-  readonly udid = crypto.randomBytes(20).toString('hex');
+  /** A UDID of its own, or another device's (a test that claims it). */
+  constructor(readonly udid = crypto.randomBytes(20).toString('hex')) {}
   readonly serial = 'C' + crypto.randomBytes(5).toString('hex').toUpperCase().slice(0, 10);
   readonly token = crypto.randomBytes(32);
   readonly pushMagic = crypto.randomUUID().toUpperCase();

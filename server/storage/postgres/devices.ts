@@ -1,7 +1,7 @@
-import { and, eq, exists, inArray, isNotNull, isNull, lt, lte, or } from 'drizzle-orm';
+import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
-import { commands, devices } from '../schema.js';
+import { commands, devices, identities } from '../schema.js';
 import { isUniqueViolation, type Db } from './db.js';
 
 const PENDING = ['Queued', 'Sent', 'NotNow'] as const;
@@ -17,7 +17,7 @@ export class PostgresDevices implements DeviceStore {
     const rows = filter.userId ? await q.where(eq(devices.userId, filter.userId)) : await q;
     return rows.sort((a, b) => a.udid.localeCompare(b.udid));
   }
-  async authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null): Promise<DeviceRecord> {
+  async authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null, replacing?: string): Promise<DeviceRecord> {
     const bound = (await this.db.select({ udid: devices.udid }).from(devices).where(eq(devices.certFingerprint, certFingerprint)))[0];
     if (bound && bound.udid !== f.udid) throw conflict(`certificate is already bound to device ${bound.udid}`);
     const now = new Date();
@@ -26,22 +26,36 @@ export class PostgresDevices implements DeviceStore {
       productName: f.productName ?? null, deviceName: f.deviceName ?? null, model: f.model ?? null,
       imei: f.imei ?? null, meid: f.meid ?? null, topic: f.topic,
     };
+    // Only the certificate the caller decided about may be replaced: a concurrent rebinding makes this one fail.
+    const mayReplace = replacing ? inArray(devices.certFingerprint, [certFingerprint, replacing]) : eq(devices.certFingerprint, certFingerprint);
     try {
-      const rows = await this.db.insert(devices).values({
-        udid: f.udid, ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
-      }).onConflictDoUpdate({
-        target: devices.udid,
-        set: {
-          ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
-          // A new enrollment starts without a push channel until its TokenUpdate.
-          pushToken: null, pushMagic: null, tokenDead: false, checkedOutAt: null, silentFlaggedAt: null,
-        },
-      }).returning();
-      return rows[0]!;
+      return await this.db.transaction(async (tx) => {
+        const rows = await tx.insert(devices).values({
+          udid: f.udid, ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+        }).onConflictDoUpdate({
+          target: devices.udid,
+          set: {
+            ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+            // A new enrollment starts without a push channel until its TokenUpdate.
+            pushToken: null, pushMagic: null, tokenDead: false, checkedOutAt: null, silentFlaggedAt: null,
+          },
+          setWhere: mayReplace,
+        }).returning();
+        if (!rows[0]) throw conflict(`device ${f.udid} changed its certificate meanwhile`);
+        await tx.update(identities).set({ udid: f.udid }).where(eq(identities.fingerprint, certFingerprint));
+        if (replacing && replacing !== certFingerprint) {
+          await tx.update(identities).set({ revokedAt: now }).where(and(eq(identities.fingerprint, replacing), isNull(identities.revokedAt)));
+        }
+        return rows[0];
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict('certificate is already bound to another device');
       throw err;
     }
+  }
+  async countEnrolledOutsideTopic(topic: string): Promise<number> {
+    const rows = await this.db.select({ n: count() }).from(devices).where(and(eq(devices.enrolled, true), ne(devices.topic, topic)));
+    return rows[0]?.n ?? 0;
   }
   async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void> {
     const now = new Date();

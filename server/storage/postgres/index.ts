@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Storage } from '../ports.js';
 import { bundleAssignments, bundleReservations } from '../schema.js';
 import { PostgresAppleEvents } from './apple-events.js';
+import { PostgresAudit } from './audit.js';
 import { PostgresCatalogue } from './catalogue.js';
 import { PostgresCommands } from './commands.js';
 import { drizzleOn } from './db.js';
@@ -36,5 +37,6 @@ export function postgresStorage(pool: pg.Pool): Storage {
     vppUsers: new PostgresVppUsers(db),
     appleEvents: new PostgresAppleEvents(db),
     notifications: new PostgresNotifications(db),
+    audit: new PostgresAudit(db),
   };
 }
