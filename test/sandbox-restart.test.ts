@@ -10,12 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandboxServer, type SandboxServer } from '../sandbox/start.js';
 import { createApnsControlClient } from '../simulator/apns-client.js';
 import { startSimulatedAppsAndBooks } from '../simulator/apps-and-books.js';
+import type { SimulatedDevice } from '../simulator/device.js';
 import { Fleet, pushNetworkFromControlClient } from '../simulator/fleet.js';
 import { availableBackends } from './support/databases.js';
 import { TEST_ADMIN_TOKEN, adminApiOf, freshServerStorage } from './support/server.js';
 import { until } from './support/wait.js';
 
-type Assignment = { targetType: string; targetId: string; status: string };
+type Assignment = { targetType: string; targetId: string; status: string; license: { state: string } | null };
 
 describe('a sandbox restarted on the same DATA_DIR is the same Apple', () => {
   const backend = availableBackends()[0]!;
@@ -30,10 +31,19 @@ describe('a sandbox restarted on the same DATA_DIR is the same Apple', () => {
     logLevel: 'info', logSink: (line) => logs.push(line), ...storage,
   });
   const api = adminApiOf(() => server.url);
-  const installed = (bundleId: string, udid: string) => until(`${udid} to have bundle ${bundleId} Installed`, async () => {
-    const list = (await api<Assignment[]>('GET', `/api/v1/bundles/${bundleId}/assignments`)).body;
-    return list.find((a) => a.targetType === 'device' && a.targetId === udid && a.status === 'Installed');
-  }, 30_000);
+  // The push reached the device and it installed the app; the server hears so from ManagedApplicationList,
+  // which rides along with the device's next syncs (nothing wakes a device just to ask): the device makes them.
+  const installed = async (bundleId: string, device: SimulatedDevice, adamId: string) => {
+    const status = async () => (await api<Assignment[]>('GET', `/api/v1/bundles/${bundleId}/assignments`)).body
+      .find((a) => a.targetType === 'device' && a.targetId === device.udid);
+    await until(`${device.udid} to install ${adamId}`, () => device.appStates().some((a) => a.iTunesStoreID === Number(adamId) && a.managed && !a.installing));
+    for (let sync = 0; sync < 4 && (await status())?.status !== 'Installed'; sync++) {
+      fleet.requestSync(device);
+      await fleet.idle();
+      await server.licensing.settled();
+    }
+    expect(await status()).toMatchObject({ status: 'Installed', license: { state: 'Associated' } });
+  };
   const bundleIdsByName = async () => Object.fromEntries(
     (await api<Array<{ id: string; name: string }>>('GET', '/api/v1/bundles')).body.map((b) => [b.name, b.id]));
 
@@ -68,9 +78,12 @@ describe('a sandbox restarted on the same DATA_DIR is the same Apple', () => {
     expect(Object.keys(bundles)).toContain('Pages');
     expect((await api('POST', `/api/v1/bundles/${bundles.Pages}/assignments`, { targetType: 'device', targetId: first!.udid })).status).toBe(201);
     expect((await api('POST', `/api/v1/devices/${first!.udid}/bundles/${bundles.Pages}/install`)).status).toBe(202);
-    await installed(bundles.Pages!, first!.udid);
+    await installed(bundles.Pages!, first!, '361309726');
     const controlUrl = server.sandbox.apnsControlUrl;
 
+    // A quiet moment: a device syncing while the server is down is refused, and says so (an error).
+    await fleet.idle();
+    await server.licensing.settled();
     await server.close();
     server = await start(port);
 
@@ -90,10 +103,10 @@ describe('a sandbox restarted on the same DATA_DIR is the same Apple', () => {
     expect(synced).toMatchObject({ status: 'Active', lastSyncError: null });
     expect(await bundleIdsByName()).toEqual(bundles);
 
-    // A push reaches a device enrolled before the restart: Install Bundle ends Installed, a command is answered.
+    // A push reaches a device enrolled before the restart: Install Bundle installs the app, a command is answered.
     expect((await api('POST', `/api/v1/bundles/${bundles.Keynote}/assignments`, { targetType: 'device', targetId: second!.udid })).status).toBe(201);
     expect((await api('POST', `/api/v1/devices/${second!.udid}/bundles/${bundles.Keynote}/install`)).status).toBe(202);
-    await installed(bundles.Keynote!, second!.udid);
+    await installed(bundles.Keynote!, second!, '361285480');
     await fleet.queueCommand({ RequestType: 'ProfileList' }, [third!]);
     expect(await fleet.waitForAnswers(30_000)).toBe(true);
 
