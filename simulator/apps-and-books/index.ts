@@ -66,7 +66,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       changed();
       return sToken;
     },
-    hasToken: (sToken) => state.locations.has(sToken.replace(/\s+/g, '')),
+    hasToken: (sToken) => state.has(sToken),
     revokeToken(sToken) {
       state.locOf(sToken).revoked = true;
       changed();
