@@ -10,8 +10,8 @@ if (args.includes('--help') || args.includes('-h')) {
   console.log(`usage: npm start [-- --sandbox]
 
 Environment: PORT, HOST, PUBLIC_URL, DATABASE_URL (unset: embedded PGlite in DATA_DIR), DATA_DIR, ADMIN_TOKEN,
-APNS_URL, APNS_CA_FILE, VPP_URL, CLIENT_CERT_HEADER, CLIENT_CERT_TRUSTED_PROXIES, SECRETS_KEY, LOG_LEVEL,
-MDM_SANDBOX=1. See README.md.`);
+APNS_URL, APNS_CA_FILE, VPP_URL, CLIENT_CERT_HEADER, CLIENT_CERT_TRUSTED_PROXIES, SECRETS_KEY, LOG_LEVEL, MDM_SANDBOX=1,
+HTTPS_PROXY, NO_PROXY, DEVICE_IDENTITY_VALID_DAYS, IDENTITY_RENEW_BEFORE_DAYS, NOT_NOW_REPUSH_SECONDS. See README.md.`);
   process.exit(0);
 }
 const unknown = args.filter((a) => a !== '--sandbox');

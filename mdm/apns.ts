@@ -20,6 +20,8 @@
  * The HTTP/2 part it would save is small, so this talks to node:http2 directly.
  */
 import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 
@@ -34,6 +36,8 @@ export type PushOutcome =
   | { udid: string; status: 'delivered'; apnsId?: string }
   | { udid: string; status: 'unregistered'; reason: string }
   | { udid: string; status: 'retry'; reason: string; retryAfterMs?: number }
+  /** Refused for a reason that the same push, sent again, cannot overcome: stop and say why. */
+  | { udid: string; status: 'rejected'; reason: string }
   | { udid: string; status: 'failed'; reason: string };
 
 export interface PushSender {
@@ -53,6 +57,11 @@ export interface ApnsSenderOptions {
   timeoutMs?: number;
   /** pushes in flight at once on the session, across concurrent send() calls; default 100 */
   concurrency?: number;
+  /**
+   * A connected byte stream to host:port, e.g. an HTTP CONNECT tunnel through an outbound proxy; unset: a direct
+   * TCP connection. TLS (with the push certificate) runs end to end over it, so the proxy sees only the tunnel.
+   */
+  tunnel?: (host: string, port: number) => Promise<Duplex>;
 }
 
 export class ApnsConfigError extends Error {
@@ -136,6 +145,14 @@ function reasonFromBody(body: string, status: number): string {
   return `HTTP ${status}`;
 }
 
+/**
+ * 400 reasons no retry of the same push can fix (handling-notification-responses-from-apns): "The apns-topic value
+ * is invalid", "The device token doesn't match the specified topic", "Pushing to this topic is not allowed".
+ * Apple labels no reason permanent; these are so by their meaning. 403 certificate reasons stay 'failed': a new
+ * push certificate, uploaded meanwhile, makes the retry succeed.
+ */
+const REJECTED_REASONS = new Set(['BadTopic', 'DeviceTokenNotForTopic', 'TopicDisallowed']);
+
 export function classifyApnsResponse(
   udid: string,
   status: number,
@@ -147,6 +164,7 @@ export function classifyApnsResponse(
   if (status === 410 || (status === 400 && reason === 'BadDeviceToken')) {
     return { udid, status: 'unregistered', reason };
   }
+  if (status === 400 && REJECTED_REASONS.has(reason)) return { udid, status: 'rejected', reason };
   if (status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(headers['retry-after']);
     return retryAfterMs === undefined
@@ -185,6 +203,7 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
   const ca = opts.caPem ? [...tls.rootCertificates, opts.caPem] : undefined;
 
   let session: http2.ClientHttp2Session | null = null;
+  let opening: Promise<http2.ClientHttp2Session> | null = null;
   let inFlight = 0;
   let closed = false;
   // GOAWAY carries Apple's {reason}; streams it refuses report it instead of a bare stream error.
@@ -196,9 +215,24 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
     if (!s.closed && !s.destroyed) s.close();
   }
 
-  function getSession(): http2.ClientHttp2Session {
-    if (session && !session.closed && !session.destroyed) return session;
-    const s = http2.connect(origin, { cert: opts.certPem, key: opts.keyPem, ca, minVersion: 'TLSv1.2' });
+  // One session at a time: concurrent pushes wait for the same connection (or tunnel) to open.
+  function getSession(): Promise<http2.ClientHttp2Session> {
+    if (session && !session.closed && !session.destroyed) return Promise.resolve(session);
+    opening ??= openSession().finally(() => { opening = null; });
+    return opening;
+  }
+
+  async function openSession(): Promise<http2.ClientHttp2Session> {
+    const tlsOptions = { cert: opts.certPem, key: opts.keyPem, ca, minVersion: 'TLSv1.2' as const };
+    let connection: tls.TLSSocket | undefined;
+    if (opts.tunnel) {
+      const port = Number(url.port) || 443;
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const raw = await opts.tunnel(host, port);
+      // SNI carries names only; the certificate is still checked against `host`, IP or name.
+      connection = tls.connect({ ...tlsOptions, socket: raw, host, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['h2'] });
+    }
+    const s = http2.connect(origin, connection ? { ...tlsOptions, createConnection: () => connection } : tlsOptions);
     s.on('error', () => {
       // Surfaces on each open stream as its own error; the session itself is just dropped.
       retire(s);
@@ -216,19 +250,25 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
     return s;
   }
 
-  function pushOne(target: PushTarget): Promise<PushOutcome> {
+  async function pushOne(target: PushTarget): Promise<PushOutcome> {
     const udid = target.udid;
     const token = typeof target.token === 'string' ? target.token.toLowerCase() : '';
     // Apple would answer BadDeviceToken; never put a non-hex string into the request path.
-    if (!HEX_TOKEN.test(token)) return Promise.resolve({ udid, status: 'unregistered', reason: 'BadDeviceToken' });
+    if (!HEX_TOKEN.test(token)) return { udid, status: 'unregistered', reason: 'BadDeviceToken' };
     if (typeof target.pushMagic !== 'string' || target.pushMagic === '') {
-      return Promise.resolve({ udid, status: 'failed', reason: 'MissingPushMagic' });
+      return { udid, status: 'failed', reason: 'MissingPushMagic' };
     }
     const body = JSON.stringify({ mdm: target.pushMagic });
+    let s: http2.ClientHttp2Session;
+    try {
+      s = await getSession();
+    } catch (err) {
+      // The tunnel (or the connection) could not be opened.
+      return { udid, status: 'retry', reason: `Connection: ${(err as Error).message}` };
+    }
 
     return new Promise<PushOutcome>((resolve) => {
       let settled = false;
-      let s: http2.ClientHttp2Session;
       const finish = (outcome: PushOutcome) => {
         if (settled) return;
         settled = true;
@@ -240,7 +280,6 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
       inFlight++;
       let req: http2.ClientHttp2Stream;
       try {
-        s = getSession();
         s.ref();
         req = s.request({
           ':method': 'POST',

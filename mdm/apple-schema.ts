@@ -13,6 +13,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { compareOsVersions } from './os-version.js';
+
+export { compareOsVersions };
 
 export type SchemaResult = { ok: true } | { ok: false; errors: string[] };
 
@@ -24,11 +27,11 @@ interface KeySpec {
   format?: string;
   repetition?: { min?: number; max?: number };
   subkeys?: KeySpec[];
-  supportedOS?: Record<string, { introduced?: string; userenrollment?: { mode?: string } } | undefined>;
+  supportedOS?: Record<string, { introduced?: string; removed?: string; userenrollment?: { mode?: string } } | undefined>;
 }
 interface SchemaFile {
   title?: string;
-  payload: { requesttype?: string; payloadtype?: string };
+  payload: { requesttype?: string; payloadtype?: string; supportedOS?: KeySpec['supportedOS'] };
   payloadkeys?: KeySpec[];
   responsekeys?: KeySpec[];
 }
@@ -40,19 +43,12 @@ interface Schemas {
 
 const SCHEMA_ROOT = fileURLToPath(new URL('./apple-schema/mdm/', import.meta.url));
 
-// mdm/apple-schema/ holds all of Apple's commands, but the server queues only those it builds in
-// ./commands.ts and whose results it handles; accepting another RequestType is a product decision, not a
-// side effect of the schema files that happen to be present. Device reports are checked against any schema.
-const ISSUED_REQUEST_TYPES: ReadonlySet<string> = new Set([
-  'DeviceConfigured',
-  'DeviceInformation',
-  'InstallApplication',
-  'InstalledApplicationList',
-  'InviteToProgram',
-  'ManagedApplicationList',
-  'ProfileList',
-  'RemoveApplication',
-]);
+// Values Apple's own examples use although the key's rangelist leaves them out. install-application-command's
+// two examples (Enterprise and App Store) and managed-application-list-command's response both carry
+// `ManagementFlags 0`, while application.install.yaml lists only 1, 4, 5: what Apple sends itself is taken.
+const EXAMPLE_VALUES: Readonly<Record<string, readonly unknown[]>> = {
+  'InstallApplication:ManagementFlags': [0],
+};
 
 let cache: Schemas | undefined;
 
@@ -79,20 +75,76 @@ function loadDir(dir: string, name: (f: SchemaFile) => string | undefined): Map<
   return out;
 }
 
+/** Every RequestType Apple's schemas describe (mdm/apple-schema/mdm/commands). */
 export function knownRequestTypes(): string[] {
-  return [...schemas().commands.keys()].filter((rt) => ISSUED_REQUEST_TYPES.has(rt));
+  return [...schemas().commands.keys()].sort();
 }
 
 /** A command dict (RequestType and its keys, without the CommandUUID envelope) against its YAML. */
 export function validateCommand(command: Record<string, unknown>): SchemaResult {
   const rt = command.RequestType;
   if (typeof rt !== 'string') return fail([`RequestType: expected <string>, got ${typeName(rt)}`]);
-  const schema = ISSUED_REQUEST_TYPES.has(rt) ? schemas().commands.get(rt) : undefined;
+  const schema = schemas().commands.get(rt);
   if (!schema) return fail([`RequestType: unknown request type '${rt}'`]);
   const errors: string[] = [];
-  checkDict(command, schema.payloadkeys ?? [], '', { userEnrollment: false, allowUnknown: false }, errors, new Set(['RequestType']));
+  checkDict(command, schema.payloadkeys ?? [], '', { userEnrollment: false, allowUnknown: false, requestType: rt }, errors, new Set(['RequestType']));
   return result(errors);
 }
+
+/**
+ * Why an iOS/iPadOS device at `osVersion` cannot take this (schema-valid) command, by the `supportedOS.iOS` of the
+ * command and of each key it carries: `introduced: n/a` (not on iOS), introduced after the device's version, or
+ * `removed` at or before it. Empty when it can. iPadOS shares the iOS entry in Apple's YAML. Requirements the
+ * server cannot see (supervision, Shared iPad) are left to the device, which answers with an error.
+ */
+export function commandPlatformProblems(command: Record<string, unknown>, osVersion: string | undefined): string[] {
+  const rt = String(command.RequestType);
+  const schema = schemas().commands.get(rt);
+  if (!schema) return [`RequestType: unknown request type '${rt}'`];
+  const problems: string[] = [];
+  const own = osProblem(schema.payload.supportedOS, osVersion);
+  if (own) return [`${rt} ${own}`];
+  walkPlatform(command, schema.payloadkeys ?? [], '', osVersion, problems, new Set(['RequestType']));
+  return problems;
+}
+
+function osProblem(supported: KeySpec['supportedOS'], osVersion: string | undefined): string | undefined {
+  const ios = supported?.iOS;
+  if (!ios) return undefined;
+  const introduced = ios.introduced;
+  if (introduced === 'n/a') return 'is not supported on iOS or iPadOS (Apple: supportedOS.iOS.introduced n/a)';
+  if (osVersion === undefined) return undefined;
+  if (introduced && compareOsVersions(osVersion, introduced) < 0) return `needs iOS ${introduced} or later; the device runs ${osVersion}`;
+  if (ios.removed && ios.removed !== 'n/a' && compareOsVersions(osVersion, ios.removed) >= 0) return `was removed in iOS ${ios.removed}; the device runs ${osVersion}`;
+  return undefined;
+}
+
+function walkPlatform(dict: Record<string, unknown>, specs: KeySpec[], prefix: string, osVersion: string | undefined, problems: string[], skip: Set<string> = new Set()): void {
+  const byName = new Map(specs.map((s) => [s.key, s]));
+  for (const [k, v] of Object.entries(dict)) {
+    const spec = byName.get(k);
+    if (skip.has(k) || !spec) continue;
+    walkValue(v, spec, prefix + k, osVersion, problems);
+  }
+}
+
+function walkValue(v: unknown, spec: KeySpec, path: string, osVersion: string | undefined, problems: string[]): void {
+  const own = osProblem(spec.supportedOS, osVersion);
+  if (own) { problems.push(`${path} ${own}`); return; }
+  if (spec.type === '<string>' && typeof v === 'string' && spec.subkeys?.length) {
+    const choice = spec.subkeys.find((s) => s.key === v);
+    const chosen = choice && osProblem(choice.supportedOS, osVersion);
+    if (chosen) problems.push(`${path} '${v}' ${chosen}`);
+  } else if (spec.type === '<dictionary>' && isDict(v) && spec.subkeys?.length) {
+    walkPlatform(v, spec.subkeys, `${path}.`, osVersion, problems);
+  } else if (spec.type === '<array>' && Array.isArray(v) && spec.subkeys?.length) {
+    v.forEach((el, i) => {
+      const item = itemSpec(el, spec.subkeys!);
+      if (item) walkValue(el, item, `${path}[${i}]`, osVersion, problems);
+    });
+  }
+}
+
 
 /**
  * A check-in dict against mdm/checkin/<MessageType>. Undeclared keys are accepted by default because devices
@@ -192,6 +244,8 @@ export function validateCommandResponse(
 interface Ctx {
   userEnrollment: boolean;
   allowUnknown: boolean;
+  /** The command being checked, for Apple's example values beyond a rangelist (EXAMPLE_VALUES). */
+  requestType?: string;
 }
 
 function checkDict(
@@ -249,7 +303,7 @@ function checkValue(v: unknown, spec: KeySpec, path: string, ctx: Ctx, errors: s
     errors.push(`${path}: expected ${spec.type}, got ${typeName(v)}`);
     return;
   }
-  if (spec.rangelist && !spec.rangelist.some((r) => r === v)) {
+  if (spec.rangelist && !spec.rangelist.some((r) => r === v) && !EXAMPLE_VALUES[`${ctx.requestType}:${path}`]?.includes(v)) {
     errors.push(`${path}: expected one of ${spec.rangelist.join(',')}`);
   }
   if (spec.format && typeof v === 'string' && !new RegExp(spec.format).test(v)) {
@@ -271,10 +325,25 @@ function checkValue(v: unknown, spec: KeySpec, path: string, ctx: Ctx, errors: s
       const rep = item.repetition;
       if (rep?.min !== undefined && arr.length < rep.min) errors.push(`${path}: expected at least ${rep.min} items, got ${arr.length}`);
       if (rep?.max !== undefined && arr.length > rep.max) errors.push(`${path}: expected at most ${rep.max} items, got ${arr.length}`);
-      arr.forEach((el, i) => checkValue(el, item, `${path}[${i}]`, ctx, errors));
+      arr.forEach((el, i) => {
+        const alternative = itemSpec(el, spec.subkeys!);
+        if (alternative) checkValue(el, alternative, `${path}[${i}]`, ctx, errors);
+        else errors.push(`${path}[${i}]: matches none of ${spec.subkeys!.map((k) => k.key).join(', ')}`);
+      });
       break;
     }
   }
+}
+
+/**
+ * The spec an array item follows. One subkey: that one. Several (Settings' Wallpaper, DataRoaming, …): the
+ * dictionary whose discriminating key, a required key with a single allowed value (Settings' `Item`), the item
+ * carries with that value.
+ */
+function itemSpec(el: unknown, alternatives: KeySpec[]): KeySpec | undefined {
+  if (alternatives.length === 1) return alternatives[0];
+  if (!isDict(el)) return undefined;
+  return alternatives.find((alt) => (alt.subkeys ?? []).some((k) => k.presence === 'required' && k.rangelist?.length === 1 && el[k.key] === k.rangelist[0]));
 }
 
 function hasType(v: unknown, type: string): boolean {

@@ -29,7 +29,9 @@ export type TokenUpdate = {
   UserLongName?: string;
 };
 export type CheckOut = { MessageType: 'CheckOut'; Topic: string; UDID: string };
-export type CheckInMessage = Authenticate | TokenUpdate | CheckOut;
+/** The user channel's first message (macOS, mdm/apple-schema/mdm/checkin/userauthenticate.yaml): no Topic. */
+export type UserAuthenticate = { MessageType: 'UserAuthenticate'; UDID: string; UserID: string };
+export type CheckInMessage = Authenticate | TokenUpdate | CheckOut | UserAuthenticate;
 
 export type ReportStatus = 'Idle' | 'Acknowledged' | 'Error' | 'CommandFormatError' | 'NotNow';
 export interface ErrorChainItem {
@@ -50,7 +52,6 @@ export interface CommandReport {
 // Real check-in types that this iOS/iPadOS server does not implement; named so the rejection says so
 // instead of calling them unknown.
 const UNSERVED_MESSAGE_TYPES = new Set([
-  'UserAuthenticate',
   'SetBootstrapToken',
   'GetBootstrapToken',
   'DeclarativeManagement',
@@ -84,6 +85,10 @@ export function parseCheckIn(dict: Record<string, unknown>): CheckInMessage {
   if (typeof messageType !== 'string') throw new ProtocolError(`MessageType: expected a string, got ${kind(messageType)}`);
   if (UNSERVED_MESSAGE_TYPES.has(messageType)) {
     throw new ProtocolError(`MessageType '${messageType}' is not supported by this server (iOS/iPadOS device enrollment only)`);
+  }
+  if (messageType === 'UserAuthenticate') {
+    // Read as far as the decline needs: which device and which user (DigestResponse is not looked at).
+    return { MessageType: 'UserAuthenticate', UDID: requiredString(dict, 'UDID'), UserID: requiredString(dict, 'UserID') };
   }
   if (messageType !== 'Authenticate' && messageType !== 'TokenUpdate' && messageType !== 'CheckOut') {
     throw new ProtocolError(`unknown MessageType '${clip(messageType)}'`);

@@ -171,3 +171,32 @@ function normalise(v: unknown, path: string): unknown {
   }
   return v;
 }
+
+/**
+ * JSON (an admin's raw command) → plist values. JSON has no <data> or <date>, so they are written as one-key
+ * objects: `{"$data": "<base64>"}` becomes <data>, `{"$date": "<ISO 8601>"}` becomes <date>; everything else
+ * maps as JSON does (number → <integer> when whole, else <real>). Throws PlistError naming the path of a bad value.
+ */
+export function plistValueFromJson(value: unknown, path = ''): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => plistValueFromJson(v, `${path}[${i}]`));
+  if (value === null) throw new PlistError(`${path || 'value'}: null has no plist type; leave the key out`);
+  if (typeof value !== 'object') return value;
+  const entries = Object.entries(value as Record<string, unknown>);
+  const only = entries.length === 1 ? entries[0]! : undefined;
+  if (only && only[0] === '$data') {
+    const b64 = only[1];
+    if (typeof b64 !== 'string' || !BASE64.test(b64)) throw new PlistError(`${path}: {"$data": …} needs a standard base64 string`);
+    return Buffer.from(b64, 'base64');
+  }
+  if (only && only[0] === '$date') {
+    const iso = only[1];
+    const at = typeof iso === 'string' && ISO_DATE.test(iso) ? new Date(iso) : undefined;
+    if (!at || Number.isNaN(at.getTime())) throw new PlistError(`${path}: {"$date": …} needs an ISO 8601 date-time, e.g. 2025-01-31T12:00:00Z`);
+    return at;
+  }
+  if (entries.some(([k]) => k === '$data' || k === '$date')) throw new PlistError(`${path}: $data and $date stand alone in their object`);
+  return Object.fromEntries(entries.map(([k, v]) => [k, plistValueFromJson(v, path ? `${path}.${k}` : k)]));
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;

@@ -1,8 +1,37 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { buildPlist } from './plist.js';
 
 export class ProfileError extends Error {
   override name = 'ProfileError';
+}
+
+/**
+ * Why a ServerURL/CheckInURL is unacceptable, or undefined. Apple (mdm/apple-schema profiles/com.apple.mdm.yaml):
+ * both have `format: ^https://.*$` ("The URL must begin with the 'https://' URL scheme"). Plain http is let
+ * through for loopback hosts only, where just simulated devices and local tests connect; that exception is
+ * this project's, not Apple's.
+ */
+export function mdmUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `expected an https URL, got '${url}'`;
+  }
+  if (/\s/.test(url)) return `expected an https URL, got '${url}'`;
+  if (parsed.protocol === 'https:') return undefined;
+  if (parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname)) return undefined;
+  return `Apple requires https (format ^https://), got '${url}' (plain http only on loopback hosts)`;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  if (net.isIPv6(host)) return host === '::1' || /^::ffff:127\./.test(host);
+  return false;
 }
 
 /** Every access right (SPEC §4): 1|2|4|…|4096. */
@@ -28,7 +57,8 @@ export function buildEnrollmentProfile(opts: {
     throw new ProfileError(`topic: expected the push certificate's UID (com.apple.mgmt.…), got '${opts.topic}'`);
   }
   for (const [name, url] of [['serverURL', opts.serverURL], ['checkInURL', opts.checkInURL]] as const) {
-    if (!/^https?:\/\/[^\s]+$/.test(url)) throw new ProfileError(`${name}: expected an http(s) URL, got '${url}'`);
+    const problem = mdmUrlProblem(url);
+    if (problem) throw new ProfileError(`${name}: ${problem}`);
   }
   if (!/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/.test(opts.identifier)) {
     throw new ProfileError(`identifier: expected a reverse-DNS name, got '${opts.identifier}'`);

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { createSignatureVerifier } from '../mdm/identity.js';
+import { isLoopbackHost } from '../mdm/profile.js';
 import { appleFromConfig, type ApplePlatform } from './apple-platform.js';
 import { AuditLog } from './audit.js';
 import { ConfigError, loadConfig, peerList, weakAdminToken, type Config } from './config.js';
@@ -9,6 +10,8 @@ import { DeviceAdmin } from './devices/device-admin.js';
 import { DeviceRefresh } from './devices/device-refresh.js';
 import { DeviceService } from './devices/device-service.js';
 import { EnrollmentService } from './devices/enrollment-service.js';
+import { IdentityRenewal } from './devices/identity-renewal.js';
+import { scheduleIdentityRenewal } from './devices/identity-renewal-jobs.js';
 import { loadOrCreateServerCA } from './devices/server-ca.js';
 import { UserDirectory } from './devices/user-directory.js';
 import { ServerEventBus } from './events.js';
@@ -20,6 +23,7 @@ import { vppAdminRouter } from './http/vpp-api.js';
 import { webPage } from './http/web-page.js';
 import { createLicensing, type Licensing } from './licensing/index.js';
 import { createLogger, type Logger, type LogSink } from './log.js';
+import { apnsTunnel, proxyAwareFetch } from './outbound-proxy.js';
 import { PushCertificates } from './push/push-certificate.js';
 import { schedulePushJobs } from './push/push-jobs.js';
 import { PushService } from './push/push-service.js';
@@ -42,6 +46,7 @@ export interface RunningServer {
   push: PushService;
   devices: DeviceService;
   licensing: Licensing;
+  identityRenewal: IdentityRenewal;
   log: Logger;
   /** Milliseconds from start to ready. */
   startupMs: number;
@@ -88,7 +93,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     log.info({ url: http.url, publicUrl: services.publicUrl(), database: database.kind, startupMs, apple: platform.name }, 'server ready');
     return {
       url: http.url, config, adminToken, storage, database, log, startupMs,
-      events: services.events, push: services.push, devices: services.devices, licensing: services.licensing,
+      events: services.events, push: services.push, devices: services.devices, licensing: services.licensing, identityRenewal: services.renewal,
       close: async () => { services.ready = false; await closing.run(); },
     };
   } catch (err) {
@@ -123,7 +128,7 @@ async function createServices(c: {
   const audit = new AuditLog(storage.audit, log);
 
   const certificates: PushCertificates = new PushCertificates({
-    settings: storage.settings, devices: storage.devices, secrets, log, apns: platform.apns,
+    settings: storage.settings, devices: storage.devices, secrets, log, apns: { ...platform.apns, tunnel: apnsTunnel(platform.apns.url, config) },
     onInUse: (certPem) => platform.pushCertificateInUse?.(certPem), onChange: () => void push.drain(),
   });
   const push: PushService = new PushService({ pushQueue: storage.pushQueue, devices: storage.devices, log, sender: () => certificates.sender() });
@@ -135,28 +140,35 @@ async function createServices(c: {
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
     devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, pushQueue: storage.pushQueue,
-    log, push, queue, owners, events, secrets, audit, expectedTopic: () => certificates.topic(),
+    log, push, queue, owners, events, secrets, audit, expectedTopic: () => certificates.topic(), notNowRepushMs: config.notNowRepushMs,
   });
   const enrollment = new EnrollmentService({
     enrollments: storage.enrollments, users: storage.users, devices: storage.devices, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
-    pushTopic: () => certificates.topic(),
+    pushTopic: () => certificates.topic(), identityValidDays: config.deviceIdentityValidDays,
   });
+  const renewal = new IdentityRenewal({
+    devices: storage.devices, enrollments: storage.enrollments, queue, push, log,
+    identityProfile: (token, topic, udid) => enrollment.identityProfile(token, topic, udid), renewBeforeMs: config.identityRenewBeforeDays * 86_400_000,
+  });
+  renewal.register(owners);
   const refresh = new DeviceRefresh({ settings: storage.settings, devices: storage.devices, push, log, scheduler, checkOut: (d) => devices.checkOut(d) });
   const licensing = createLicensing({
     storage, log, secrets, push, queue, owners, events, scheduler,
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
-    eventPollMs: config.vppEventPollMs, reconcileEveryMs: config.vppReconcileMs,
+    eventPollMs: config.vppEventPollMs, reconcileEveryMs: config.vppReconcileMs, fetch: proxyAwareFetch(config),
   });
   closing.add(() => licensing.stop());
   const verifier = createSignatureVerifier(ca.certPem);
 
   return {
-    events, push, devices, licensing, ready: false,
+    events, push, devices, licensing, renewal, ready: false,
     publicUrl: () => publicUrl,
     setPublicUrl(url: string) {
       publicUrl = url;
-      if (url.startsWith('http://')) log.warn({ publicUrl: url }, 'PUBLIC_URL is plain http: fine for simulated devices and local tests; real devices need https');
+      if (!url.startsWith('http://')) return;
+      if (isLoopbackHost(new URL(url).hostname)) log.warn({ publicUrl: url }, 'PUBLIC_URL is plain http on loopback: fine for simulated devices and local tests; real devices need https');
+      else log.warn({ publicUrl: url }, 'PUBLIC_URL is unset, so devices are sent to the listening address over plain http: real devices need PUBLIC_URL=https://…');
     },
     /** Jobs run on the shared database: any process may run them, one at a time. */
     async start() {
@@ -168,6 +180,7 @@ async function createServices(c: {
       });
       await schedulePushJobs(scheduler, push, config.pushRetryPollMs);
       await refresh.start();
+      await scheduleIdentityRenewal(scheduler, renewal, config.identityRenewEveryMs);
       await licensing.start();
       // Each process holds its own APNs session: notice a certificate another process stored.
       certificates.watch(2000);

@@ -65,6 +65,7 @@ export function judgePush(
   size: number,
   certTopic: string,
   tokens: ReadonlyMap<string, TokenState>,
+  disallowedTopics: ReadonlySet<string> = new Set(),
 ): PushReply {
   const header = (name: string) => headerOf(headers, name);
   const requestedId = header('apns-id');
@@ -78,6 +79,8 @@ export function judgePush(
   const topic = header('apns-topic');
   if (topic === undefined || topic === '') return { status: 400, body: { reason: 'MissingTopic' } };
   if (topic !== certTopic) return { status: 400, body: { reason: 'BadTopic' } };
+  // Apple: 400 TopicDisallowed, "Pushing to this topic is not allowed" (e.g. Apple revoked the MDM topic).
+  if (disallowedTopics.has(topic)) return { status: 400, body: { reason: 'TopicDisallowed' } };
   const priority = header('apns-priority');
   if (priority !== undefined && !['1', '5', '10'].includes(priority)) {
     return { status: 400, body: { reason: 'BadPriority' } };

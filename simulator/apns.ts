@@ -63,6 +63,8 @@ export interface SimulatedApns {
   trustPushCertificate(certPem: string): void;
   registerToken(token: string, topic: string): void;
   unregisterToken(token: string): void;
+  /** Pushes to this topic get 400 TopicDisallowed until allowed again. */
+  disallowTopic(topic: string, disallowed?: boolean): void;
   onDelivery(listener: (d: ApnsDelivery) => void): () => void;
   onRejection(listener: (r: ApnsRejection) => void): () => void;
   setFault(fault: SimulatedApnsFault): void;
@@ -113,6 +115,7 @@ export async function startSimulatedApns(
   const trusted = new Map<string, string>(); // DER base64 → topic
   const tokens = new Map<string, TokenState>();
   for (const t of saved?.tokens ?? []) tokens.set(t.token, { topic: t.topic, ...(t.unregisteredAt !== undefined ? { unregisteredAt: t.unregisteredAt } : {}) });
+  const disallowedTopics = new Set<string>();
   const listeners = new Set<(d: ApnsDelivery) => void>();
   const rejectionListeners = new Set<(r: ApnsRejection) => void>();
   // Apple keeps one undelivered notification per device and topic and delivers it when the device is back
@@ -239,7 +242,7 @@ export async function startSimulatedApns(
         ? reply(stream, 500, apnsId, { reason: 'InternalServerError' })
         : reply(stream, 503, apnsId, { reason: 'ServiceUnavailable' });
     }
-    const verdict = judgePush(headers, raw, size, certTopic, tokens);
+    const verdict = judgePush(headers, raw, size, certTopic, tokens, disallowedTopics);
     reply(stream, verdict.status, apnsId, verdict.body);
     if (verdict.delivery) {
       const { token, topic, mdm } = verdict.delivery;
@@ -317,6 +320,10 @@ export async function startSimulatedApns(
       if (!state) throw new SimulatedApnsError(`unregisterToken: token ${key} was never registered`);
       state.unregisteredAt = Date.now();
       stateFile?.changed();
+    },
+    disallowTopic(topic: string, disallowed = true): void {
+      if (disallowed) disallowedTopics.add(topic);
+      else disallowedTopics.delete(topic);
     },
     onDelivery(listener: (d: ApnsDelivery) => void): () => void {
       listeners.add(listener);

@@ -1,6 +1,7 @@
 // Hardware and OS facts simulated devices are made of: real iOS/iPadOS releases with their build numbers,
 // real product identifiers with the OS range each one runs, and generators for serials, IMEIs and MACs.
 import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { compareOsVersions } from '../mdm/os-version.js';
 
 export class DeviceModelError extends Error {
   override name = 'DeviceModelError';
@@ -74,15 +75,7 @@ export const PRODUCTS: readonly Product[] = Object.freeze([
 ]);
 
 /** Compares dotted versions numerically: "9.3.5" < "10.0". */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d < 0 ? -1 : 1;
-  }
-  return 0;
-}
+export const compareVersions = compareOsVersions;
 
 const VERSION_RE = /^\d{1,2}(\.\d{1,2}){0,2}$/;
 

@@ -129,16 +129,25 @@ describe('APNs sender against the simulated APNs', () => {
     ]);
   });
 
-  it('fails on a topic that is not the certificate UID (BadTopic) and on a token of another topic', async () => {
+  it('rejects for good a topic that is not the certificate UID (BadTopic), a token of another topic, a disallowed topic', async () => {
     const token = newToken();
     apns.registerToken(token, push.topic);
     const [badTopic] = await newSender({ topic: 'com.apple.mgmt.External.not-mine' }).send([target(token)]);
-    expect(badTopic).toMatchObject({ status: 'failed', reason: 'BadTopic' });
+    expect(badTopic).toMatchObject({ status: 'rejected', reason: 'BadTopic' });
 
     const other = newToken();
     apns.registerToken(other, 'com.apple.mgmt.External.someone-else');
     const [notForTopic] = await newSender().send([target(other)]);
-    expect(notForTopic).toMatchObject({ status: 'failed', reason: 'DeviceTokenNotForTopic' });
+    expect(notForTopic).toMatchObject({ status: 'rejected', reason: 'DeviceTokenNotForTopic' });
+
+    apns.disallowTopic(push.topic);
+    try {
+      const [disallowed] = await newSender().send([target(token)]);
+      expect(disallowed).toMatchObject({ status: 'rejected', reason: 'TopicDisallowed' });
+    } finally {
+      apns.disallowTopic(push.topic, false);
+    }
+    expect((await newSender().send([target(token)]))[0]).toMatchObject({ status: 'delivered' });
   });
 
   it('fails with 403 BadCertificate when the push certificate is not trusted', async () => {

@@ -204,6 +204,14 @@ describe.each(availableBackends())('MDM core on %s', (backend) => {
     expect((await server.storage.commands.get(b))!.status).toBe('Acknowledged');
   });
 
+  it('declines the user channel: UserAuthenticate gets 410 (Apple user-authenticate, as NanoMDM)', async () => {
+    const device = await enrolledDevice();
+    const res = await device.checkin({ MessageType: 'UserAuthenticate', UserID: 'A1B2C3D4-0000-4000-8000-000000000001', DigestResponse: '' });
+    expect(res.status).toBe(410);
+    expect(res.text).toContain('does not manage the user channel');
+    expect((await server.api('GET', `/api/v1/devices/${device.udid}`)).body).toMatchObject({ enrolled: true, pushable: true });
+  });
+
   it('binds the identity to its UDID: another UDID presenting it is refused', async () => {
     const a = await enrolledDevice();
     const b = await enrolledDevice();

@@ -224,9 +224,16 @@ describe('parseCheckIn rejects bad check-ins', () => {
   });
 
   it('MessageTypes this server does not serve', () => {
-    for (const mt of ['UserAuthenticate', 'GetBootstrapToken', 'SetBootstrapToken', 'DeclarativeManagement', 'GetToken']) {
+    for (const mt of ['GetBootstrapToken', 'SetBootstrapToken', 'DeclarativeManagement', 'GetToken']) {
       expectProtocolError(() => parseCheckIn({ ...auth(), MessageType: mt }), new RegExp(`^MessageType '${mt}' is not supported`));
     }
+  });
+
+  it('UserAuthenticate is read far enough to be declined (UDID and UserID)', () => {
+    const msg = { MessageType: 'UserAuthenticate', UDID: 'U1', UserID: 'A1B2C3D4-0000-4000-8000-000000000001', DigestResponse: '' };
+    expect(validateCheckIn(msg)).toEqual({ ok: true });
+    expect(parseCheckIn(msg)).toEqual({ MessageType: 'UserAuthenticate', UDID: 'U1', UserID: msg.UserID });
+    expectProtocolError(() => parseCheckIn({ MessageType: 'UserAuthenticate', UDID: 'U1' }), /^UserID: missing$/);
   });
 
   it('User Enrollment (EnrollmentID, no UDID)', () => {

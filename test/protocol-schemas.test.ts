@@ -1,7 +1,7 @@
 // Command builders and Apple's schemas as a validator (mdm/commands.ts, mdm/apple-schema.ts): commands,
 // check-ins and device reports.
 import { describe, expect, it } from 'vitest';
-import { knownRequestTypes, validateCheckIn, validateCommand, validateCommandResponse } from '../mdm/apple-schema.js';
+import { commandPlatformProblems, compareOsVersions, knownRequestTypes, validateCheckIn, validateCommand, validateCommandResponse } from '../mdm/apple-schema.js';
 import {
   CommandError,
   commandEnvelope,
@@ -38,17 +38,50 @@ describe('command builders', () => {
     expect(validateCommand(cmd)).toEqual({ ok: true });
   });
 
-  it('every request type we build has a schema, and knownRequestTypes lists them', () => {
-    expect(knownRequestTypes().sort()).toEqual([
-      'DeviceConfigured',
-      'DeviceInformation',
-      'InstallApplication',
-      'InstalledApplicationList',
-      'InviteToProgram',
-      'ManagedApplicationList',
-      'ProfileList',
-      'RemoveApplication',
+  it('knownRequestTypes lists all 66 of Apple\'s commands, among them every one we build', () => {
+    const known = knownRequestTypes();
+    expect(known).toHaveLength(66);
+    for (const [, cmd] of builders) expect(known).toContain(cmd.RequestType);
+    expect(known).toEqual(expect.arrayContaining(['InstallProfile', 'Settings', 'EraseDevice', 'SetFirmwarePassword', 'UserConfigured']));
+  });
+
+  it('takes ManagementFlags 0, as every one of Apple\'s InstallApplication examples sends it, beyond the rangelist 1, 4, 5', () => {
+    expect(validateCommand({ RequestType: 'InstallApplication', iTunesStoreID: 361309726, ManagementFlags: 0, Options: { PurchaseMethod: 1 } })).toEqual({ ok: true });
+    for (const flags of [1, 4, 5]) expect(validateCommand({ RequestType: 'InstallApplication', iTunesStoreID: 1, ManagementFlags: flags })).toEqual({ ok: true });
+  });
+
+  it('checks each Settings item against the alternative its Item names', () => {
+    expect(validateCommand({ RequestType: 'Settings', Settings: [{ Item: 'DataRoaming', Enabled: true }, { Item: 'DeviceName', DeviceName: 'Cart 3' }] })).toEqual({ ok: true });
+    expect(errorsOf(validateCommand({ RequestType: 'Settings', Settings: [{ Item: 'DeviceName', Enabled: true }] }))).toEqual([
+      'Settings[0].Enabled: unknown key (not declared in Apple\'s schema)', 'Settings[0].DeviceName: required key missing',
     ]);
+    expect(errorsOf(validateCommand({ RequestType: 'Settings', Settings: [{ Item: 'Teleport' }] }))).toEqual([
+      expect.stringMatching(/^Settings\[0\]: matches none of Wallpaper, DataRoaming,/),
+    ]);
+    expect(errorsOf(validateCommand({ RequestType: 'Settings', Settings: [{ Item: 'Wallpaper', Image: 'not data', Where: 1 }] }))).toEqual([
+      'Settings[0].Image: expected <data>, got <string>',
+    ]);
+  });
+
+  it('says which commands and keys an iOS version cannot take (supportedOS.iOS)', () => {
+    expect(commandPlatformProblems({ RequestType: 'DeviceInformation', Queries: ['UDID'] }, '17.5')).toEqual([]);
+    expect(commandPlatformProblems({ RequestType: 'SetFirmwarePassword', NewPassword: 'x' }, '17.5')).toEqual([
+      'SetFirmwarePassword is not supported on iOS or iPadOS (Apple: supportedOS.iOS.introduced n/a)',
+    ]);
+    expect(commandPlatformProblems({ RequestType: 'UserConfigured' }, '16.4')).toEqual(['UserConfigured needs iOS 17.0 or later; the device runs 16.4']);
+    expect(commandPlatformProblems({ RequestType: 'UserConfigured' }, '17.0')).toEqual([]);
+    expect(commandPlatformProblems({ RequestType: 'RefreshCellularPlans', eSIMServerURL: 'https://esim.example' }, '9.3.5')).toEqual([
+      'RefreshCellularPlans needs iOS 13.0 or later; the device runs 9.3.5',
+    ]);
+    // A query item that exists only on macOS.
+    expect(commandPlatformProblems({ RequestType: 'DeviceInformation', Queries: ['UDID', 'IsAppleSilicon'] }, '17.5')).toEqual([
+      "Queries[1] 'IsAppleSilicon' is not supported on iOS or iPadOS (Apple: supportedOS.iOS.introduced n/a)",
+    ]);
+    // Version unknown: only what iOS never supports is refused.
+    expect(commandPlatformProblems({ RequestType: 'UserConfigured' }, undefined)).toEqual([]);
+    expect(compareOsVersions('9.3', '10.0')).toBe(-1);
+    expect(compareOsVersions('17.0.1', '17.0')).toBe(1);
+    expect(compareOsVersions('17', '17.0')).toBe(0);
   });
 
   it('installApplication defaults to a VPP install removed with the profile (SPEC §6)', () => {

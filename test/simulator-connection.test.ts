@@ -1,12 +1,15 @@
 // The simulated device's side of the protocol, message by message, against a scripted MDM endpoint that
 // verifies every Mdm-Signature: enrollment, check-ins, the connect loop, invitations, check-out, unenrollment.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateCheckIn } from '../mdm/apple-schema.js';
 import { deviceInformation, installApplication, inviteToProgram, profileList } from '../mdm/commands.js';
 import { createServerCA, issueDeviceIdentity } from '../mdm/identity.js';
-import { ProtocolViolationError, SimulatedDevice, decodePkcs12, type DeviceEnvironment } from '../simulator/device.js';
+import { buildPlist, parsePlistDict } from '../mdm/plist.js';
+import { buildEnrollmentProfile } from '../mdm/profile.js';
+import { ProtocolViolationError, SimulatedDevice, decodePkcs12, readEnrollmentProfile, type DeviceEnvironment } from '../simulator/device.js';
 import { SimulatorHttpClient } from '../simulator/http.js';
 import {
   KEYNOTE,
@@ -19,6 +22,11 @@ import {
   type Reply,
   type Scripted,
 } from './support/simulated-devices.js';
+
+const plainProfile = (identifier: string) => ({
+  PayloadType: 'Configuration', PayloadVersion: 1, PayloadIdentifier: identifier, PayloadUUID: randomUUID(), PayloadDisplayName: 'Wi-Fi',
+  PayloadContent: [{ PayloadType: 'com.apple.wifi.managed', PayloadVersion: 1, PayloadIdentifier: `${identifier}.wifi`, PayloadUUID: randomUUID(), SSID_STR: 'School' }],
+});
 
 describe('SimulatedDevice against a scripted MDM endpoint', () => {
   let srv: Scripted;
@@ -55,6 +63,27 @@ describe('SimulatedDevice against a scripted MDM endpoint', () => {
     const out = decodePkcs12(id.pkcs12, id.password);
     expect(out.certPem.replace(/\r/g, '').trim()).toBe(id.certPem.replace(/\r/g, '').trim());
     expect(() => decodePkcs12(id.pkcs12, 'wrong')).toThrow(/Password/);
+  });
+
+  it('refuses a profile whose ServerURL or CheckInURL is not https, except on loopback (com.apple.mdm.yaml ^https://)', async () => {
+    const ca = await createServerCA('URL CA');
+    const id = await issueDeviceIdentity(ca, { commonName: 'url' });
+    const profileWith = (serverURL: string, checkInURL: string) => {
+      const { plist } = buildEnrollmentProfile({
+        pkcs12: id.pkcs12, pkcs12Password: id.password, topic: 'com.apple.mgmt.External.url-test', organization: 'T', identifier: 'com.example.url',
+        serverURL: 'https://mdm.example.test/connect', checkInURL: 'https://mdm.example.test/checkin',
+      });
+      return Buffer.from(plist.replace('https://mdm.example.test/connect', serverURL).replace('https://mdm.example.test/checkin', checkInURL));
+    };
+    expect(readEnrollmentProfile(profileWith('https://mdm.example.test/connect', 'https://mdm.example.test/checkin')).serverUrl).toBe('https://mdm.example.test/connect');
+    expect(readEnrollmentProfile(profileWith('http://127.0.0.1:8080/connect', 'http://localhost:8080/checkin')).checkInUrl).toBe('http://localhost:8080/checkin');
+    expect(() => readEnrollmentProfile(profileWith('http://mdm.example.test/connect', 'https://mdm.example.test/checkin'))).toThrow(/ServerURL: Apple requires https/);
+    expect(() => readEnrollmentProfile(profileWith('https://mdm.example.test/connect', 'http://10.0.0.5/checkin'))).toThrow(/CheckInURL: Apple requires https/);
+    // The server's own profile builder holds to the same rule.
+    expect(() => buildEnrollmentProfile({
+      pkcs12: id.pkcs12, pkcs12Password: id.password, topic: 'com.apple.mgmt.External.url-test', organization: 'T', identifier: 'com.example.url',
+      serverURL: 'http://mdm.example.test/connect', checkInURL: 'https://mdm.example.test/checkin',
+    })).toThrow(/serverURL: Apple requires https/);
   });
 
   it('enrolls: registers its token for the Topic, sends Authenticate then TokenUpdate, signed, schema-valid', async () => {
@@ -121,6 +150,75 @@ describe('SimulatedDevice against a scripted MDM endpoint', () => {
     srv.script.push(c1, c1);
     await expect(d.sync()).rejects.toThrow(ProtocolViolationError);
     d.setBusy(false);
+  });
+
+  it('locked: NotNow only for commands that need the keychain; unlocked, it polls only if its last status was NotNow', async () => {
+    const { env, wants } = fresh();
+    const d = new SimulatedDevice(env, { osVersion: '17.5' });
+    await d.enroll(srv.profileUrl);
+    d.setLocked(true);
+    const needsUnlock = envelope({ RequestType: 'InstallProfile', Payload: Buffer.from(buildPlist(plainProfile('com.example.wifi'))) });
+    const answerable = envelope(deviceInformation(['UDID']));
+    srv.script.push(needsUnlock, answerable, null);
+    await d.sync();
+    expect(srv.reports.slice(-2).map((r) => r.Status)).toEqual(['NotNow', 'Acknowledged']);
+    // Apple: after NotNow followed by another status the device does not poll by itself; the server must push.
+    d.setLocked(false);
+    expect(wants).toEqual([]);
+
+    d.setLocked(true);
+    srv.script.push(needsUnlock, null);
+    await d.sync();
+    expect(srv.reports.at(-1)).toMatchObject({ Status: 'NotNow', CommandUUID: needsUnlock.CommandUUID });
+    d.setLocked(false);
+    expect(wants).toEqual([d]);
+    srv.script.push(needsUnlock, null);
+    await d.sync();
+    expect(srv.reports.at(-1)).toMatchObject({ Status: 'Acknowledged', CommandUUID: needsUnlock.CommandUUID });
+    const listed = await d.answerCommand(envelope(profileList()));
+    expect((listed.ProfileList as Dict[]).map((p) => p.PayloadIdentifier)).toEqual(['com.example.test.enroll', 'com.example.wifi']);
+  });
+
+  it('InstallProfile of an update of its MDM profile: a new identity is used from the request after its report', async () => {
+    const { env } = fresh();
+    const d = new SimulatedDevice(env, { osVersion: '17.5' });
+    await d.enroll(srv.profileUrl);
+    const renewed = await issueDeviceIdentity(srv.ca, { commonName: 'device-under-test-renewed' });
+    const update = (over: Record<string, unknown> = {}, identifier = 'com.example.test.enroll') => {
+      const { plist } = buildEnrollmentProfile({
+        pkcs12: renewed.pkcs12, pkcs12Password: renewed.password, topic: srv.topic, organization: 'Test School', identifier,
+        serverURL: `${srv.url}/connect`, checkInURL: `${srv.url}/checkin`,
+      });
+      const profile = parsePlistDict(plist);
+      const mdm = (profile.PayloadContent as Dict[]).find((p) => p.PayloadType === 'com.apple.mdm')!;
+      Object.assign(mdm, over);
+      return envelope({ RequestType: 'InstallProfile', Payload: Buffer.from(buildPlist(profile)) });
+    };
+    // What Apple's schema says an update must not do is refused, and the old identity stays.
+    const refusals: Array<[Record<string, unknown>, RegExp]> = [
+      [{ Topic: 'com.apple.mgmt.External.other' }, /Topic must not change/],
+      [{ ServerURL: `${srv.url}/elsewhere` }, /ServerURL must not change/],
+      [{ CheckInURL: `${srv.url}/elsewhere` }, /CheckInURL must not change/],
+      [{ ServerCapabilities: ['com.apple.mdm.per-user-connections'] }, /per-user-connections must not be added/],
+    ];
+    for (const [over, why] of refusals) {
+      const r = await d.answerCommand(update(over));
+      expect(r.Status, JSON.stringify(over)).toBe('Error');
+      expect((r.ErrorChain as Dict[])[0]!.USEnglishDescription).toMatch(why);
+      expectValid('InstallProfile', r);
+    }
+    const second = await d.answerCommand(update({}, 'com.example.other.mdm'));
+    expect((second.ErrorChain as Dict[])[0]!.USEnglishDescription).toMatch(/another MDM profile is installed/);
+
+    const cmd = update();
+    srv.script.push(cmd, envelope(profileList()), null);
+    srv.signers.length = 0;
+    await d.sync();
+    expect(srv.reports.slice(-3).map((r) => r.Status)).toEqual(['Idle', 'Acknowledged', 'Acknowledged']);
+    // Idle and the InstallProfile report under the old identity, everything after under the new one.
+    expect(srv.signers).toEqual(['device-under-test', 'device-under-test', 'device-under-test-renewed']);
+    await d.tokenUpdate();
+    expect(srv.signers.at(-1)).toBe('device-under-test-renewed');
   });
 
   it('a report the server refused is sent again first on the next connection', async () => {

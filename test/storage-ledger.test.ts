@@ -131,7 +131,13 @@ describe.each(availableBackends())('storage: ledger and push queue on %s', (back
     expect(claimed.length).toBe(Math.min(50, 20 * claims.length));
     // Leased rows are not due again until the lease runs out.
     expect((await s.pushQueue.claimDue(100, 60_000)).filter((c) => c.udid.startsWith('pushdev-')).length).toBe(50 - claimed.length);
-    await s.pushQueue.complete(udids, true);
+    const claimRows = claims.flat().filter((c) => c.udid.startsWith('pushdev-'));
+    // A request for a device whose push is in flight survives that push's completion (it was lost before).
+    const inFlight = claimed[0]!;
+    await s.pushQueue.request([inFlight], 'while in flight');
+    await s.pushQueue.complete(claimRows, true);
+    expect((await s.pushQueue.pending()).filter((p) => claimed.includes(p.udid)).map((p) => p.udid)).toEqual([inFlight]);
+    await s.pushQueue.discard(udids);
     expect((await s.pushQueue.pending()).filter((p) => p.udid.startsWith('pushdev-'))).toHaveLength(0);
   });
 });

@@ -1,5 +1,6 @@
-import { knownRequestTypes } from '../../mdm/apple-schema.js';
+import { commandPlatformProblems, knownRequestTypes, validateCommand } from '../../mdm/apple-schema.js';
 import type { Command } from '../../mdm/commands.js';
+import { PlistError, plistValueFromJson } from '../../mdm/plist.js';
 import { conflict, invalid, notFound } from '../errors.js';
 import type { PushService } from '../push/push-service.js';
 import type { AuditLog } from '../audit.js';
@@ -31,10 +32,27 @@ export class DeviceAdmin {
     return d;
   }
 
-  async queueCommand(udid: string, command: Command): Promise<CommandRecord> {
+  /**
+   * Any of Apple's commands, as JSON (<data> as {"$data": base64}, <date> as {"$date": ISO 8601}): checked against its
+   * schema, then against what the device's OS supports, then queued; the device's answer is stored whatever it is.
+   */
+  async queueCommand(udid: string, json: { RequestType: string; [key: string]: unknown }): Promise<CommandRecord> {
     const d = await this.enrolled(udid);
-    if (!knownRequestTypes().includes(command.RequestType)) {
-      throw invalid(`unknown RequestType "${command.RequestType}"; known: ${knownRequestTypes().join(', ')}`, 'unknown_request_type');
+    if (!knownRequestTypes().includes(json.RequestType)) {
+      throw invalid(`unknown RequestType "${json.RequestType}": not one of Apple's ${knownRequestTypes().length} commands (mdm/apple-schema)`, 'unknown_request_type');
+    }
+    let command: Command;
+    try {
+      command = plistValueFromJson(json) as Command;
+    } catch (err) {
+      if (err instanceof PlistError) throw invalid(err.message, 'invalid_command');
+      throw err;
+    }
+    const check = validateCommand(command);
+    if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+    const unsupported = commandPlatformProblems(command, d.osVersion ?? undefined);
+    if (unsupported.length > 0) {
+      throw conflict(`device ${d.udid} (iOS ${d.osVersion ?? 'version unknown'}) cannot take this command: ${unsupported.join('; ')}`, 'unsupported_by_device_os');
     }
     return this.deps.queue.enqueue(d.udid, command, { owner: 'admin' });
   }
@@ -75,7 +93,10 @@ export class DeviceAdmin {
 
   private async enrolled(udid: string): Promise<DeviceRecord> {
     const d = await this.get(udid);
-    if (!d.enrolled) throw conflict(`device ${d.udid} is not enrolled`, 'not_enrolled');
+    if (!d.enrolled) {
+      throw conflict(d.checkedOutAt ? `device ${d.udid} is not enrolled (it checked out)`
+        : `device ${d.udid} is still enrolling: it has not sent its first TokenUpdate, so its MDM profile may not be installed`, 'not_enrolled');
+    }
     return d;
   }
 }

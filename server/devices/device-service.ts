@@ -10,19 +10,21 @@ import type { CommandStore, DeviceRecord, DeviceStore, EnrollmentStore, PushQueu
 import type { CommandOwners } from './command-owners.js';
 import type { CommandQueue } from './command-queue.js';
 import { bindingFor, identityRefusal } from './device-binding.js';
-import { DeviceRequestError, UnrecognizedDeviceError } from './device-refusal.js';
+import { DeviceRequestError, UnrecognizedDeviceError, UserChannelDeclined } from './device-refusal.js';
 
 // The device side of the server (NanoMDM's "service" layer): check-in and command-report handling over the
 // storage ports. Inputs arrive parsed, typed and signature-checked; outputs are what to reply.
 
-/** The verified signing certificate, and the peer that sent the request (for the audit log). */
-export interface Signer { fingerprint: string; source?: string }
+/** The verified signing certificate (its expiry, shown in the device view), and the peer that sent it (for the audit log). */
+export interface Signer { fingerprint: string; notAfter?: Date; source?: string }
 
 export interface DeviceServiceDeps {
   devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; pushQueue: PushQueueStore;
   log: Logger; push: PushService; queue: CommandQueue; owners: CommandOwners; events: ServerEventBus; secrets: SecretBox; audit: AuditLog;
   /** The push certificate's topic; undefined while none is configured. */
   expectedTopic: () => string | undefined;
+  /** How long after a connection that ended with NotNow followed by another status the device is pushed again. */
+  notNowRepushMs: number;
 }
 
 export class DeviceService {
@@ -30,6 +32,10 @@ export class DeviceService {
 
   async checkIn(msg: CheckInMessage, signer: Signer): Promise<void> {
     const { devices, log } = this.deps;
+    if (msg.MessageType === 'UserAuthenticate') {
+      log.info({ udid: msg.UDID }, 'UserAuthenticate declined with 410: the user channel is not managed here');
+      throw new UserChannelDeclined(msg.UDID);
+    }
     const topic = this.deps.expectedTopic();
     if (topic && msg.Topic !== topic) throw new DeviceRequestError(400, `Topic ${msg.Topic} is not this server's push topic`);
     if (msg.MessageType === 'Authenticate') {
@@ -43,11 +49,11 @@ export class DeviceService {
         log.info({ udid: device.udid }, 'user-channel TokenUpdate accepted, not stored');
         return;
       }
-      await devices.tokenUpdate(device.udid, {
+      const first = await devices.tokenUpdate(device.udid, {
         pushToken: msg.Token.toString('hex'), pushMagic: msg.PushMagic, awaitingConfiguration: msg.AwaitingConfiguration,
         unlockToken: msg.UnlockToken ? this.deps.secrets.seal(msg.UnlockToken.toString('base64')) : undefined,
       });
-      log.info({ udid: device.udid }, 'device token updated');
+      log.info({ udid: device.udid }, first ? 'device enrolled: first TokenUpdate' : 'device token updated');
       // A device waiting in Setup Assistant stays there until told the server is done with it.
       if (msg.AwaitingConfiguration) await this.deps.queue.enqueue(device.udid, deviceConfigured(), { owner: 'device-setup', push: false });
       // Commands queued before the device had a push channel can go now.
@@ -81,6 +87,7 @@ export class DeviceService {
       log.warn({ udid: msg.UDID, because: binding.because, source: signer.source }, 'device rebound to a new certificate');
       await audit.record({ kind: 'device.rebound', ...who, details: { because: binding.because, previous: certificateActor(binding.replacing) } });
     }
+    if (signer.notAfter) await devices.setIdentityExpiry(msg.UDID, signer.notAfter);
     log.info({ udid: msg.UDID, serialNumber: msg.SerialNumber, osVersion: msg.OSVersion }, 'device authenticated');
   }
 
@@ -100,7 +107,7 @@ export class DeviceService {
   /** A device leaves: by its CheckOut, or removed by the silent-device schedule. */
   async checkOut(device: DeviceRecord): Promise<void> {
     await this.deps.devices.checkOut(device.udid);
-    await this.deps.pushQueue.complete([device.udid], false);
+    await this.deps.pushQueue.discard([device.udid]);
     this.deps.events.emit('checkOut', device);
   }
 
@@ -118,23 +125,49 @@ export class DeviceService {
     }
     // Seen only once its report is stored: a refused report leaves no trace.
     await this.deps.devices.touch(device.udid);
-    if (report.Status === 'Idle') this.deps.events.emit('sync', device);
+    if (report.Status === 'Idle') {
+      // A new connection: whatever NotNow the last one had, the device came back.
+      await this.deps.devices.takeNotNow(device.udid);
+      this.deps.events.emit('sync', device);
+    }
+    if (report.Status === 'NotNow') await this.deps.devices.noteNotNow(device.udid);
     const next = await commands.next(device.udid, report.Status !== 'Idle');
     if (next) log.debug({ udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType }, 'command sent');
+    else if (report.Status !== 'Idle' && report.Status !== 'NotNow') await this.repushAfterNotNow(device.udid);
     return next?.payload;
+  }
+
+  /**
+   * The connection ends on a status other than NotNow. Apple (handling-notnow-status-responses): "If the device
+   * management service sends another command to the client on the same connection, and this new command returns
+   * anything other than a NotNow response, the device won't automatically poll the service … The service must send a
+   * push notification at a later time". Apple gives no delay; notNowRepushMs is ours.
+   */
+  private async repushAfterNotNow(udid: string): Promise<void> {
+    if (!(await this.deps.devices.takeNotNow(udid))) return;
+    const at = new Date(Date.now() + this.deps.notNowRepushMs);
+    await this.deps.push.request([udid], 'NotNow followed by another status: the device will not poll by itself', at);
+    this.deps.log.info({ udid, at: at.toISOString() }, 'device answered NotNow, then another status; pushing it again later');
   }
 
   private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {
     // Read on every request rather than cached: a revocation by any server process counts at once.
     await this.liveIdentity(udid, signer);
     const device = await this.deps.devices.get(udid);
-    if (!device || !device.enrolled) throw new UnrecognizedDeviceError(udid);
-    if (device.certFingerprint !== signer.fingerprint) {
-      const reason = `the signing certificate is not the one bound to device ${udid}`;
-      await this.refuseCertificate(udid, signer, reason);
-      throw new DeviceRequestError(400, reason);
+    // An enrolling device (Authenticate done, no TokenUpdate yet) may speak: its TokenUpdate completes the enrollment.
+    if (!device || device.checkedOutAt) throw new UnrecognizedDeviceError(udid);
+    if (device.certFingerprint === signer.fingerprint) return device;
+    if (device.nextCertFingerprint === signer.fingerprint) {
+      // Its first request with the renewed identity (identity-renewal.ts): from now on only that one is accepted.
+      const renewed = await this.deps.devices.promoteIdentity(udid, signer.fingerprint);
+      if (renewed) {
+        this.deps.log.info({ udid, identityExpiresAt: renewed.identityExpiresAt?.toISOString() }, 'device uses its renewed identity; the old one is retired');
+        return renewed;
+      }
     }
-    return device;
+    const reason = `the signing certificate is not the one bound to device ${udid}`;
+    await this.refuseCertificate(udid, signer, reason);
+    throw new DeviceRequestError(400, reason);
   }
 }
 

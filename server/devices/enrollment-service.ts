@@ -10,11 +10,37 @@ import type { DeviceStore, EnrollmentStore, UserStore } from '../storage/ports.j
 
 export interface IssuedEnrollment { token: string; url: string; expiresAt: Date; userId: string | null; udid: string | null }
 
+/** The enrollment profile's identifier: an InstallProfile with the same one updates it (com.apple.mdm.yaml). */
+export const ENROLLMENT_PROFILE_IDENTIFIER = 'org.vppmdm.enroll';
+
+/** A profile carrying a fresh device identity, and that identity's fingerprint and expiry. */
+export interface IdentityProfile { plist: string; fingerprint: string; notAfter: Date }
+
 export class EnrollmentService {
   constructor(private readonly deps: {
     enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
+    /** How long a device identity is valid (730 days unless configured). */
+    identityValidDays: number;
   }) {}
+
+  /**
+   * The enrollment profile with a new identity, recorded for `enrollmentToken`. Renewal sends the same profile:
+   * same PayloadIdentifier, Topic, ServerURL, CheckInURL and access rights, which an update must not change.
+   */
+  async identityProfile(enrollmentToken: string, topic: string, udid?: string): Promise<IdentityProfile> {
+    const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays: this.deps.identityValidDays });
+    const cert = new crypto.X509Certificate(identity.certPem);
+    const fingerprint = crypto.createHash('sha256').update(cert.raw).digest('hex');
+    const notAfter = new Date(cert.validTo);
+    await this.deps.enrollments.recordIdentity({ fingerprint, enrollmentToken, notAfter, udid });
+    const { plist } = buildEnrollmentProfile({
+      pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
+      serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
+      organization: 'vpp-mdm', identifier: ENROLLMENT_PROFILE_IDENTIFIER,
+    });
+    return { plist, fingerprint, notAfter };
+  }
 
   /**
    * With `udid`, a re-enrollment of that enrolled device: its profile's identity may take the UDID over from the
@@ -47,16 +73,7 @@ export class EnrollmentService {
     const redeemed = await enrollments.redeem(token, now);
     if (!redeemed) throw new AppError('gone', 'enrollment token was already used');
     try {
-      const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}` });
-      const cert = new crypto.X509Certificate(identity.certPem);
-      await enrollments.recordIdentity({
-        fingerprint: crypto.createHash('sha256').update(cert.raw).digest('hex'), enrollmentToken: token, notAfter: new Date(cert.validTo),
-      });
-      const { plist } = buildEnrollmentProfile({
-        pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,
-        serverURL: `${this.deps.publicUrl()}/mdm/connect`, checkInURL: `${this.deps.publicUrl()}/mdm/checkin`,
-        organization: 'vpp-mdm', identifier: 'org.vppmdm.enroll',
-      });
+      const { plist } = await this.identityProfile(token, topic);
       log.info({ userId: redeemed.userId ?? undefined }, 'enrollment profile issued');
       return plist;
     } catch (err) {

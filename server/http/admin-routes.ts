@@ -92,7 +92,7 @@ export const adminRoutes = {
   }),
   queueCommand: apiRoute({
     method: 'post', path: '/api/v1/devices/:udid/commands', params: Udid, body: CommandBody,
-    summary: "Queue a raw command (the command dictionary, checked against Apple's schema) and push the device",
+    summary: "Queue a raw command: any of Apple's 66 commands as JSON, <data> as {\"$data\": base64} and <date> as {\"$date\": ISO 8601}; checked against Apple's schema (400) and the device's iOS version (409 unsupported_by_device_os); the answer is stored as it comes",
     responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error(), 404: error(), 409: error() },
   }),
   listCommands: apiRoute({

@@ -100,7 +100,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): express.Router {
     const verified: VerifiedSigner = deps.clientCertHeader
       ? verifier.verifyClientCertificateHeader(req.header(deps.clientCertHeader))
       : verifier.verifyMdmSignature(req.header('mdm-signature'), body);
-    return { fingerprint: verified.fingerprint, source: req.socket.remoteAddress };
+    return { fingerprint: verified.fingerprint, notAfter: verified.notAfter, source: req.socket.remoteAddress };
   };
   const bodyOf = (req: Request): Buffer => {
     const body = req.body;

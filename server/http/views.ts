@@ -13,12 +13,21 @@ export function userView(u: UserRecord) {
 export function deviceView(d: DeviceRecord) {
   return {
     udid: d.udid, serialNumber: d.serialNumber, osVersion: d.osVersion, buildVersion: d.buildVersion, productName: d.productName,
-    deviceName: d.deviceName, userId: d.userId, enrolled: d.enrolled,
+    deviceName: d.deviceName, userId: d.userId, enrolled: d.enrolled, status: enrollmentStatus(d),
     pushable: d.enrolled && !!d.pushToken && !d.tokenDead, tokenDead: d.tokenDead,
     lastSeenAt: d.lastSeenAt?.toISOString() ?? null, lastPushedAt: d.lastPushedAt?.toISOString() ?? null,
-    enrolledAt: d.authenticatedAt.toISOString(), checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
+    authenticatedAt: d.authenticatedAt.toISOString(), enrolledAt: d.enrolledAt?.toISOString() ?? null, checkedOutAt: d.checkedOutAt?.toISOString() ?? null,
     silentSince: d.silentFlaggedAt?.toISOString() ?? null,
+    pushError: d.pushError ? { reason: d.pushError, at: d.pushErrorAt?.toISOString() ?? null } : null,
+    identityExpiresAt: d.identityExpiresAt?.toISOString() ?? null,
+    identityRenewal: d.nextCertFingerprint ? { pending: true, nextIdentityExpiresAt: d.nextIdentityExpiresAt?.toISOString() ?? null }
+      : d.identityRenewalError ? { pending: false, error: d.identityRenewalError } : null,
   };
+}
+
+/** Enrolling from Authenticate to the first TokenUpdate (Apple: the profile may not be installed yet). */
+export function enrollmentStatus(d: DeviceRecord): 'Enrolling' | 'Enrolled' | 'CheckedOut' {
+  return d.enrolled ? 'Enrolled' : d.checkedOutAt ? 'CheckedOut' : 'Enrolling';
 }
 
 export function commandView(c: CommandRecord) {

@@ -1,4 +1,4 @@
-import { createApnsSender, type PushSender } from '../../mdm/apns.js';
+import { createApnsSender, type ApnsSenderOptions, type PushSender } from '../../mdm/apns.js';
 import { IdentityError, parsePushCertificate, type CertifiedKey } from '../../mdm/identity.js';
 import { conflict, invalid } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,7 +21,7 @@ const SETTING = 'push_certificate';
 export interface PushCertificatesDeps {
   settings: SettingsStore; secrets: SecretBox; log: Logger;
   devices: Pick<DeviceStore, 'countEnrolledOutsideTopic'>;
-  apns: { url: string; caPem?: string };
+  apns: { url: string; caPem?: string; tunnel?: ApnsSenderOptions['tunnel'] };
   /** Told of every certificate this process starts using (the sandbox's APNs trusts it). */
   onInUse?: (certPem: string) => void;
   /** Called after the certificate changed, so waiting pushes go out with it. */
@@ -120,7 +120,7 @@ export class PushCertificates {
     const old = this.currentSender;
     this.certificate = cert;
     this.currentSender = cert
-      ? createApnsSender({ url: this.deps.apns.url, certPem: cert.certPem, keyPem: cert.keyPem, topic: cert.topic, caPem: this.deps.apns.caPem })
+      ? createApnsSender({ url: this.deps.apns.url, certPem: cert.certPem, keyPem: cert.keyPem, topic: cert.topic, caPem: this.deps.apns.caPem, tunnel: this.deps.apns.tunnel })
       : undefined;
     if (cert) this.deps.onInUse?.(cert.certPem);
     await old?.close().catch(() => {});

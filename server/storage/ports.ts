@@ -68,19 +68,40 @@ export interface DeviceStore {
   get(udid: string): Promise<DeviceRecord | undefined>;
   list(filter?: { userId?: string }): Promise<DeviceRecord[]>;
   /**
-   * (Re-)enroll the device under this certificate and bind the identity to the UDID. A device stored under another
-   * certificate is rebound only when that is `replacing` (decided by the caller), whose identity is then revoked.
-   * AppError conflict when the certificate is bound to another UDID or the device's certificate changed meanwhile.
+   * (Re-)start the enrollment of the device under this certificate (enrolling until its first TokenUpdate) and bind the
+   * identity to the UDID. A device stored under another certificate is rebound only when that is `replacing` (decided by
+   * the caller), whose identity is then revoked. AppError conflict when the certificate is bound to another UDID or the
+   * device's certificate changed meanwhile.
    */
   authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null, replacing?: string): Promise<DeviceRecord>;
   /** Enrolled devices whose push topic is not `topic` (a new push certificate would strand them). */
   countEnrolledOutsideTopic(topic: string): Promise<number>;
-  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void>;
+  /** Stores the push channel and makes an enrolling device enrolled; true when this was its first TokenUpdate. */
+  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean>;
   checkOut(udid: string): Promise<void>;
   delete(udid: string): Promise<boolean>;
   touch(udid: string, now?: Date): Promise<void>;
   /** Only the token APNs refused: a TokenUpdate that raced in with a new token stays alive. */
   markTokenDead(udid: string, pushToken: string): Promise<void>;
+  /** A push was given up (APNs refused it for good, or it kept failing): shown on the device until a delivery. */
+  recordPushError(udid: string, reason: string): Promise<void>;
+  /** The device answered NotNow in its current connection. */
+  noteNotNow(udid: string): Promise<void>;
+  /** Clears the NotNow mark; true when there was one. */
+  takeNotNow(udid: string): Promise<boolean>;
+  /** notAfter of the identity the device signs with (learnt at Authenticate). */
+  setIdentityExpiry(udid: string, notAfter: Date): Promise<void>;
+  /**
+   * Enrolled devices whose identity expires before `expiringBefore` and that have no renewal under way (or only one
+   * that itself expires by then); a device whose last attempt was after `attemptedBefore` waits.
+   */
+  identityRenewalDue(expiringBefore: Date, attemptedBefore: Date, limit: number): Promise<DeviceRecord[]>;
+  /** Records the renewed identity about to be sent; false when another process started one meanwhile. */
+  startIdentityRenewal(udid: string, previousNext: string | null, next: { fingerprint: string; notAfter: Date }): Promise<boolean>;
+  /** The device signed with its renewed identity: it becomes the only one accepted. */
+  promoteIdentity(udid: string, fingerprint: string): Promise<DeviceRecord | undefined>;
+  /** The device refused the renewed identity: forget it, keep the reason. */
+  failIdentityRenewal(udid: string, fingerprint: string, reason: string): Promise<void>;
   pushable(): Promise<string[]>;
   /** Enrolled devices with commands waiting that have not connected since `since`. */
   withWaitingCommands(since: Date): Promise<string[]>;
@@ -104,6 +125,8 @@ export interface CommandStore {
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
+/** A claimed row as it was claimed: its generation tells whether another request came in since. */
+export type PushClaim = Pick<PushQueueRecord, 'udid' | 'generation'>;
 
 /** The durable push queue: one row per device (coalesced), drained in batches by any server process. */
 export interface PushQueueStore {
@@ -111,8 +134,11 @@ export interface PushQueueStore {
   request(udids: string[], reason: string, at?: Date): Promise<void>;
   /** Leases due pushes to this process; a crashed sender's lease runs out and the rows come due again. */
   claimDue(limit: number, leaseMs: number): Promise<ClaimedPush[]>;
-  complete(udids: string[], pushed: boolean): Promise<void>;
-  retryLater(udid: string, delayMs: number, error: string): Promise<void>;
+  /** Done with these claims: removes each row unless it was requested again after it was claimed. */
+  complete(claims: PushClaim[], pushed: boolean): Promise<void>;
+  /** Drops whatever is queued for these devices (they left). */
+  discard(udids: string[]): Promise<void>;
+  retryLater(claim: PushClaim, delayMs: number, error: string): Promise<void>;
   pending(): Promise<PushQueueRecord[]>;
 }
 

@@ -11,7 +11,7 @@ const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' 
 
 export const COMMAND_STATUSES = ['Queued', 'Sent', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow'] as const;
 /** Who queued a command, so its result reaches that owner's handler (devices/command-owners.ts). */
-export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite'] as const;
+export const COMMAND_OWNERS = ['admin', 'device-setup', 'vpp-install', 'vpp-check', 'vpp-invite', 'identity-renewal'] as const;
 
 export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
@@ -61,7 +61,9 @@ export const devices = pgTable('devices', {
   topic: text('topic').notNull(),
   userId: text('user_id'),
   certFingerprint: text('cert_fingerprint').notNull().unique(),
+  /** True from the first TokenUpdate after Authenticate until CheckOut (Authenticate sets it false: enrolling). */
   enrolled: boolean('enrolled').notNull().default(true),
+  enrolledAt: ts('enrolled_at'),
   pushToken: text('push_token'),
   pushMagic: text('push_magic'),
   unlockToken: text('unlock_token'),
@@ -73,6 +75,19 @@ export const devices = pgTable('devices', {
   lastPushedAt: ts('last_pushed_at'),
   checkedOutAt: ts('checked_out_at'),
   silentFlaggedAt: ts('silent_flagged_at'),
+  /** Why the last push was not delivered, when it was given up for good; null after a delivery. */
+  pushError: text('push_error'),
+  pushErrorAt: ts('push_error_at'),
+  /** A NotNow in the current connection: if another status ends it, the device will not poll by itself. */
+  notNowAt: ts('not_now_at'),
+  /** notAfter of the identity the device signs with. */
+  identityExpiresAt: ts('identity_expires_at'),
+  /** A renewed identity sent with InstallProfile and accepted next to the current one until the device uses it. */
+  nextCertFingerprint: text('next_cert_fingerprint').unique(),
+  nextIdentityExpiresAt: ts('next_identity_expires_at'),
+  identityRenewalAttemptedAt: ts('identity_renewal_attempted_at'),
+  /** Why the device refused the last renewal; null once a renewal went through. */
+  identityRenewalError: text('identity_renewal_error'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
 
@@ -100,6 +115,8 @@ export const pushQueue = pgTable('push_queue', {
   nextAttemptAt: ts('next_attempt_at').notNull().defaultNow(),
   lastError: text('last_error'),
   createdAt: ts('created_at').notNull().defaultNow(),
+  /** Bumped by every request: a finished send removes the row only if no request came in meanwhile. */
+  generation: integer('generation').notNull().default(0),
 });
 
 export const vppSubscriptions = pgTable('vpp_subscriptions', {

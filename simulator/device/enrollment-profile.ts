@@ -4,6 +4,7 @@
 import { createPrivateKey } from 'node:crypto';
 import forge from 'node-forge';
 import { parsePlistDict } from '../../mdm/plist.js';
+import { mdmUrlProblem } from '../../mdm/profile.js';
 import { EnrollmentError, isDict, type Dict } from './types.js';
 
 export interface Enrollment {
@@ -13,6 +14,8 @@ export interface Enrollment {
   checkOutWhenRemoved: boolean;
   identity: { certPem: string; keyPem: string };
   profile: ProfileSummary;
+  /** The com.apple.mdm payload as installed, without its identity: what an update of it is checked against. */
+  mdm: Dict;
 }
 
 /** What ProfileList reports about the enrollment profile (the profile itself, with its PKCS#12, is not kept). */
@@ -27,27 +30,63 @@ export interface ProfileSummary {
   payloads: { PayloadType: string; PayloadVersion: number; PayloadIdentifier: string; PayloadUUID: string; PayloadDisplayName?: string }[];
 }
 
-/** The parts of an enrollment profile a device keeps, from the body of GET <enrollment url>. */
-export function readEnrollmentProfile(body: Buffer): Enrollment {
+/** A configuration profile (the body of GET <enrollment url>, or InstallProfile's Payload), plist or signed. */
+export function readProfile(body: Buffer): { profile: Dict; payloads: Dict[] } {
   const plistBytes = unwrapSignedProfile(body);
   let profile: Dict;
   try {
     profile = parsePlistDict(plistBytes);
   } catch (err) {
-    throw new EnrollmentError(`enrollment profile is not a plist: ${(err as Error).message}`);
+    throw new EnrollmentError(`profile is not a plist: ${(err as Error).message}`);
   }
   if (profile.PayloadType !== 'Configuration') {
-    throw new EnrollmentError(`enrollment profile: PayloadType is ${JSON.stringify(profile.PayloadType)}, expected "Configuration"`);
+    throw new EnrollmentError(`profile: PayloadType is ${JSON.stringify(profile.PayloadType)}, expected "Configuration"`);
   }
+  requiredString(profile, 'PayloadIdentifier', 'profile');
   const content = profile.PayloadContent;
-  if (!Array.isArray(content) || !content.every(isDict)) throw new EnrollmentError('enrollment profile: PayloadContent is not an array of payloads');
-  const payloads = content as Dict[];
+  if (!Array.isArray(content) || !content.every(isDict)) throw new EnrollmentError('profile: PayloadContent is not an array of payloads');
+  return { profile, payloads: content as Dict[] };
+}
+
+/** What ProfileList says about an installed profile. */
+export function profileSummary(profile: Dict, payloads: Dict[]): ProfileSummary {
+  const summary: ProfileSummary = {
+    PayloadUUID: requiredString(profile, 'PayloadUUID', 'profile'),
+    PayloadIdentifier: requiredString(profile, 'PayloadIdentifier', 'profile'),
+    PayloadVersion: typeof profile.PayloadVersion === 'number' ? profile.PayloadVersion : 1,
+    PayloadRemovalDisallowed: profile.PayloadRemovalDisallowed === true,
+    payloads: payloads.map((p) => {
+      const item: ProfileSummary['payloads'][number] = {
+        PayloadType: String(p.PayloadType),
+        PayloadVersion: typeof p.PayloadVersion === 'number' ? p.PayloadVersion : 1,
+        PayloadIdentifier: String(p.PayloadIdentifier ?? ''),
+        PayloadUUID: String(p.PayloadUUID ?? ''),
+      };
+      if (typeof p.PayloadDisplayName === 'string') item.PayloadDisplayName = p.PayloadDisplayName;
+      return item;
+    }),
+  };
+  if (typeof profile.PayloadDisplayName === 'string') summary.PayloadDisplayName = profile.PayloadDisplayName;
+  if (typeof profile.PayloadOrganization === 'string') summary.PayloadOrganization = profile.PayloadOrganization;
+  if (typeof profile.PayloadDescription === 'string') summary.PayloadDescription = profile.PayloadDescription;
+  return summary;
+}
+
+/** The parts of an enrollment profile a device keeps, from the body of GET <enrollment url>. */
+export function readEnrollmentProfile(body: Buffer): Enrollment {
+  const { profile, payloads } = readProfile(body);
   const mdm = payloads.filter((p) => p.PayloadType === 'com.apple.mdm');
   if (mdm.length !== 1) throw new EnrollmentError(`enrollment profile: expected one com.apple.mdm payload, found ${mdm.length}`);
   const m = mdm[0];
   const topic = requiredString(m, 'Topic', 'com.apple.mdm');
   const serverUrl = requiredString(m, 'ServerURL', 'com.apple.mdm');
   const checkInUrl = typeof m.CheckInURL === 'string' ? m.CheckInURL : serverUrl;
+  // iOS refuses the profile otherwise (com.apple.mdm.yaml: ServerURL and CheckInURL `format: ^https://.*$`);
+  // the simulator also takes plain http on loopback, where its tests and the sandbox run.
+  for (const [key, url] of [['ServerURL', serverUrl], ['CheckInURL', checkInUrl]] as const) {
+    const problem = mdmUrlProblem(url);
+    if (problem) throw new EnrollmentError(`com.apple.mdm: ${key}: ${problem}`);
+  }
   const identityUuid = requiredString(m, 'IdentityCertificateUUID', 'com.apple.mdm');
   if (!topic.startsWith('com.apple.mgmt.')) throw new EnrollmentError(`com.apple.mdm: Topic "${topic}" is not an MDM push topic (com.apple.mgmt.…)`);
   if (m.SignMessage !== true) {
@@ -69,27 +108,32 @@ export function readEnrollmentProfile(body: Buffer): Enrollment {
   const password = typeof idPayload.Password === 'string' ? idPayload.Password : '';
   const identity = decodePkcs12(Buffer.from(p12), password);
 
-  const summary: ProfileSummary = {
-    PayloadUUID: requiredString(profile, 'PayloadUUID', 'profile'),
-    PayloadIdentifier: requiredString(profile, 'PayloadIdentifier', 'profile'),
-    PayloadVersion: typeof profile.PayloadVersion === 'number' ? profile.PayloadVersion : 1,
-    PayloadRemovalDisallowed: profile.PayloadRemovalDisallowed === true,
-    payloads: payloads.map((p) => {
-      const item: ProfileSummary['payloads'][number] = {
-        PayloadType: String(p.PayloadType),
-        PayloadVersion: typeof p.PayloadVersion === 'number' ? p.PayloadVersion : 1,
-        PayloadIdentifier: String(p.PayloadIdentifier ?? ''),
-        PayloadUUID: String(p.PayloadUUID ?? ''),
-      };
-      if (typeof p.PayloadDisplayName === 'string') item.PayloadDisplayName = p.PayloadDisplayName;
-      return item;
-    }),
+  const { IdentityCertificateUUID: _identity, ...installed } = m;
+  return {
+    topic, serverUrl, checkInUrl, checkOutWhenRemoved: m.CheckOutWhenRemoved === true, identity, profile: profileSummary(profile, payloads), mdm: installed,
   };
-  if (typeof profile.PayloadDisplayName === 'string') summary.PayloadDisplayName = profile.PayloadDisplayName;
-  if (typeof profile.PayloadOrganization === 'string') summary.PayloadOrganization = profile.PayloadOrganization;
-  if (typeof profile.PayloadDescription === 'string') summary.PayloadDescription = profile.PayloadDescription;
+}
 
-  return { topic, serverUrl, checkInUrl, checkOutWhenRemoved: m.CheckOutWhenRemoved === true, identity, profile: summary };
+// Apple (profiles/com.apple.mdm.yaml): "When updating the payload, the value of this key must not change. Any
+// change is an error, and the update rejected."
+const MDM_KEYS_FIXED_ON_UPDATE = ['Topic', 'ServerURL', 'CheckInURL', 'AssignedManagedAppleID', 'EnrollmentMode', 'RequiredAppIDForMDM'];
+const PER_USER_CONNECTIONS = 'com.apple.mdm.per-user-connections';
+
+/**
+ * Why an installed MDM payload cannot be replaced by `next` (undefined: it can). Besides the fixed keys, "the
+ * addition of any access right is an error" (AccessRights) and the per-user-connections capability "must not be
+ * added or removed" (ServerCapabilities). IdentityCertificateUUID may change: that is how the identity is renewed.
+ */
+export function mdmUpdateProblem(installed: Dict, next: Dict): string | undefined {
+  for (const key of MDM_KEYS_FIXED_ON_UPDATE) {
+    if (JSON.stringify(installed[key]) !== JSON.stringify(next[key])) return `${key} must not change when the MDM payload is updated`;
+  }
+  const before = typeof installed.AccessRights === 'number' ? installed.AccessRights : 0;
+  const after = typeof next.AccessRights === 'number' ? next.AccessRights : 0;
+  if ((after & ~before) !== 0) return `AccessRights ${after} adds rights to ${before}; an update may only remove rights`;
+  const perUser = (d: Dict) => Array.isArray(d.ServerCapabilities) && d.ServerCapabilities.includes(PER_USER_CONNECTIONS);
+  if (perUser(installed) !== perUser(next)) return `${PER_USER_CONNECTIONS} must not be added or removed when the MDM payload is updated`;
+  return undefined;
 }
 
 // A profile may come signed (CMS SignedData around the plist); the device reads the content either way.

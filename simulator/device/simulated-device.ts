@@ -14,8 +14,9 @@ import { productByName, type Product } from '../models.js';
 import { signMdmMessage } from '../signing.js';
 import { appStates, installedManagedAppCount, releaseManagedApps, type AppState } from './apps.js';
 import { authenticateMessage, connectRefusalUnenrolls, tokenUpdateMessage } from './check-in-messages.js';
+import { acceptInvitations } from './invitations.js';
 import { answerWithHandler, type CommandContext } from './commands/index.js';
-import { readEnrollmentProfile, type Enrollment } from './enrollment-profile.js';
+import { readEnrollmentProfile, type Enrollment, type ProfileSummary } from './enrollment-profile.js';
 import { resolveDeviceSpec } from './spec.js';
 import {
   DeviceError,
@@ -37,6 +38,10 @@ const PROFILE_CONTENT_TYPE = 'application/x-apple-aspen-config';
 // A server that keeps feeding commands without end would otherwise keep the device busy forever.
 const MAX_COMMANDS_PER_CONNECTION = 5000;
 const DEFAULT_INSTALL_DELAY_MS = 50;
+// Apple (handling-notnow-status-responses): "a device won't execute some commands before the first unlock after a
+// device boot", without a list. These are the ones developers report NotNow for while an iPhone is locked
+// (developer.apple.com/forums/thread/747460): profiles and security details need the unlocked keychain.
+const NEED_UNLOCK = new Set(['InstallProfile', 'InstallProvisioningProfile', 'SecurityInfo']);
 
 export class SimulatedDevice {
   readonly udid: string;
@@ -47,8 +52,10 @@ export class SimulatedDevice {
   deviceName: string;
   userId?: string;
   appleAccount?: string;
-  /** When true the device answers every command NotNow (e.g. locked with a passcode, in a call). */
+  /** When true the device answers every command NotNow (e.g. in Setup, in a call). */
   busy = false;
+  /** Not unlocked since boot: commands that need the keychain get NotNow, the others are answered. */
+  locked = false;
   readonly pushToken: Buffer;
   pushMagic?: string;
   /** Connections (syncs) made since creation. */
@@ -64,6 +71,10 @@ export class SimulatedDevice {
   private invitations?: string[];
   private syncing = false;
   private unlockTokenSent = false;
+  /** Profiles InstallProfile added, besides the enrollment profile. */
+  private profiles?: ProfileSummary[];
+  /** An update of the enrollment profile, in force from the request after the one that reported it. */
+  private updatedEnrollment?: Enrollment;
 
   constructor(env: DeviceEnvironment, spec: DeviceSpec = {}) {
     this.env = env;
@@ -105,7 +116,20 @@ export class SimulatedDevice {
   setBusy(busy: boolean): void {
     const wasBusy = this.busy;
     this.busy = busy;
-    if (wasBusy && !busy && this.lastReportStatus === 'NotNow' && this.enrollment) this.env.onWantsSync?.(this);
+    if (wasBusy && !busy) this.conditionsChanged();
+  }
+
+  /** Locks or unlocks it; unlocked, it connects again by itself only if its last answer was NotNow. */
+  setLocked(locked: boolean): void {
+    const wasLocked = this.locked;
+    this.locked = locked;
+    if (wasLocked && !locked) this.conditionsChanged();
+  }
+
+  // Apple (handling-notnow-status-responses): "The device only polls … in response to a NotNow status if that's
+  // the last status sent by the device"; after another status it waits for a push.
+  private conditionsChanged(): void {
+    if (this.lastReportStatus === 'NotNow' && this.enrollment) this.env.onWantsSync?.(this);
   }
 
   /** True when a push is for this device's current enrollment; a real device drops any other. */
@@ -189,6 +213,8 @@ export class SimulatedDevice {
     const e = this.enrollment;
     if (!e) return;
     this.enrollment = undefined;
+    this.updatedEnrollment = undefined;
+    this.profiles = undefined;
     this.pushMagic = undefined;
     this.invitations = undefined;
     this.unsentReport = undefined;
@@ -267,6 +293,11 @@ export class SimulatedDevice {
         }
         const status = report.Status as ReportStatus;
         this.lastReportStatus = status;
+        if (this.updatedEnrollment) {
+          // The server has the report of the InstallProfile that updated the MDM profile: the new identity signs from now on.
+          this.enrollment = this.updatedEnrollment;
+          this.updatedEnrollment = undefined;
+        }
         if (typeof report.CommandUUID === 'string') {
           this.env.onCommandAnswered?.(this, reportRequestType, status, report.CommandUUID);
         }
@@ -312,25 +343,7 @@ export class SimulatedDevice {
     const urls = this.invitations;
     if (!urls) return;
     this.invitations = undefined;
-    for (const url of urls) {
-      if (!this.appleAccount) {
-        this.env.onInvitation?.(this, url, 'no-account');
-        continue;
-      }
-      try {
-        const res = await this.env.http.request(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ appleAccount: this.appleAccount }),
-        });
-        if (res.status < 200 || res.status >= 300) {
-          throw new DeviceError(`accepting invitation ${url} → ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
-        }
-        this.env.onInvitation?.(this, url, 'accepted');
-      } catch (err) {
-        this.env.onInvitation?.(this, url, err instanceof Error ? err : new DeviceError(String(err)));
-      }
-    }
+    await acceptInvitations(this, this.env, urls);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -349,7 +362,7 @@ export class SimulatedDevice {
       return r;
     }
     const base: Dict = { UDID: this.udid, CommandUUID: uuid };
-    if (this.busy) return { ...base, Status: 'NotNow' };
+    if (this.busy || (this.locked && NEED_UNLOCK.has(command.RequestType))) return { ...base, Status: 'NotNow' };
     return answerWithHandler(this.commandContext(), base, command as Dict & { RequestType: string });
   }
 
@@ -358,6 +371,15 @@ export class SimulatedDevice {
     return {
       device: this,
       profile: this.enrollment?.profile,
+      enrollment: this.enrollment,
+      installedProfiles: () => this.profiles ?? [],
+      installProfile: (summary) => {
+        // Same PayloadIdentifier: the new profile replaces the old one.
+        this.profiles = [...(this.profiles ?? []).filter((p) => p.PayloadIdentifier !== summary.PayloadIdentifier), summary];
+      },
+      updateEnrollment: (next) => {
+        this.updatedEnrollment = next;
+      },
       apps: () => this.apps,
       appMap: () => this.appMap(),
       now: () => this.now(),

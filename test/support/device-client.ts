@@ -13,7 +13,11 @@ export async function fetchProfile(url: string, reachAt?: { publicUrl: string; u
   const local = (u: string) => (reachAt ? u.replace(reachAt.publicUrl, reachAt.url) : u);
   const res = await fetch(local(url));
   if (res.status !== 200) throw new Error(`profile fetch ${res.status}: ${await res.text()}`);
-  const profile = parsePlistDict(Buffer.from(await res.arrayBuffer()));
+  return enrolledFrom(parsePlistDict(Buffer.from(await res.arrayBuffer())), local);
+}
+
+/** The identity and URLs an enrollment profile (or an update of it, sent with InstallProfile) gives the device. */
+export function enrolledFrom(profile: Record<string, unknown>, local: (u: string) => string = (u) => u): Enrolled {
   const payloads = profile.PayloadContent as Array<Record<string, unknown>>;
   const p12 = payloads.find((p) => p.PayloadType === 'com.apple.security.pkcs12')!;
   const mdm = payloads.find((p) => p.PayloadType === 'com.apple.mdm')!;
@@ -79,4 +83,21 @@ export class TestDevice {
     return seen;
   }
   pushTokenHex() { return this.token.toString('hex'); }
+}
+
+/** A TestDevice through the admin API: Authenticate, its token registered at the simulated APNs, TokenUpdate. */
+export async function enrollTestDevice(
+  server: { api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>; sandbox?: { apns: { registerToken(token: string, topic: string): void } } },
+  opts: { osVersion?: string } = {},
+): Promise<TestDevice> {
+  const device = new TestDevice();
+  const e = await server.api('POST', '/api/v1/enrollments', {});
+  if (e.status !== 201) throw new Error(`enrollment: ${e.status} ${JSON.stringify(e.body)}`);
+  await device.enroll(e.body.url);
+  const auth = await device.authenticate(opts.osVersion ? { OSVersion: opts.osVersion } : {});
+  if (auth.status !== 200) throw new Error(`Authenticate: ${auth.status} ${auth.text}`);
+  server.sandbox!.apns.registerToken(device.pushTokenHex(), device.enrolled.topic);
+  const token = await device.tokenUpdate();
+  if (token.status !== 200) throw new Error(`TokenUpdate: ${token.status} ${token.text}`);
+  return device;
 }

@@ -70,6 +70,10 @@ export interface Scripted {
   profileUrl: string;
   topic: string;
   identity: { certPem: string; keyPem: string };
+  /** The CA that issued `identity`; it signs renewed identities too. */
+  ca: { certPem: string; keyPem: string };
+  /** The subject CN of the certificate that signed each request, in order. */
+  signers: string[];
   checkins: Dict[];
   reports: Dict[];
   /** Next connect replies: a command envelope, null for the empty body, or another HTTP answer; empty script → empty body. */
@@ -89,6 +93,8 @@ export async function startScriptedServer(): Promise<Scripted> {
     profileUrl: '',
     topic,
     identity: { certPem: identity.certPem, keyPem: identity.keyPem },
+    ca,
+    signers: [],
     checkins: [],
     reports: [],
     script: [],
@@ -120,7 +126,8 @@ export async function startScriptedServer(): Promise<Scripted> {
         res.writeHead(400).end((err as Error).message);
         return;
       }
-      expect(signer.subjectCN).toBe('device-under-test');
+      expect(signer.subjectCN).toMatch(/^device-under-test/);
+      state.signers.push(signer.subjectCN);
       const dict = parsePlistDict(body);
       if (req.url === '/checkin') {
         expect(req.headers['content-type']).toBe('application/x-apple-aspen-mdm-checkin');

@@ -1,4 +1,4 @@
-import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or } from 'drizzle-orm';
+import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
 import { commands, devices, identities } from '../schema.js';
@@ -29,13 +29,14 @@ export class PostgresDevices implements DeviceStore {
     // Only the certificate the caller decided about may be replaced: a concurrent rebinding makes this one fail.
     const mayReplace = replacing ? inArray(devices.certFingerprint, [certFingerprint, replacing]) : eq(devices.certFingerprint, certFingerprint);
     try {
+      // Enrolling until the first TokenUpdate says the MDM payload is installed.
       return await this.db.transaction(async (tx) => {
         const rows = await tx.insert(devices).values({
-          udid: f.udid, ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+          udid: f.udid, ...facts, userId, certFingerprint, enrolled: false, enrolledAt: null, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
         }).onConflictDoUpdate({
           target: devices.udid,
           set: {
-            ...facts, userId, certFingerprint, enrolled: true, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
+            ...facts, userId, certFingerprint, enrolled: false, enrolledAt: null, authenticatedAt: now, lastSeenAt: now, updatedAt: now,
             // A new enrollment starts without a push channel until its TokenUpdate.
             pushToken: null, pushMagic: null, tokenDead: false, checkedOutAt: null, silentFlaggedAt: null,
           },
@@ -57,14 +58,17 @@ export class PostgresDevices implements DeviceStore {
     const rows = await this.db.select({ n: count() }).from(devices).where(and(eq(devices.enrolled, true), ne(devices.topic, topic)));
     return rows[0]?.n ?? 0;
   }
-  async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<void> {
+  async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean> {
     const now = new Date();
+    const before = (await this.db.select({ enrolled: devices.enrolled }).from(devices).where(eq(devices.udid, udid)))[0];
     await this.db.update(devices).set({
-      pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, awaitingConfiguration: u.awaitingConfiguration,
+      enrolled: true, enrolledAt: sql`coalesce(${devices.enrolledAt}, ${now}::timestamptz)`,
+      pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, pushError: null, pushErrorAt: null, awaitingConfiguration: u.awaitingConfiguration,
       // A TokenUpdate without UnlockToken keeps the stored one (Apple: it may be sent only once).
       ...(u.unlockToken !== undefined ? { unlockToken: u.unlockToken } : {}),
       tokenUpdatedAt: now, lastSeenAt: now, updatedAt: now,
-    }).where(eq(devices.udid, udid));
+    }).where(and(eq(devices.udid, udid), isNull(devices.checkedOutAt)));
+    return before?.enrolled === false;
   }
   async checkOut(udid: string): Promise<void> {
     const now = new Date();
@@ -78,6 +82,57 @@ export class PostgresDevices implements DeviceStore {
   }
   async markTokenDead(udid: string, pushToken: string): Promise<void> {
     await this.db.update(devices).set({ tokenDead: true, updatedAt: new Date() }).where(and(eq(devices.udid, udid), eq(devices.pushToken, pushToken)));
+  }
+  async recordPushError(udid: string, reason: string): Promise<void> {
+    await this.db.update(devices).set({ pushError: reason, pushErrorAt: new Date() }).where(eq(devices.udid, udid));
+  }
+  async noteNotNow(udid: string): Promise<void> {
+    await this.db.update(devices).set({ notNowAt: new Date() }).where(and(eq(devices.udid, udid), isNull(devices.notNowAt)));
+  }
+  async takeNotNow(udid: string): Promise<boolean> {
+    const rows = await this.db.update(devices).set({ notNowAt: null }).where(and(eq(devices.udid, udid), isNotNull(devices.notNowAt)))
+      .returning({ udid: devices.udid });
+    return rows.length > 0;
+  }
+  async setIdentityExpiry(udid: string, notAfter: Date): Promise<void> {
+    await this.db.update(devices).set({ identityExpiresAt: notAfter }).where(eq(devices.udid, udid));
+  }
+  async identityRenewalDue(expiringBefore: Date, attemptedBefore: Date, limit: number): Promise<DeviceRecord[]> {
+    return this.db.select().from(devices).where(and(
+      eq(devices.enrolled, true), lt(devices.identityExpiresAt, expiringBefore),
+      or(isNull(devices.nextCertFingerprint), lt(devices.nextIdentityExpiresAt, expiringBefore)),
+      or(isNull(devices.identityRenewalAttemptedAt), lt(devices.identityRenewalAttemptedAt, attemptedBefore)),
+    )).orderBy(devices.identityExpiresAt).limit(limit);
+  }
+  async startIdentityRenewal(udid: string, previousNext: string | null, next: { fingerprint: string; notAfter: Date }): Promise<boolean> {
+    const rows = await this.db.update(devices).set({
+      nextCertFingerprint: next.fingerprint, nextIdentityExpiresAt: next.notAfter, identityRenewalAttemptedAt: new Date(), updatedAt: new Date(),
+    }).where(and(eq(devices.udid, udid), previousNext === null ? isNull(devices.nextCertFingerprint) : eq(devices.nextCertFingerprint, previousNext)))
+      .returning({ udid: devices.udid });
+    return rows.length > 0;
+  }
+  async promoteIdentity(udid: string, fingerprint: string): Promise<DeviceRecord | undefined> {
+    return this.db.transaction(async (tx) => {
+      const before = (await tx.select({ old: devices.certFingerprint }).from(devices).where(eq(devices.udid, udid)).for('update'))[0];
+      const now = new Date();
+      const rows = await tx.update(devices).set({
+        certFingerprint: fingerprint, identityExpiresAt: devices.nextIdentityExpiresAt,
+        nextCertFingerprint: null, nextIdentityExpiresAt: null, identityRenewalError: null, updatedAt: now,
+      }).where(and(eq(devices.udid, udid), eq(devices.nextCertFingerprint, fingerprint))).returning();
+      // The replaced identity is retired for good: it may never speak for this device again.
+      if (rows[0] && before && before.old !== fingerprint) {
+        await tx.update(identities).set({ revokedAt: now }).where(and(eq(identities.fingerprint, before.old), isNull(identities.revokedAt)));
+      }
+      return rows[0];
+    });
+  }
+  async failIdentityRenewal(udid: string, fingerprint: string, reason: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.update(devices).set({ nextCertFingerprint: null, nextIdentityExpiresAt: null, identityRenewalError: reason, updatedAt: new Date() })
+        .where(and(eq(devices.udid, udid), eq(devices.nextCertFingerprint, fingerprint))).returning({ udid: devices.udid });
+      // The device refused the identity it was sent: nothing may sign with it.
+      if (rows[0]) await tx.update(identities).set({ revokedAt: new Date() }).where(and(eq(identities.fingerprint, fingerprint), isNull(identities.revokedAt)));
+    });
   }
   async pushable(): Promise<string[]> {
     const rows = await this.db.select({ udid: devices.udid }).from(devices)

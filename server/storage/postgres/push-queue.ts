@@ -1,5 +1,5 @@
-import { asc, eq, inArray, sql } from 'drizzle-orm';
-import type { ClaimedPush, PushQueueRecord, PushQueueStore } from '../ports.js';
+import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
+import type { ClaimedPush, PushClaim, PushQueueRecord, PushQueueStore } from '../ports.js';
 import { devices, pushQueue } from '../schema.js';
 import type { Db } from './db.js';
 
@@ -9,7 +9,10 @@ export class PostgresPushQueue implements PushQueueStore {
   async request(udids: string[], reason: string, at = new Date()): Promise<void> {
     if (udids.length === 0) return;
     await this.db.insert(pushQueue).values(udids.map((udid) => ({ udid, reason, nextAttemptAt: at })))
-      .onConflictDoUpdate({ target: pushQueue.udid, set: { nextAttemptAt: sql`LEAST(${pushQueue.nextAttemptAt}, excluded.next_attempt_at)` } });
+      .onConflictDoUpdate({
+        target: pushQueue.udid,
+        set: { nextAttemptAt: sql`LEAST(${pushQueue.nextAttemptAt}, excluded.next_attempt_at)`, generation: sql`${pushQueue.generation} + 1` },
+      });
   }
   /**
    * Raw SQL: an UPDATE over rows picked FOR UPDATE SKIP LOCKED, joined with their devices, is more than
@@ -23,16 +26,27 @@ export class PostgresPushQueue implements PushQueueStore {
       UPDATE push_queue q SET next_attempt_at = now() + (${leaseMs}::int * interval '1 millisecond'), attempts = q.attempts + 1
       FROM due, devices d WHERE q.udid = due.udid AND d.udid = q.udid
       RETURNING q.udid, q.reason, q.attempts, q.next_attempt_at AS "nextAttemptAt", q.last_error AS "lastError", q.created_at AS "createdAt",
-                d.push_token AS "pushToken", d.push_magic AS "pushMagic", d.token_dead AS "tokenDead", d.enrolled`);
+                q.generation, d.push_token AS "pushToken", d.push_magic AS "pushMagic", d.token_dead AS "tokenDead", d.enrolled`);
     return res.rows;
   }
-  async complete(udids: string[], pushed: boolean): Promise<void> {
+  async complete(claims: PushClaim[], pushed: boolean): Promise<void> {
+    if (claims.length === 0) return;
+    // Only the generation that was claimed: a request that arrived while it was in flight stays queued.
+    await this.db.delete(pushQueue).where(or(...claims.map((c) => and(eq(pushQueue.udid, c.udid), eq(pushQueue.generation, c.generation)))));
+    if (pushed) {
+      await this.db.update(devices).set({ lastPushedAt: new Date(), pushError: null, pushErrorAt: null }).where(inArray(devices.udid, claims.map((c) => c.udid)));
+    }
+  }
+  async discard(udids: string[]): Promise<void> {
     if (udids.length === 0) return;
     await this.db.delete(pushQueue).where(inArray(pushQueue.udid, udids));
-    if (pushed) await this.db.update(devices).set({ lastPushedAt: new Date() }).where(inArray(devices.udid, udids));
   }
-  async retryLater(udid: string, delayMs: number, error: string): Promise<void> {
-    await this.db.update(pushQueue).set({ nextAttemptAt: new Date(Date.now() + delayMs), lastError: error }).where(eq(pushQueue.udid, udid));
+  async retryLater(claim: PushClaim, delayMs: number, error: string): Promise<void> {
+    // A request that came in meanwhile keeps its earlier due time (LEAST), not the backoff.
+    await this.db.update(pushQueue).set({
+      nextAttemptAt: sql`CASE WHEN ${pushQueue.generation} = ${claim.generation} THEN ${new Date(Date.now() + delayMs)}::timestamptz ELSE ${pushQueue.nextAttemptAt} END`,
+      lastError: error,
+    }).where(eq(pushQueue.udid, claim.udid));
   }
   async pending(): Promise<PushQueueRecord[]> {
     return this.db.select().from(pushQueue).orderBy(asc(pushQueue.nextAttemptAt));

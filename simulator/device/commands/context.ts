@@ -1,12 +1,19 @@
 // What a command handler sees of the device it answers for, and the shape of an error report.
 import type { CatalogueApp } from '../../catalogue.js';
-import type { ProfileSummary } from '../enrollment-profile.js';
+import type { Enrollment, ProfileSummary } from '../enrollment-profile.js';
 import type { AppRecord, DeviceFacts, Dict } from '../types.js';
 
 export interface CommandContext {
   device: DeviceFacts;
   /** The installed enrollment profile, as ProfileList reports it. */
   profile?: ProfileSummary;
+  /** The MDM enrollment, for InstallProfile updating its profile. */
+  enrollment?: Enrollment;
+  /** Profiles installed by InstallProfile (other than the enrollment profile). */
+  installedProfiles(): ProfileSummary[];
+  installProfile(summary: ProfileSummary): void;
+  /** The updated enrollment profile, used from the next request on (this command's report still goes out under the old). */
+  updateEnrollment(next: Enrollment): void;
   /** The device's apps, or undefined when it never had any (fleets keep devices small). */
   apps(): Map<string, AppRecord> | undefined;
   /** The device's apps, created when needed. */
@@ -35,11 +42,11 @@ export const ERR_APP_NOT_MANAGED = 12029;
 export const ERR_APP_ALREADY = 12026;
 export const ERR_NOT_SUPPORTED = 12025;
 
-export function errorReport(base: Dict, code: number, localized: string, english: string, extra: Dict = {}): Dict {
+export function errorReport(base: Dict, code: number, localized: string, english: string, extra: Dict = {}, domain = MDM_ERROR_DOMAIN): Dict {
   return {
     ...base,
     Status: 'Error',
-    ErrorChain: [{ ErrorCode: code, ErrorDomain: MDM_ERROR_DOMAIN, LocalizedDescription: localized, USEnglishDescription: english }],
+    ErrorChain: [{ ErrorCode: code, ErrorDomain: domain, LocalizedDescription: localized, USEnglishDescription: english }],
     ...extra,
   };
 }

@@ -6,7 +6,7 @@ import { InstalledApplicationList, ManagedApplicationList } from './application-
 import { InstallApplication, RemoveApplication } from './applications.js';
 import { ERR_UNKNOWN_COMMAND, errorReport, type CommandContext, type CommandHandler } from './context.js';
 import { DeviceInformation } from './device-information.js';
-import { InviteToProgram, ProfileList } from './profiles-and-programs.js';
+import { InstallProfile, InviteToProgram, ProfileList } from './profiles-and-programs.js';
 
 export type { CommandContext } from './context.js';
 
@@ -15,6 +15,7 @@ const HANDLERS: Readonly<Record<string, CommandHandler>> = {
   InstalledApplicationList,
   ManagedApplicationList,
   ProfileList,
+  InstallProfile,
   InstallApplication,
   RemoveApplication,
   InviteToProgram,
