@@ -1,11 +1,12 @@
 import { startServer, type RunningServer, type StartOptions } from './server/app.js';
-import { ConfigError } from './server/config.js';
+import { ConfigError, loadConfig } from './server/config.js';
+import { PortInUseError, assertPortFree } from './server/http/port.js';
 import { DatabaseError } from './server/storage/database.js';
 
 // `npm start` (add `-- --sandbox`, or MDM_SANDBOX=1, for simulated APNs and Apps and Books). The sandbox is
 // imported only when asked: a production start never loads simulator code (test/architecture.test.ts).
 const args = process.argv.slice(2);
-if (args.includes('--help')) {
+if (args.includes('--help') || args.includes('-h')) {
   console.log(`usage: npm start [-- --sandbox]
 
 Environment: PORT, HOST, PUBLIC_URL, DATABASE_URL (unset: embedded PGlite in DATA_DIR), DATA_DIR, ADMIN_TOKEN,
@@ -30,6 +31,9 @@ function announceAdminToken(token: string, file: string): void {
 }
 
 try {
+  // Before the database or the sandbox's state is opened: they belong to whichever server holds the port.
+  const { host, port } = loadConfig(process.env);
+  await assertPortFree(host, port);
   const options: StartOptions = { onGeneratedAdminToken: announceAdminToken };
   const server: RunningServer = sandbox
     ? await (await import('./sandbox/start.js')).startSandboxServer(options)
@@ -57,7 +61,7 @@ try {
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof DatabaseError) {
+  if (err instanceof ConfigError || err instanceof DatabaseError || err instanceof PortInUseError) {
     console.error(`cannot start: ${err.message}`);
     process.exit(1);
   }

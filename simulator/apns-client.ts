@@ -3,13 +3,19 @@
  * simulated APNs (e.g. `npm run simulate` against a `--sandbox` server).
  */
 import http from 'node:http';
-import type { ApnsDelivery, SimulatedApnsFault, SimulatedApnsStats } from './apns.js';
+import type { ApnsDelivery, ApnsRejection, SimulatedApnsFault, SimulatedApnsStats } from './apns.js';
 
 export interface ApnsControlClient {
   registerToken(token: string, topic: string): Promise<void>;
   unregisterToken(token: string): Promise<void>;
-  /** One stream for all tokens; reconnects until the returned function is called. */
-  subscribe(onDelivery: (d: ApnsDelivery) => void): Promise<() => void>;
+  /**
+   * One stream for all tokens; reconnects until the returned function is called. `onRejection` hears the
+   * pushes APNs refused; `onConnection` hears the stream go down (false) and come back (true).
+   */
+  subscribe(
+    onDelivery: (d: ApnsDelivery) => void,
+    events?: { onRejection?: (r: ApnsRejection) => void; onConnection?: (up: boolean, detail?: string) => void },
+  ): Promise<() => void>;
   setFault(f: SimulatedApnsFault): Promise<void>;
   stats(): Promise<SimulatedApnsStats>;
 }
@@ -34,6 +40,11 @@ function isDelivery(v: unknown): v is ApnsDelivery {
     !!d.payload &&
     typeof d.payload.mdm === 'string'
   );
+}
+
+function isRejection(v: unknown): v is { rejection: ApnsRejection } {
+  const r = (v as { rejection?: ApnsRejection } | null)?.rejection;
+  return !!r && typeof r.status === 'number' && typeof r.reason === 'string';
 }
 
 export function createApnsControlClient(controlUrl: string): ApnsControlClient {
@@ -79,7 +90,7 @@ export function createApnsControlClient(controlUrl: string): ApnsControlClient {
     async stats() {
       return (await call('GET', '/stats')).json() as Promise<SimulatedApnsStats>;
     },
-    subscribe(onDelivery) {
+    subscribe(onDelivery, events = {}) {
       return new Promise<() => void>((resolveFirst, rejectFirst) => {
         let first = true;
         let stopped = false;
@@ -94,9 +105,14 @@ export function createApnsControlClient(controlUrl: string): ApnsControlClient {
           current = null;
         };
 
+        let up = false;
         const connectionLost = (err?: Error) => {
           current = null;
           if (stopped) return;
+          if (up) {
+            up = false;
+            events.onConnection?.(false, err?.message ?? 'connection closed');
+          }
           if (first) {
             // A wrong control URL should fail loudly, not spin forever.
             first = false;
@@ -127,10 +143,11 @@ export function createApnsControlClient(controlUrl: string): ApnsControlClient {
               return;
             }
             attempt = 0;
+            up = true;
             if (first) {
               first = false;
               resolveFirst(unsubscribe);
-            }
+            } else events.onConnection?.(true);
             res.setEncoding('utf8');
             let buffered = '';
             res.on('data', (chunk: string) => {
@@ -146,9 +163,9 @@ export function createApnsControlClient(controlUrl: string): ApnsControlClient {
                 } catch {
                   continue;
                 }
-                if (!isDelivery(parsed)) continue;
                 try {
-                  onDelivery(parsed);
+                  if (isDelivery(parsed)) onDelivery(parsed);
+                  else if (isRejection(parsed)) events.onRejection?.(parsed.rejection);
                 } catch {
                   // The subscriber's bug must not end the subscription.
                 }

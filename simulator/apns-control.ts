@@ -2,7 +2,7 @@
 // register and unregister tokens, set faults, read stats, and follow deliveries as an NDJSON stream.
 import http from 'node:http';
 import { SimulatedApnsError, normalizeToken } from './apns-push.js';
-import type { ApnsDelivery, SimulatedApns, SimulatedApnsFault } from './apns.js';
+import type { ApnsDelivery, ApnsRejection, SimulatedApns, SimulatedApnsFault } from './apns.js';
 
 const HEARTBEAT_MS = 15_000;
 
@@ -11,12 +11,17 @@ interface Subscriber {
   tokens: Set<string> | null;
 }
 
-/** The open GET /deliveries streams, each optionally filtered to some tokens. */
+/**
+ * The open GET /deliveries streams, each optionally filtered to some tokens. Deliveries are one JSON object
+ * per line; refused pushes are `{"rejection": ApnsRejection}` lines, so devices' simulators can report what
+ * a real device would never see.
+ */
 export class DeliverySubscribers {
   private readonly subscribers = new Set<Subscriber>();
   private readonly heartbeat: NodeJS.Timeout;
 
-  constructor() {
+  /** `onSubscribe` runs when a stream opens: devices it covers are now online. */
+  constructor(private readonly onSubscribe: () => void = () => {}) {
     this.heartbeat = setInterval(() => {
       // Blank lines keep idle streams alive through proxies and reveal dead subscribers.
       for (const sub of this.subscribers) sub.res.write('\n');
@@ -40,12 +45,26 @@ export class DeliverySubscribers {
     const sub: Subscriber = { res, tokens: filter };
     this.subscribers.add(sub);
     res.on('close', () => this.subscribers.delete(sub));
+    this.onSubscribe();
+  }
+
+  /** Some open stream would carry a delivery for this token. */
+  covers(token: string): boolean {
+    for (const sub of this.subscribers) if (!sub.tokens || sub.tokens.has(token)) return true;
+    return false;
   }
 
   publish(d: ApnsDelivery): void {
-    const line = JSON.stringify(d) + '\n';
+    this.write(d.token, JSON.stringify(d) + '\n');
+  }
+
+  publishRejection(r: ApnsRejection): void {
+    this.write(r.token, JSON.stringify({ rejection: r }) + '\n');
+  }
+
+  private write(token: string | undefined, line: string): void {
     for (const sub of this.subscribers) {
-      if (sub.tokens && !sub.tokens.has(d.token)) continue;
+      if (sub.tokens && (token === undefined || !sub.tokens.has(token))) continue;
       sub.res.write(line);
     }
   }

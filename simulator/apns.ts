@@ -11,7 +11,9 @@ import type tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { DeliverySubscribers, createControlServer } from './apns-control.js';
 import { MAX_PAYLOAD_BYTES, SimulatedApnsError, apnsIdFor, judgePush, normalizeToken, topicFromCertificate, type TokenState } from './apns-push.js';
+import { SavedApns, snapshotApns } from './apns-state.js';
 import { generateServerTls } from './apns-tls.js';
+import { StateFileWriter, listenOnSavedPort, readStateFile } from './state-file.js';
 
 export { SimulatedApnsError, topicFromCertificate } from './apns-push.js';
 
@@ -27,6 +29,17 @@ export interface ApnsDelivery {
   at: number;
   /** the apns-id answered to the sender, to match a delivery to its push */
   apnsId?: string;
+}
+
+/** A push APNs refused, as the sender heard it: what a device never sees, so simulators can report it. */
+export interface ApnsRejection {
+  /** The device token in the request path (lower-case hex), when there was one. */
+  token?: string;
+  topic?: string;
+  status: number;
+  reason: string;
+  at: number;
+  apnsId: string;
 }
 
 export interface SimulatedApnsStats {
@@ -53,6 +66,7 @@ export interface SimulatedApns {
   /** Pushes to this topic get 400 TopicDisallowed until allowed again. */
   disallowTopic(topic: string, disallowed?: boolean): void;
   onDelivery(listener: (d: ApnsDelivery) => void): () => void;
+  onRejection(listener: (r: ApnsRejection) => void): () => void;
   setFault(fault: SimulatedApnsFault): void;
   stats(): SimulatedApnsStats;
   close(): Promise<void>;
@@ -71,34 +85,51 @@ function validateFault(fault: SimulatedApnsFault): SimulatedApnsFault {
   return { kind: fault.kind, ...(fault.delayMs !== undefined ? { delayMs: fault.delayMs } : {}) };
 }
 
-function listen(server: net.Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const address = server.address();
-      if (!address || typeof address === 'string') {
-        reject(new SimulatedApnsError('simulated APNs server has no TCP address'));
-        return;
-      }
-      resolve(address.port);
-    });
-  });
+async function listen(server: net.Server, port: number | undefined, host: string, savedPort: number | undefined): Promise<number> {
+  await listenOnSavedPort(server, host, port, savedPort);
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new SimulatedApnsError('simulated APNs server has no TCP address');
+  return address.port;
 }
 
+const TOKEN_IN_PATH = /^\/3\/device\/([0-9a-fA-F]+)$/;
+
 export async function startSimulatedApns(
-  opts: { host?: string; port?: number; controlPort?: number } = {},
+  opts: {
+    host?: string;
+    port?: number;
+    controlPort?: number;
+    /**
+     * Keeps registered tokens, the TLS identity and the ports in this JSON file (./apns-state.ts), so a
+     * restarted APNs still knows every device; without `port`/`controlPort` the saved ones are taken when free.
+     */
+    stateFile?: string;
+    onStateFileError?: (err: Error) => void;
+  } = {},
 ): Promise<SimulatedApns> {
   const host = opts.host ?? '127.0.0.1';
   const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host;
-  const serverTls = generateServerTls(host);
+  const saved = opts.stateFile ? readStateFile(opts.stateFile, SavedApns) : undefined;
+  const serverTls = saved && saved.tls.host === host ? saved.tls : { host, ...generateServerTls(host) };
 
   const trusted = new Map<string, string>(); // DER base64 → topic
   const tokens = new Map<string, TokenState>();
+  for (const t of saved?.tokens ?? []) tokens.set(t.token, { topic: t.topic, ...(t.unregisteredAt !== undefined ? { unregisteredAt: t.unregisteredAt } : {}) });
   const disallowedTopics = new Set<string>();
   const listeners = new Set<(d: ApnsDelivery) => void>();
+  const rejectionListeners = new Set<(r: ApnsRejection) => void>();
+  // Apple keeps one undelivered notification per device and topic and delivers it when the device is back
+  // online (sending-notification-requests-to-apns): here, "online" is someone listening for the token.
+  const stored = new Map<string, ApnsDelivery>();
+  let apnsPort: number | undefined;
+  let controlPort: number | undefined;
+  const stateFile = opts.stateFile
+    ? new StateFileWriter(opts.stateFile, () => snapshotApns({ tls: serverTls, port: apnsPort, controlPort, tokens }),
+      opts.onStateFileError ?? ((e) => process.emitWarning(`simulated APNs: ${e.message}`)))
+    : undefined;
   const sessions = new Set<http2.ServerHttp2Session>();
   const peerTopic = new WeakMap<http2.ServerHttp2Session, string | null>();
+  const requestHeaders = new WeakMap<http2.ServerHttp2Stream, http2.IncomingHttpHeaders>();
   let fault: SimulatedApnsFault = { kind: 'none' };
   let sessionCount = 0;
   let delivered = 0;
@@ -150,7 +181,10 @@ export async function startSimulatedApns(
     apnsId: string,
     body?: Record<string, unknown>,
   ): void {
-    if (body && typeof body.reason === 'string') rejected[body.reason] = (rejected[body.reason] ?? 0) + 1;
+    if (body && typeof body.reason === 'string') {
+      rejected[body.reason] = (rejected[body.reason] ?? 0) + 1;
+      reportRejection(stream, status, body.reason, apnsId);
+    }
     if (stream.destroyed || stream.closed) return;
     const headers: http2.OutgoingHttpHeaders = { ':status': status, 'apns-id': apnsId };
     if (body) headers['content-type'] = 'application/json';
@@ -162,8 +196,30 @@ export async function startSimulatedApns(
     }
   }
 
-  function deliver(d: ApnsDelivery): void {
+  function reportRejection(stream: http2.ServerHttp2Stream, status: number, reason: string, apnsId: string): void {
+    const headers = requestHeaders.get(stream);
+    const token = TOKEN_IN_PATH.exec(String(headers?.[':path'] ?? ''))?.[1]?.toLowerCase();
+    const topic = typeof headers?.['apns-topic'] === 'string' ? headers['apns-topic'] : undefined;
+    const r: ApnsRejection = { ...(token ? { token } : {}), ...(topic ? { topic } : {}), status, reason, at: Date.now(), apnsId };
+    for (const listener of rejectionListeners) {
+      try {
+        listener(r);
+      } catch {
+        // A broken listener must not take the simulated service down.
+      }
+    }
+    subscribers.publishRejection(r);
+  }
+
+  const online = (token: string) => listeners.size > 0 || subscribers.covers(token);
+
+  function deliver(d: ApnsDelivery, storable = true): void {
     delivered++;
+    if (online(d.token)) dispatch(d);
+    else if (storable) stored.set(d.token, d);
+  }
+
+  function dispatch(d: ApnsDelivery): void {
     for (const listener of listeners) {
       try {
         listener(d);
@@ -190,11 +246,13 @@ export async function startSimulatedApns(
     reply(stream, verdict.status, apnsId, verdict.body);
     if (verdict.delivery) {
       const { token, topic, mdm } = verdict.delivery;
-      deliver({ token, topic, payload: { mdm }, at: Date.now(), apnsId });
+      // apns-expiration 0: deliver now or never, not stored.
+      deliver({ token, topic, payload: { mdm }, at: Date.now(), apnsId }, headers['apns-expiration'] !== '0');
     }
   }
 
   apns.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    requestHeaders.set(stream, headers);
     const chunks: Buffer[] = [];
     let size = 0;
     stream.on('error', () => {});
@@ -215,20 +273,28 @@ export async function startSimulatedApns(
 
   // --- control API (HTTP/1.1, JSON) ----------------------------------------------------------------
 
-  const subscribers = new DeliverySubscribers();
+  /** A device came online (someone now listens for its token): the stored notification goes out. */
+  function forwardStored(): void {
+    for (const [token, d] of stored) {
+      if (!online(token)) continue;
+      stored.delete(token);
+      dispatch(d);
+    }
+  }
+
+  const subscribers = new DeliverySubscribers(forwardStored);
   const control = createControlServer(() => api, (token) => tokens.has(token), subscribers);
 
-  let apnsPort: number;
-  let controlPort: number;
   try {
-    apnsPort = await listen(apns, opts.port ?? 0, host);
-    controlPort = await listen(control, opts.controlPort ?? 0, host);
+    apnsPort = await listen(apns, opts.port, host, saved?.port);
+    controlPort = await listen(control, opts.controlPort, host, saved?.controlPort);
   } catch (err) {
     subscribers.close();
     apns.close();
     control.close();
     throw err;
   }
+  stateFile?.changed();
 
   const api: SimulatedApns = {
     url: `https://${urlHost}:${apnsPort}`,
@@ -246,12 +312,14 @@ export async function startSimulatedApns(
     registerToken(token: string, topic: string): void {
       if (typeof topic !== 'string' || topic === '') throw new SimulatedApnsError('registerToken: topic is empty');
       tokens.set(normalizeToken(token), { topic });
+      stateFile?.changed();
     },
     unregisterToken(token: string): void {
       const key = normalizeToken(token);
       const state = tokens.get(key);
       if (!state) throw new SimulatedApnsError(`unregisterToken: token ${key} was never registered`);
       state.unregisteredAt = Date.now();
+      stateFile?.changed();
     },
     disallowTopic(topic: string, disallowed = true): void {
       if (disallowed) disallowedTopics.add(topic);
@@ -259,8 +327,15 @@ export async function startSimulatedApns(
     },
     onDelivery(listener: (d: ApnsDelivery) => void): () => void {
       listeners.add(listener);
+      forwardStored();
       return () => {
         listeners.delete(listener);
+      };
+    },
+    onRejection(listener: (r: ApnsRejection) => void): () => void {
+      rejectionListeners.add(listener);
+      return () => {
+        rejectionListeners.delete(listener);
       };
     },
     setFault(next: SimulatedApnsFault): void {
@@ -289,6 +364,7 @@ export async function startSimulatedApns(
           control.closeAllConnections();
         }),
       ]);
+      await stateFile?.close();
     },
   };
   return api;

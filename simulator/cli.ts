@@ -1,19 +1,16 @@
 // npm run simulate -- --server URL --devices N --users M --os 9.3..17.5 [--token T] [--command DeviceInformation]
 //
 // Enrolls a fleet of simulated devices against a server started with `npm start -- --sandbox`, queues one
-// command for every device, waits for the answers, and prints a summary. Progress goes to stderr, the
-// summary table to stdout.
-import fs from 'node:fs';
-import path from 'node:path';
+// command for every device, waits for the answers, and prints a summary. Progress and errors (as they happen)
+// go to stderr; the users and devices created and the summary table to stdout. Ctrl-C stops it with the
+// summary. `--scenario vpp` plays the licensing story instead (./scenarios/vpp.ts).
 import { parseArgs } from 'node:util';
 import { createApnsControlClient } from './apns-client.js';
+import { CliError, Interrupted, adminToken, createdIds, discoverSandbox, errorReporter, interruptible, intOption, numberOption, seconds, serverOption, table } from './cli-support.js';
 import { Fleet, FleetError, pushNetworkFromControlClient, type FleetStats } from './fleet.js';
-import { SimulatorHttpClient, SimulatorHttpError } from './http.js';
+import { SimulatorHttpClient } from './http.js';
 import { parseOsRange } from './models.js';
-
-class CliError extends Error {
-  override name = 'CliError';
-}
+import { runVppScenario } from './scenarios/vpp.js';
 
 const HELP = `Usage: npm run simulate -- [options]
 
@@ -34,7 +31,11 @@ Options:
   --duration S        seconds to keep answering pushes after the command phase (default 0)
   --concurrency C     parallel enrollments and parallel syncs (default 32)
   --install-delay MS  time an accepted InstallApplication takes to install (default 50)
+  --scenario vpp      play the licensing story instead (--scenario vpp --help for its options)
   -h, --help          this text
+
+Prints the users and devices (UDIDs) it created, errors as they happen (refused check-ins and
+connections, pushes APNs refused, admin API errors), and a summary at the end or on Ctrl-C.
 `;
 
 const DEFAULT_QUERIES = ['UDID', 'DeviceName', 'OSVersion', 'BuildVersion', 'ProductName', 'SerialNumber', 'Model', 'ModelName', 'DeviceCapacity', 'AvailableDeviceCapacity', 'BatteryLevel', 'IMEI', 'WiFiMAC'];
@@ -80,10 +81,8 @@ function parseCli(argv: string[]): CliOptions | 'help' {
   parseOsRange(os);
   const busy = numberOption('--busy', values.busy, 0);
   if (busy < 0 || busy > 1) throw new CliError(`--busy must be between 0 and 1, got ${busy}`);
-  const server = (values.server ?? process.env.PUBLIC_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-  if (!/^https?:\/\/[^\s/]+/.test(server)) throw new CliError(`--server must be an http(s) URL, got "${server}"`);
   return {
-    server,
+    server: serverOption(values.server),
     token: adminToken(values.token),
     devices,
     users,
@@ -95,34 +94,6 @@ function parseCli(argv: string[]): CliOptions | 'help' {
     concurrency: intOption('--concurrency', values.concurrency, 32, 1),
     installDelayMs: intOption('--install-delay', values['install-delay'], 50, 0),
   };
-}
-
-function intOption(name: string, raw: string | undefined, fallback: number, min: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return n;
-}
-
-function numberOption(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new CliError(`${name} must be a non-negative number, got "${raw}"`);
-  return n;
-}
-
-function adminToken(given: string | undefined): string {
-  if (given) return given;
-  if (process.env.ADMIN_TOKEN) return process.env.ADMIN_TOKEN;
-  // A development server without ADMIN_TOKEN generates one into DATA_DIR; read it when we share the checkout.
-  const file = path.resolve(process.env.DATA_DIR ?? './data', 'admin-token');
-  try {
-    const token = fs.readFileSync(file, 'utf8').trim();
-    if (token) return token;
-  } catch {
-    // fall through to the error below
-  }
-  throw new CliError(`no admin token: pass --token, set ADMIN_TOKEN, or run where the server keeps ${file}`);
 }
 
 function commandOption(raw: string | undefined): Record<string, unknown> | undefined {
@@ -152,42 +123,26 @@ function commandOption(raw: string | undefined): Record<string, unknown> | undef
   }
 }
 
-async function discoverApnsControlUrl(http: SimulatorHttpClient, server: string, token: string): Promise<string> {
-  const hint = 'start the server with `npm start -- --sandbox` (or MDM_SANDBOX=1) so its simulated APNs can wake these devices';
-  let info: { apnsControlUrl?: unknown };
-  try {
-    info = await http.json(`${server}/sandbox`, { token });
-  } catch (err) {
-    if (err instanceof SimulatorHttpError && err.code === 'HTTP_401') {
-      throw new CliError(`the server at ${server} refused the admin token (401): pass the server's token with --token or ADMIN_TOKEN`);
-    }
-    if (err instanceof SimulatorHttpError && err.code === 'HTTP_404') {
-      throw new CliError(`the server at ${server} is not in sandbox mode (GET /sandbox → 404): ${hint}`);
-    }
-    throw new CliError(`cannot reach the sandbox API at ${server}/sandbox (${(err as Error).message}): ${hint}`);
-  }
-  if (typeof info?.apnsControlUrl !== 'string') throw new CliError(`GET ${server}/sandbox gave no apnsControlUrl: ${hint}`);
-  return info.apnsControlUrl;
-}
-
 function progressLine(phase: string, s: FleetStats, total: number, started: number): string {
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const statuses = Object.entries(s.commandsByStatus).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   return `[${secs}s] ${phase}: enrolled ${s.enrolled}/${total}, synced ${s.devicesSynced}, syncs ${s.syncs}, running ${s.running}, queued ${s.queued}, pending ${s.awaiting}, answers: ${statuses}, errors ${s.errors}`;
 }
 
-function table(rows: Array<[string, string]>): string {
-  const w = Math.max(...rows.map(([k]) => k.length));
-  const v = Math.max(...rows.map(([, x]) => x.length));
-  const line = `+${'-'.repeat(w + 2)}+${'-'.repeat(v + 2)}+`;
-  return [line, ...rows.map(([k, x]) => `| ${k.padEnd(w)} | ${x.padEnd(v)} |`), line].join('\n');
-}
 
-function seconds(ms: number | undefined): string {
-  return ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`;
+/** The value of --scenario (as `--scenario x` or `--scenario=x`), if given. */
+function scenarioOf(argv: string[]): string | undefined {
+  const i = argv.findIndex((a) => a === '--scenario' || a.startsWith('--scenario='));
+  if (i < 0) return undefined;
+  return argv[i]!.includes('=') ? argv[i]!.slice('--scenario='.length) : (argv[i + 1] ?? '');
 }
 
 async function main(argv: string[]): Promise<number> {
+  const scenario = scenarioOf(argv);
+  if (scenario !== undefined) {
+    if (scenario !== 'vpp') throw new CliError(`--scenario ${scenario || '(missing)'}: the one scenario is vpp`);
+    return runVppScenario(argv);
+  }
   const parsed = parseCli(argv);
   if (parsed === 'help') {
     process.stdout.write(HELP);
@@ -195,8 +150,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const o = parsed;
   const http = new SimulatorHttpClient({ maxSockets: o.concurrency + 8 });
-  const controlUrl = await discoverApnsControlUrl(http, o.server, o.token);
+  const { apnsControlUrl: controlUrl } = await discoverSandbox(http, o.server, o.token);
+  const run = interruptible();
   const fleet = new Fleet({
+    onError: errorReporter(),
+    onNotice: (message) => process.stderr.write(`${message}\n`),
     serverUrl: o.server,
     adminToken: o.token,
     push: pushNetworkFromControlClient(createApnsControlClient(controlUrl)),
@@ -215,13 +173,14 @@ async function main(argv: string[]): Promise<number> {
   let syncAllMs: number | undefined;
   let allAnswered = o.command === undefined;
   try {
-    await fleet.start();
-    await fleet.createUsers();
+    await run.step(fleet.start());
+    await run.step(fleet.createUsers());
     phase = 'enrolling';
     const t0 = Date.now();
-    await fleet.enrollAll();
+    await run.step(fleet.enrollAll());
     enrollMs = Date.now() - t0;
     process.stderr.write(`enrolled ${fleet.stats().enrolled}/${o.devices} in ${seconds(enrollMs)}\n`);
+    process.stdout.write(createdIds(fleet));
 
     const busy = fleet.devices.filter((d) => d.enrolled).slice(0, Math.round(o.devices * o.busy));
     for (const d of busy) d.setBusy(true);
@@ -229,33 +188,37 @@ async function main(argv: string[]): Promise<number> {
       phase = `${String(o.command.RequestType)} for every device`;
       const t1 = Date.now();
       const deadline = t1 + o.timeoutS * 1000;
-      await fleet.queueCommand(o.command);
+      await run.step(fleet.queueCommand(o.command));
       if (busy.length > 0) {
         // Let the busy devices answer NotNow while the rest finish, then free them: each re-polls by itself.
         const freeDevices = new Set(fleet.devices.filter((d) => !d.busy));
         while (Date.now() < deadline && fleet.devicesAwaitingAnswers().some((d) => freeDevices.has(d) || d.lastStatus !== 'NotNow')) {
-          await new Promise((r) => setTimeout(r, 100));
+          await run.step(new Promise((r) => setTimeout(r, 100)));
         }
         for (const d of busy) d.setBusy(false);
       }
-      allAnswered = await fleet.waitForAnswers(Math.max(0, deadline - Date.now()));
+      allAnswered = await run.step(fleet.waitForAnswers(Math.max(0, deadline - Date.now())));
       syncAllMs = Date.now() - t1;
-      await fleet.idle();
+      await run.step(fleet.idle());
     }
     if (o.durationS > 0) {
       phase = 'answering pushes';
-      await new Promise((r) => setTimeout(r, o.durationS * 1000));
-      await fleet.idle();
+      await run.step(new Promise((r) => setTimeout(r, o.durationS * 1000)));
+      await run.step(fleet.idle());
     }
+  } catch (err) {
+    if (!(err instanceof Interrupted)) throw err;
   } finally {
     clearInterval(ticker);
-    await fleet.close();
+    // Interrupted: syncs in flight get a moment to finish, not the HTTP timeout.
+    await (run.interrupted() ? Promise.race([fleet.close(), new Promise((r) => setTimeout(r, 2000))]) : fleet.close());
     http.close();
   }
 
   const s = fleet.stats();
   const rows: Array<[string, string]> = [
     ['server', o.server],
+    ...(run.interrupted() ? [['run', 'interrupted (Ctrl-C)'] as [string, string]] : []),
     ['devices enrolled', `${s.enrolled}/${s.devices} (${s.enrollFailures} failed)`],
     ['users', String(s.users)],
     ['OS range', o.os],
@@ -278,6 +241,7 @@ async function main(argv: string[]): Promise<number> {
   );
   process.stdout.write(table(rows) + '\n');
   for (const e of s.errorSamples) process.stdout.write(`error: ${e}\n`);
+  if (run.interrupted()) return 130;
   return allAnswered && s.enrollFailures === 0 && s.errors === 0 ? 0 : 1;
 }
 

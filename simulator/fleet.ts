@@ -2,72 +2,16 @@
 // from the (simulated) APNs mapped to devices by token, commands queued and their answers awaited, and every
 // sync run from one shared work queue (./sync-queue.ts).
 import { randomBytes } from 'node:crypto';
-import { SimulatedDevice, type DeviceEnvironment, type ReportStatus, type VppLicenseCheck } from './device.js';
+import { SimulatedDevice, type DeviceEnvironment, type ReportStatus } from './device.js';
+import { FleetError, type FleetOptions, type FleetStats, type FleetUser } from './fleet-types.js';
 import { SimulatorHttpClient } from './http.js';
 import { parseOsRange, productsFor } from './models.js';
-import type { PushDelivery, PushNetwork } from './push-network.js';
+import type { PushDelivery, PushRejection } from './push-network.js';
 import { SyncQueue } from './sync-queue.js';
 
-export { pushNetworkFromApns, pushNetworkFromControlClient, type PushDelivery, type PushNetwork } from './push-network.js';
+export { FleetError, type FleetObserver, type FleetOptions, type FleetStats, type FleetUser } from './fleet-types.js';
 
-export class FleetError extends Error {
-  override name = 'FleetError';
-}
-
-export interface FleetOptions {
-  /** Base URL of the server's admin API, e.g. http://127.0.0.1:8080. */
-  serverUrl: string;
-  adminToken: string;
-  push: PushNetwork;
-  devices: number;
-  /** Users to create and spread the devices over (round robin); 0 enrolls devices without a user. */
-  users?: number;
-  /** iOS versions to spread the devices over, e.g. "9.3..17.5". */
-  os?: string;
-  enrollConcurrency?: number;
-  syncConcurrency?: number;
-  installDelayMs?: number;
-  vppLicenseCheck?: VppLicenseCheck;
-  /** A shared HTTP client; one is created (and closed with the fleet) when absent. */
-  http?: SimulatorHttpClient;
-  /** Prefix of the user ids this fleet creates, so runs against one server do not collide. */
-  runId?: string;
-  /** Failed syncs are retried after this delay, doubling per attempt (a real device retries too). */
-  retryDelayMs?: number;
-  maxSyncAttempts?: number;
-}
-
-export interface FleetUser {
-  id: string;
-  email: string;
-  appleAccount: string;
-}
-
-export interface FleetStats {
-  devices: number;
-  users: number;
-  enrolled: number;
-  enrollFailures: number;
-  /** Connections made (one per sync). */
-  syncs: number;
-  /** Devices that connected at least once. */
-  devicesSynced: number;
-  pushesReceived: number;
-  /** Pushes that found the device already queued: coalesced into the queued sync. */
-  pushesCoalesced: number;
-  /** Pushes for this fleet's tokens a device dropped (wrong PushMagic or topic, or no longer enrolled). */
-  pushesDropped: number;
-  commandsByStatus: Record<string, number>;
-  commandsByRequestType: Record<string, Record<string, number>>;
-  appsInstalled: number;
-  invitationsAccepted: number;
-  queued: number;
-  running: number;
-  /** Commands queued through queueCommand and not yet answered Acknowledged/Error/CommandFormatError. */
-  awaiting: number;
-  errors: number;
-  errorSamples: string[];
-}
+export { pushNetworkFromApns, pushNetworkFromControlClient, type PushDelivery, type PushNetwork, type PushRejection } from './push-network.js';
 
 const MAX_ERROR_SAMPLES = 10;
 const FIRST_NAMES = ['Ada', 'Ben', 'Chloe', 'Dev', 'Elif', 'Femi', 'Grace', 'Hiro', 'Ines', 'Jonas', 'Kemal', 'Lena', 'Mateo', 'Nora', 'Omar', 'Priya'];
@@ -93,6 +37,9 @@ export class Fleet {
   private answerWaiters: Array<() => void> = [];
   private unsubscribe?: () => void;
   private closed = false;
+  private readonly asleep = new Set<SimulatedDevice>();
+  /** Asleep devices that were pushed: they sync when they wake. */
+  private readonly heldPushes = new Set<SimulatedDevice>();
 
   private counters = {
     enrollFailures: 0,
@@ -133,6 +80,7 @@ export class Fleet {
       onInvitation: (d, _url, outcome) => {
         if (outcome === 'accepted') this.counters.invitationsAccepted++;
         else if (outcome instanceof Error) this.recordError(`${d.udid}: ${outcome.message}`);
+        opts.observer?.invitation?.(d, outcome);
       },
     };
 
@@ -169,7 +117,11 @@ export class Fleet {
   /** Subscribes to pushes. Call before enrolling so no wake-up is missed. */
   async start(): Promise<void> {
     if (this.unsubscribe) return;
-    this.unsubscribe = await this.opts.push.subscribe((d) => this.onPush(d));
+    this.unsubscribe = await this.opts.push.subscribe((d) => this.onPush(d), {
+      onRejection: (r) => this.onPushRejected(r),
+      onConnection: (up, detail) =>
+        this.opts.onNotice?.(up ? 'push stream from the simulated APNs is back' : `push stream from the simulated APNs lost (${detail ?? 'closed'}); reconnecting`),
+    });
   }
 
   /** Creates the fleet's users through the admin API. */
@@ -273,6 +225,17 @@ export class Fleet {
     return this.syncs.idle();
   }
 
+  /** The device stops answering pushes (as a phone that is off): a push waits for wake(). */
+  sleep(device: SimulatedDevice): void {
+    this.asleep.add(device);
+  }
+
+  /** The device answers pushes again, and syncs now if one came while it was asleep. */
+  wake(device: SimulatedDevice): void {
+    this.asleep.delete(device);
+    if (this.heldPushes.delete(device)) this.requestSync(device);
+  }
+
   deviceByToken(tokenHex: string): SimulatedDevice | undefined {
     return this.byToken.get(tokenHex.toLowerCase());
   }
@@ -326,10 +289,22 @@ export class Fleet {
       if (device.enrolled) this.recordError(`${device.udid}: push with a PushMagic or topic that is not this enrollment's (dropped)`);
       return;
     }
-    this.requestSync(device);
+    this.opts.observer?.pushed?.(device);
+    if (this.asleep.has(device)) this.heldPushes.add(device);
+    else this.requestSync(device);
   }
 
-  private onCommandAnswered(_d: SimulatedDevice, requestType: string, status: ReportStatus, uuid: string): void {
+  // A real device never hears of a push APNs refused; the fleet does, and says so: a refused push is a device
+  // the server can no longer wake (e.g. BadDeviceToken after the push network forgot it).
+  private onPushRejected(r: PushRejection): void {
+    const device = r.token ? this.byToken.get(r.token) : undefined;
+    // After a check-out, 410 Unregistered is APNs doing its job.
+    if (!device || !device.enrolled) return;
+    this.recordError(`${device.udid}: APNs refused a push to this device: ${r.status} ${r.reason}`);
+  }
+
+  private onCommandAnswered(d: SimulatedDevice, requestType: string, status: ReportStatus, uuid: string): void {
+    this.opts.observer?.answered?.(d, requestType, status);
     this.commandsByStatus[status] = (this.commandsByStatus[status] ?? 0) + 1;
     const byType = (this.commandsByRequestType[requestType || '(unknown)'] ??= {});
     byType[status] = (byType[status] ?? 0) + 1;
@@ -348,6 +323,7 @@ export class Fleet {
   private recordError(message: string): void {
     this.counters.errors++;
     if (this.errorSamples.length < MAX_ERROR_SAMPLES) this.errorSamples.push(message);
+    this.opts.onError?.(message);
   }
 }
 

@@ -1,10 +1,13 @@
-// The simulated APNs itself: Apple's reasons for malformed pushes, 410 with its timestamp, and the control
-// API that simulated devices in another process use.
+// The simulated APNs itself: Apple's reasons for malformed pushes, 410 with its timestamp, the control
+// API that simulated devices in another process use, store-and-forward and its state across a restart.
+import fsp from 'node:fs/promises';
 import http2 from 'node:http2';
+import os from 'node:os';
+import path from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApnsSender, type PushSender } from '../mdm/apns.js';
-import { startSimulatedApns, type ApnsDelivery, type SimulatedApns } from '../simulator/apns.js';
+import { startSimulatedApns, type ApnsDelivery, type ApnsRejection, type SimulatedApns } from '../simulator/apns.js';
 import { createApnsControlClient } from '../simulator/apns-client.js';
 import { makePushCertificate, newToken, waitFor } from './support/apns-fixtures.js';
 
@@ -201,5 +204,100 @@ describe('simulated APNs control API (for simulated devices in another process)'
     const url = dead.controlUrl;
     await dead.close();
     await expect(createApnsControlClient(url).subscribe(() => {})).rejects.toThrow(/deliveries/);
+  });
+});
+
+describe('simulated APNs keeps what a restart must not lose', () => {
+  let push: ReturnType<typeof makePushCertificate>;
+  let dir: string;
+
+  beforeAll(async () => {
+    push = makePushCertificate();
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-apns-state-'));
+  });
+  afterAll(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('stores the newest push for a device nobody listens for and delivers it when a stream covers the device', async () => {
+    const apns = await startSimulatedApns();
+    apns.trustPushCertificate(push.certPem);
+    const sender = createApnsSender({ url: apns.url, certPem: push.certPem, keyPem: push.keyPem, topic: push.topic, caPem: apns.caPem });
+    try {
+      const token = newToken();
+      apns.registerToken(token, push.topic);
+      // Accepted (Apple answers 200 for an offline device), then coalesced: only the newest is kept.
+      expect((await sender.send([{ udid: 'O', token, pushMagic: 'first' }]))[0]?.status).toBe('delivered');
+      expect((await sender.send([{ udid: 'O', token, pushMagic: 'second' }]))[0]?.status).toBe('delivered');
+      const got: ApnsDelivery[] = [];
+      const unsubscribe = await createApnsControlClient(apns.controlUrl).subscribe((d) => got.push(d));
+      await waitFor('the stored push', () => got.length >= 1);
+      unsubscribe();
+      expect(got.map((d) => d.payload.mdm)).toEqual(['second']);
+    } finally {
+      await sender.close();
+      await apns.close();
+    }
+  });
+
+  it('streams the pushes it refused, so simulated devices can report them', async () => {
+    const apns = await startSimulatedApns();
+    apns.trustPushCertificate(push.certPem);
+    const sender = createApnsSender({ url: apns.url, certPem: push.certPem, keyPem: push.keyPem, topic: push.topic, caPem: apns.caPem });
+    try {
+      const rejections: ApnsRejection[] = [];
+      const unsubscribe = await createApnsControlClient(apns.controlUrl).subscribe(() => {}, { onRejection: (r) => rejections.push(r) });
+      const unknown = newToken();
+      await sender.send([{ udid: 'U', token: unknown, pushMagic: 'm' }]);
+      await waitFor('the rejection on the stream', () => rejections.length >= 1);
+      unsubscribe();
+      expect(rejections[0]).toMatchObject({ token: unknown, topic: push.topic, status: 400, reason: 'BadDeviceToken' });
+    } finally {
+      await sender.close();
+      await apns.close();
+    }
+  });
+
+  it('with a state file, a restarted APNs knows every token, keeps its TLS identity and ports, and the stream reconnects', async () => {
+    const stateFile = path.join(dir, 'apns.json');
+    const first = await startSimulatedApns({ stateFile });
+    const live = newToken();
+    const gone = newToken();
+    first.registerToken(live, push.topic);
+    first.registerToken(gone, push.topic);
+    first.unregisterToken(gone);
+    const got: ApnsDelivery[] = [];
+    const client = createApnsControlClient(first.controlUrl);
+    const unsubscribe = await client.subscribe((d) => got.push(d));
+    const before = { url: first.url, controlUrl: first.controlUrl, caPem: first.caPem };
+    await first.close();
+    expect(JSON.parse(await fsp.readFile(stateFile, 'utf8')).tokens).toHaveLength(2);
+
+    const second = await startSimulatedApns({ stateFile });
+    second.trustPushCertificate(push.certPem);
+    const sender = createApnsSender({ url: second.url, certPem: push.certPem, keyPem: push.keyPem, topic: push.topic, caPem: before.caPem });
+    try {
+      expect({ url: second.url, controlUrl: second.controlUrl, caPem: second.caPem }).toEqual(before);
+      await waitFor('the stream to reconnect', () => second.stats().subscribers === 1);
+      const [toLive, toGone] = await sender.send([
+        { udid: 'L', token: live, pushMagic: 'still-here' },
+        { udid: 'G', token: gone, pushMagic: 'gone' },
+      ]);
+      expect(toLive?.status).toBe('delivered');
+      expect(toGone).toMatchObject({ status: 'unregistered', reason: 'Unregistered' });
+      await waitFor('the delivery after the restart', () => got.length === 1);
+      expect(got[0]).toMatchObject({ token: live, payload: { mdm: 'still-here' } });
+    } finally {
+      unsubscribe();
+      await sender.close();
+      await second.close();
+    }
+  });
+
+  it('refuses a state file it cannot read, naming it, and leaves the file as it was', async () => {
+    const stateFile = path.join(dir, 'broken.json');
+    await fsp.writeFile(stateFile, '{"format":"vpp-mdm simulated APNs 1","tokens":[{"token":"zz"}]}');
+    await expect(startSimulatedApns({ stateFile })).rejects.toThrow(/broken\.json.*move it away/);
+    expect(await fsp.readFile(stateFile, 'utf8')).toContain('"zz"');
   });
 });

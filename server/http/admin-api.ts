@@ -1,8 +1,7 @@
-import express, { type Request } from 'express';
-import { z } from 'zod';
-import { AUDIT_KINDS, type AuditLog } from '../audit.js';
+import express from 'express';
+import type { AuditLog } from '../audit.js';
 import type { DeviceAdmin } from '../devices/device-admin.js';
-import { RefreshScheduleSchema, type DeviceRefresh } from '../devices/device-refresh.js';
+import type { DeviceRefresh } from '../devices/device-refresh.js';
 import type { EnrollmentService } from '../devices/enrollment-service.js';
 import type { UserDirectory } from '../devices/user-directory.js';
 import { notFound } from '../errors.js';
@@ -10,9 +9,11 @@ import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
 import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
+import { adminRoutes as route, serviceRoutes } from './admin-routes.js';
+import { mount } from './api-route.js';
 import { apiErrorHandler } from './errors.js';
 import { openApiDocument } from './openapi.js';
-import { jsonBody, parseBody } from './parse-body.js';
+import { jsonBody } from './parse-body.js';
 import { auditView, commandView, deviceView, enrollmentView, pushCertificateView, userView } from './views.js';
 
 // The admin API under /api/v1 (SPEC §5), behind the admin token: users, enrollments, devices and their
@@ -35,117 +36,79 @@ export interface AdminApiDeps {
   extraRouters?: express.Router[];
 }
 
-const UserBody = z.object({
-  id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only'),
-  email: z.string().email().max(320),
-  appleAccount: z.string().min(1).max(320).optional(),
-}).strict();
-const UserPatch = z.object({ appleAccount: z.string().min(1).max(320).nullable() }).strict();
-const EnrollmentBody = z.object({
-  userId: z.string().min(1).optional(),
-  /** A re-enrollment of this enrolled device (devices/device-binding.ts). */
-  udid: z.string().min(1).max(200).optional(),
-}).strict();
-const PushCertBody = z.object({
-  certificate: z.string().optional(), privateKey: z.string().optional(), pkcs12: z.string().optional(), password: z.string().optional(),
-  confirmTopicChange: z.boolean().optional(),
-}).strict().refine((b) => (b.certificate && b.privateKey) || b.pkcs12, 'give certificate and privateKey (PEM), or pkcs12 (base64) and password');
-const AuditQuery = z.object({
-  kind: z.string().optional().transform((k) => (k ? k.split(',') : [])).pipe(z.array(z.enum(AUDIT_KINDS))),
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  before: z.coerce.number().int().min(1).optional(),
-}).strict();
-const CommandBody = z.object({ RequestType: z.string().min(1) }).passthrough();
-
+// Each route's path, schemas and documentation are declared in admin-routes.ts; mount() validates with them.
 export function adminApi(deps: AdminApiDeps): express.Router {
   const router = express.Router();
-  const param = (req: Request, name: string) => String(req.params[name]);
 
-  router.get('/api/v1/openapi.json', (_req, res) => { res.json(openApiDocument()); });
+  mount(router, serviceRoutes.openApi, (_in, _req, res) => { res.json(openApiDocument()); });
 
   router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
   router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
 
   // ---- users ----
-  router.post('/api/v1/users', async (req, res) => {
-    res.status(201).json(userView(await deps.users.create(parseBody(UserBody, req.body))));
-  });
-  router.get('/api/v1/users', async (_req, res) => { res.json((await deps.users.list()).map(userView)); });
-  router.get('/api/v1/users/:id', async (req, res) => {
-    const { user, devices } = await deps.users.get(param(req, 'id'));
+  mount(router, route.createUser, async ({ body }, _req, res) => { res.status(201).json(userView(await deps.users.create(body))); });
+  mount(router, route.listUsers, async (_in, _req, res) => { res.json((await deps.users.list()).map(userView)); });
+  mount(router, route.getUser, async ({ params }, _req, res) => {
+    const { user, devices } = await deps.users.get(params.id);
     res.json({ ...userView(user), devices: devices.map(deviceView) });
   });
-  router.patch('/api/v1/users/:id', async (req, res) => {
-    const body = parseBody(UserPatch, req.body);
-    res.json(userView(await deps.users.setAppleAccount(param(req, 'id'), body.appleAccount)));
+  mount(router, route.patchUser, async ({ params, body }, _req, res) => {
+    res.json(userView(await deps.users.setAppleAccount(params.id, body.appleAccount)));
   });
-  router.delete('/api/v1/users/:id', async (req, res) => {
-    if (!(await deps.users.delete(param(req, 'id')))) throw notFound(`no user with id "${req.params.id}"`);
+  mount(router, route.deleteUser, async ({ params }, _req, res) => {
+    if (!(await deps.users.delete(params.id))) throw notFound(`no user with id "${params.id}"`);
     res.status(204).end();
   });
 
   // ---- enrollments ----
-  router.post('/api/v1/enrollments', async (req, res) => {
-    res.status(201).json(enrollmentView(await deps.enrollment.create(parseBody(EnrollmentBody, req.body))));
-  });
+  mount(router, route.createEnrollment, async ({ body }, _req, res) => { res.status(201).json(enrollmentView(await deps.enrollment.create(body))); });
 
   // ---- devices ----
-  router.get('/api/v1/devices', async (req, res) => {
-    const userId = typeof req.query.userId === 'string' ? req.query.userId : undefined;
-    res.json((await deps.devices.list({ userId })).map(deviceView));
-  });
-  router.get('/api/v1/devices/:udid', async (req, res) => {
-    const d = await deps.devices.get(param(req, 'udid'));
+  mount(router, route.listDevices, async ({ query }, _req, res) => { res.json((await deps.devices.list({ userId: query.userId })).map(deviceView)); });
+  mount(router, route.getDevice, async ({ params }, _req, res) => {
+    const d = await deps.devices.get(params.udid);
     res.json({ ...deviceView(d), apps: await deps.deviceApps(d.udid) });
   });
-  router.delete('/api/v1/devices/:udid', async (req, res) => {
-    if (!(await deps.devices.delete(param(req, 'udid'), actorOf(res)))) throw notFound(`no device with UDID "${req.params.udid}"`);
+  mount(router, route.deleteDevice, async ({ params }, _req, res) => {
+    if (!(await deps.devices.delete(params.udid, actorOf(res)))) throw notFound(`no device with UDID "${params.udid}"`);
     res.status(204).end();
   });
-  router.post('/api/v1/devices/:udid/revoke', async (req, res) => {
-    res.json(deviceView(await deps.devices.revoke(param(req, 'udid'), actorOf(res))));
-  });
-  router.post('/api/v1/devices/:udid/commands', async (req, res) => {
-    const body = parseBody(CommandBody, req.body);
-    const c = await deps.devices.queueCommand(param(req, 'udid'), body as { RequestType: string });
+  mount(router, route.revokeDevice, async ({ params }, _req, res) => { res.json(deviceView(await deps.devices.revoke(params.udid, actorOf(res)))); });
+  mount(router, route.queueCommand, async ({ params, body }, _req, res) => {
+    const c = await deps.devices.queueCommand(params.udid, body as { RequestType: string });
     res.status(201).json({ commandUUID: c.commandUuid });
   });
-  router.get('/api/v1/devices/:udid/commands', async (req, res) => {
-    res.json((await deps.devices.commands(param(req, 'udid'))).map(commandView));
-  });
-  router.post('/api/v1/devices/:udid/refresh', async (req, res) => {
-    const udid = param(req, 'udid');
-    await deps.devices.refresh(udid);
-    res.status(202).json({ udid, queued: true });
+  mount(router, route.listCommands, async ({ params }, _req, res) => { res.json((await deps.devices.commands(params.udid)).map(commandView)); });
+  mount(router, route.refreshDevice, async ({ params }, _req, res) => {
+    await deps.devices.refresh(params.udid);
+    res.status(202).json({ udid: params.udid, queued: true });
   });
 
   // ---- push certificate ----
-  router.put('/api/v1/push-certificate', async (req, res) => {
-    const { confirmTopicChange, ...certificate } = parseBody(PushCertBody, req.body);
+  mount(router, route.putPushCertificate, async ({ body }, _req, res) => {
+    const { confirmTopicChange, ...certificate } = body;
     res.json(pushCertificateView(await deps.pushCertificates.store(certificate, { confirmTopicChange })));
   });
-  router.get('/api/v1/push-certificate', (_req, res) => {
+  mount(router, route.getPushCertificate, (_in, _req, res) => {
     const info = deps.pushCertificates.info();
     if (!info) throw notFound('no push certificate is configured');
     res.json(pushCertificateView(info));
   });
 
   // ---- Device Refresh and Removal schedule ----
-  router.get('/api/v1/schedules/device-refresh', async (_req, res) => { res.json(await deps.refresh.schedule()); });
-  router.put('/api/v1/schedules/device-refresh', async (req, res) => {
-    const body = parseBody(RefreshScheduleSchema, req.body);
+  mount(router, route.getRefreshSchedule, async (_in, _req, res) => { res.json(await deps.refresh.schedule()); });
+  mount(router, route.putRefreshSchedule, async ({ body }, _req, res) => {
     await deps.refresh.setSchedule(body);
     res.json(body);
   });
-  router.post('/api/v1/schedules/device-refresh/run', async (_req, res) => { res.json(await deps.refresh.run()); });
+  mount(router, route.runRefreshSchedule, async (_in, _req, res) => { res.json(await deps.refresh.run()); });
 
   // ---- audit log ----
-  router.get('/api/v1/audit', async (req, res) => {
-    const q = parseBody(AuditQuery, req.query);
-    const entries = await deps.audit.list({ kinds: q.kind, before: q.before, limit: q.limit });
-    res.json({ entries: entries.map(auditView), next: entries.length === q.limit ? String(entries.at(-1)!.id) : null });
+  mount(router, route.listAudit, async ({ query }, _req, res) => {
+    const entries = await deps.audit.list({ kinds: query.kind, before: query.before, limit: query.limit });
+    res.json({ entries: entries.map(auditView), next: entries.length === query.limit ? String(entries.at(-1)!.id) : null });
   });
-  if (deps.platformInfo) router.get('/sandbox', (_req, res) => { res.json(deps.platformInfo!()); });
+  if (deps.platformInfo) mount(router, serviceRoutes.sandbox, (_in, _req, res) => { res.json(deps.platformInfo!()); });
   for (const extra of deps.extraRouters ?? []) router.use(extra);
 
   router.use('/api/v1', (_req, _res, next) => next(notFound('no such API endpoint')));

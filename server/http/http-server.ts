@@ -3,6 +3,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type Request, type Response } from 'express';
 import type { Logger } from '../log.js';
+import { serviceRoutes } from './admin-routes.js';
+import { mount } from './api-route.js';
+import { asPortInUse } from './port.js';
 
 // The HTTP server: the limits an unauthenticated peer meets (connections, time to send headers and request),
 // a guard every route relies on, the health check, the routers in order (Apple's notifications, the device
@@ -59,11 +62,13 @@ export async function listen(opts: {
     }
     next();
   });
-  app.get('/healthz', (_req, res) => {
+  mount(app, serviceRoutes.health, (_in, _req, res) => {
     const { ready, database } = opts.health();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database });
   });
   for (const router of opts.routers) app.use(router);
+  // Whatever no router answered under /api gets the API's JSON error, not Express's HTML page.
+  app.use('/api', (_req, res) => { res.status(404).json({ error: { code: 'not_found', message: 'no such API endpoint' } }); });
 
   const server = http.createServer({
     keepAliveTimeout: 65_000,
@@ -96,7 +101,7 @@ export async function listen(opts: {
     log.warn({ maxConnections: limits.maxConnections, droppedSoFar: dropped }, 'connection limit reached: new connections are closed');
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(asPortInUse(err, opts.host, opts.port)));
     server.listen(opts.port, opts.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

@@ -64,6 +64,9 @@ function finish(ev: EventState, o: Outcome): void {
 export class EventRunner {
   private held = false;
   private readonly heldEvents: Array<() => void> = [];
+  // Completions not run yet, by eventId, so a closing service can run them all (completeAll).
+  private readonly pending = new Map<string, () => void>();
+  private quiet = false;
 
   constructor(
     private readonly lifecycle: Lifecycle,
@@ -81,23 +84,34 @@ export class EventRunner {
     const ev: EventState = { eventId: randomUUID(), eventType, eventStatus: 'PENDING', numRequested, numCompleted: 0, failures: [], polls: 0, refusedPolls: 0 };
     loc.events.set(ev.eventId, ev);
     const complete = () => {
-      if (this.lifecycle.closed) return;
+      if (this.lifecycle.closed || !this.pending.delete(ev.eventId)) return;
       // The whole event is applied in one synchronous step, so concurrent events never over-assign a license.
       try {
         const o = apply();
         finish(ev, o);
         touch(loc);
-        report(ev, o);
+        if (!this.quiet) report(ev, o);
       } catch (err) {
         ev.failures.push({ errorNumber: 9603, errorMessage: appleMessage(9603), errorInfo: {} });
         ev.eventStatus = 'FAILED';
       }
     };
+    this.pending.set(ev.eventId, complete);
     this.lifecycle.after(this.delayMs, () => {
       if (this.held) this.heldEvents.push(complete);
       else complete();
     });
     return ev;
+  }
+
+  /**
+   * Completes every pending event now, held or not, without notifications: for a service that closes but
+   * keeps its state, as Apple's events complete while an MDM is down (the MDM learns the outcome from /status).
+   */
+  completeAll(): void {
+    this.quiet = true;
+    this.heldEvents.length = 0;
+    for (const complete of [...this.pending.values()]) complete();
   }
 
   hold(): void {

@@ -14,8 +14,10 @@ import { FaultInjector } from './faults.js';
 import { sendError } from './http-io.js';
 import { Lifecycle } from './lifecycle.js';
 import { Notifier } from './notifications.js';
+import { SavedAppsAndBooks, restoreState, snapshotState } from './persistence.js';
 import { requestHandler } from './routes.js';
 import { ServiceState, addAssetsTo, assignedCount, touch } from './state.js';
+import { StateFileWriter, listenOnSavedPort, readStateFile } from '../state-file.js';
 import { SimulatorError, type SimulatedAppsAndBooks, type StartSimulatedAppsAndBooksOptions } from './types.js';
 
 export * from './types.js';
@@ -38,37 +40,56 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
   };
   if (!(ctx.minStatusPollIntervalMs >= 0)) throw new SimulatorError('minStatusPollIntervalMs must be ≥ 0 ms');
   const { state } = ctx;
+  const saved = opts.stateFile ? readStateFile(opts.stateFile, SavedAppsAndBooks) : undefined;
+  if (saved) restoreState(state, saved);
+  let port: number | undefined;
+  const stateFile = opts.stateFile
+    ? new StateFileWriter(opts.stateFile, () => snapshotState(state, port), opts.onStateFileError ?? ((e) => process.emitWarning(`simulated Apps and Books: ${e.message}`)))
+    : undefined;
+  const changed = () => stateFile?.changed();
+  lifecycle.afterEachTimer = changed;
 
   const handle = requestHandler(ctx);
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((e) => {
-      if (!res.headersSent) sendError(res, new ApiError(9603));
-    });
+    handle(req, res)
+      .catch((e) => {
+        if (!res.headersSent) sendError(res, new ApiError(9603));
+      })
+      .finally(changed);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  await listenOnSavedPort(server, host, opts.port, saved?.port);
+  port = (server.address() as AddressInfo).port;
   ctx.origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  changed();
 
   return {
     url: `${ctx.origin}${BASE}`,
     origin: ctx.origin,
-    issueToken: (token) => state.issueToken(token),
-    renewToken: (sToken, o) => state.renewToken(sToken, o),
+    issueToken(token) {
+      const sToken = state.issueToken(token);
+      changed();
+      return sToken;
+    },
+    renewToken(sToken, o) {
+      const renewed = state.renewToken(sToken, o);
+      changed();
+      return renewed;
+    },
+    hasToken: (sToken) => state.has(sToken),
     revokeToken(sToken) {
       state.locOf(sToken).revoked = true;
+      changed();
     },
     setMdmInfo(sToken, mdmInfo) {
       const loc = state.locOf(sToken);
       loc.mdmInfo = mdmInfo ? { ...mdmInfo } : null;
       touch(loc);
+      changed();
     },
-    acceptInvitation: (inviteCode, appleAccount) => acceptInvitationAndNotify(ctx, inviteCode, appleAccount),
+    acceptInvitation(inviteCode, appleAccount) {
+      acceptInvitationAndNotify(ctx, inviteCode, appleAccount);
+      changed();
+    },
     assignedCount(sToken, adamId) {
       let n = 0;
       for (const a of state.locOf(sToken).assets.values()) if (a.adamId === adamId) n += assignedCount(a);
@@ -87,6 +108,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     },
     addAssets(sToken, assets) {
       addAssetsTo(state.locOf(sToken), assets);
+      changed();
     },
     setTotalCount(sToken, adamId, totalCount) {
       const loc = state.locOf(sToken);
@@ -98,6 +120,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       const countDelta = totalCount - a.totalCount;
       a.totalCount = totalCount;
       touch(loc);
+      changed();
       if (countDelta !== 0) ctx.notifier.notify(loc, 'ASSET_COUNT', { adamId: a.adamId, countDelta, pricingParam: a.pricingParam });
     },
     setFault: (f) => ctx.faults.set(f),
@@ -126,11 +149,14 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
     notificationLog: () => ctx.notifier.log.map((n) => ({ ...n })),
     async close() {
       if (lifecycle.closed) return;
+      // Kept state must not hold events that can never complete.
+      if (stateFile) ctx.events.completeAll();
       lifecycle.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await stateFile?.close();
     },
   };
 }

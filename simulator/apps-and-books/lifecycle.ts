@@ -5,6 +5,8 @@ export class Lifecycle {
   closed = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly outgoing = new AbortController();
+  /** Runs after every timer callback (an event completing, a notification retried): state may have changed. */
+  afterEachTimer?: () => void;
 
   /** Aborted on close: outgoing notification POSTs pass it on. */
   get signal(): AbortSignal {
@@ -14,7 +16,11 @@ export class Lifecycle {
   after(ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       this.timers.delete(t);
-      fn();
+      try {
+        fn();
+      } finally {
+        this.afterEachTimer?.();
+      }
     }, ms);
     this.timers.add(t);
   }

@@ -157,6 +157,8 @@ export function addAssetsTo(loc: Location, assets: SimAsset[]): void {
   touch(loc);
 }
 
+const withoutWhitespace = (sToken: string) => sToken.replace(/\s+/g, '');
+
 /** Every location this simulator issued a token for, and the open invitations across them. */
 export class ServiceState {
   readonly locations = new Map<string, Location>();
@@ -202,9 +204,14 @@ export class ServiceState {
     return renewed;
   }
 
+  /** The sToken was issued here (whitespace in it ignored, as in locOf). */
+  has(sToken: string): boolean {
+    return this.locations.has(withoutWhitespace(sToken));
+  }
+
   /** The location of a token as a test names it (whitespace in the sToken ignored). */
   locOf(sToken: string): Location {
-    const loc = this.locations.get(sToken.replace(/\s+/g, ''));
+    const loc = this.locations.get(withoutWhitespace(sToken));
     if (!loc) throw new SimulatorError('unknown sToken: it was not issued by this simulator');
     return loc;
   }

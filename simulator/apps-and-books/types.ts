@@ -114,6 +114,8 @@ export interface SimulatedAppsAndBooks {
   /** http://127.0.0.1:PORT */
   origin: string;
   issueToken(opts: IssueTokenOptions): string;
+  /** The sToken was issued by this service (now or, with a state file, before a restart). */
+  hasToken(sToken: string): boolean;
   revokeToken(sToken: string): void;
   /** A renewed sToken for the same location (the old one stops working); default expiry in a year. */
   renewToken(sToken: string, opts?: { expDate?: Date }): string;
@@ -162,6 +164,14 @@ export interface StartSimulatedAppsAndBooksOptions {
   minStatusPollIntervalMs?: number;
   /** The clock the poll spacing is measured with (default Date.now), so a test can keep Apple's 30 s. */
   now?: () => number;
+  /**
+   * Keeps the service's state in this JSON file: read at start, written after changes and on close, so a
+   * restarted service knows its tokens, licenses, users and events (./persistence.ts). Without `port`, the
+   * port it last listened on is taken again when free.
+   */
+  stateFile?: string;
+  /** A state file could not be written (the service goes on; default: a process warning). */
+  onStateFileError?: (err: Error) => void;
 }
 
 export class SimulatorError extends Error {

@@ -30,12 +30,29 @@ async function pgliteTemplateDir(): Promise<string> {
   return pgliteTemplate;
 }
 
+/** Admin API calls with the test token against the server at `baseUrl()`; returns status and parsed JSON. */
+export function adminApiOf(baseUrl: () => string) {
+  return async <T = any>(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: T }> => {
+    const res = await fetch(baseUrl() + apiPath, {
+      method, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+}
+
+/** A fresh DATA_DIR (with a migrated PGlite in it) or a fresh PostgreSQL database, for a server under test. */
+export async function freshServerStorage(backend: Backend): Promise<{ dataDir: string; databaseUrl?: string }> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-test-'));
+  if (backend === 'postgres') return { dataDir, databaseUrl: await freshPostgresDatabase() };
+  await fs.cp(await pgliteTemplateDir(), dataDir, { recursive: true });
+  return { dataDir };
+}
+
 export async function startTestServer(backend: Backend, opts: StartOptions & { sandbox?: boolean } = {}): Promise<TestServer> {
   const { sandbox = true, ...options } = opts;
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-test-'));
-  let databaseUrl: string | undefined;
-  if (backend === 'postgres') databaseUrl = await freshPostgresDatabase();
-  else await fs.cp(await pgliteTemplateDir(), dataDir, { recursive: true });
+  const { dataDir, databaseUrl } = await freshServerStorage(backend);
   const logs: Array<Record<string, unknown>> = [];
   const start: (o: StartOptions) => Promise<RunningServer & { sandbox?: Sandbox }> = sandbox ? startSandboxServer : startServer;
   const server = await start({
@@ -44,14 +61,7 @@ export async function startTestServer(backend: Backend, opts: StartOptions & { s
     logSink: (line) => { logs.push(line); if (process.env.TEST_LOG) process.stderr.write(JSON.stringify(line) + '\n'); },
     ...options,
   });
-  const api = async (method: string, apiPath: string, body?: unknown) => {
-    const res = await fetch(server.url + apiPath, {
-      method, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const api = adminApiOf(() => server.url);
   const close = server.close;
   return Object.assign(server, {
     logs, dataDir, api,
