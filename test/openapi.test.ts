@@ -40,7 +40,7 @@ describe('the OpenAPI document', () => {
 
   it('documents every request body, the subscription schedule included, from the validating schemas', () => {
     const withBody = Object.entries(documentedRoutes).filter(([, r]) => r.body).map(([id]) => id).sort();
-    expect(withBody).toEqual(['assign', 'createBundle', 'createEnrollment', 'createSubscription', 'createUser', 'patchUser', 'putPushCertificate', 'putRefreshSchedule', 'queueCommand', 'reserve']);
+    expect(withBody).toEqual(['assign', 'createBundle', 'createEnrollment', 'createSubscription', 'createUser', 'patchUser', 'putPushCertificate', 'putRefreshSchedule', 'queueCommand', 'replaceToken', 'reserve']);
     const link = doc.paths['/vpp/subscriptions'].post.requestBody;
     expect(link.required).toBe(true);
     const body = link.content['application/json'].schema;
@@ -61,6 +61,8 @@ describe('the OpenAPI document', () => {
     expect(unassign[1].schema.enum).toEqual(['user', 'device']);
     const reconcile = doc.paths['/vpp/subscriptions/{id}/reconcile'].post.parameters.find((p: any) => p.name === 'graceMs');
     expect(reconcile).toMatchObject({ in: 'query', required: false, schema: { type: 'integer', minimum: 0 } });
+    const release = doc.paths['/vpp/subscriptions/{id}'].delete.parameters.find((p: any) => p.name === 'releaseLicenses');
+    expect(release).toMatchObject({ in: 'query', schema: { enum: ['true', 'false'] } });
   });
 
   it('says what the server does: a body the document refuses is refused, one it allows is taken', async () => {
