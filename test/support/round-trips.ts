@@ -27,7 +27,7 @@ export function countRoundTrips(pool: pg.Pool): RoundTrips {
   } as typeof pool.query;
   pool.connect = function (this: pg.Pool, ...args: unknown[]) {
     if (args.length > 0) return (original.connect as (...a: unknown[]) => unknown).apply(this, args);
-    return (original.connect.call(this) as Promise<pg.PoolClient>).then((client) => new Proxy(client, {
+    return (original.connect as () => Promise<pg.PoolClient>).call(this).then((client) => new Proxy(client, {
       get(target, prop, receiver) {
         if (prop !== 'query') return Reflect.get(target, prop, receiver);
         return (...args: unknown[]) => { note(args); return (target.query as (...a: unknown[]) => unknown).apply(target, args); };

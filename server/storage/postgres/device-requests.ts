@@ -3,18 +3,17 @@ import type {
   BindingFacts, CommandRecord, ConnectReport, DeviceRecord, DeviceRequestStore, EnrollmentRecord, IdentityRecord, TokenUpdateFacts,
 } from '../ports.js';
 import { commands, devices, enrollments, identities } from '../schema.js';
-import { queryOne, rowShape } from './rows.js';
+import { queryOne, rowReader } from './rows.js';
 
 // The device hot paths, one statement each (issue 10: each statement costs far more than the SQL in it).
 // Raw SQL because drizzle cannot say a statement whose writes hang off its reads (data-modifying CTEs), and
 // the text is built once here rather than per request. Every sub-statement sees the same snapshot: the binding
 // facts are the device and identity as they were before this request.
 
-const IDENTITY = rowShape<IdentityRecord>(identities, 'i', 'i');
-const ENROLLMENT = rowShape<EnrollmentRecord>(enrollments, 'e', 'e');
-const DEVICE = rowShape<DeviceRecord>(devices, 'd', 'd');
-const RECORDED = rowShape<CommandRecord>(commands, 'r', 'r');
-const NEXT = rowShape<CommandRecord>(commands, 'n', 'n');
+const identity = rowReader<IdentityRecord>(identities);
+const enrollment = rowReader<EnrollmentRecord>(enrollments);
+const device = rowReader<DeviceRecord>(devices);
+const command = rowReader<CommandRecord>(commands);
 
 // $1 UDID, $2 the signing certificate's fingerprint. `bound` is the acceptance rule of DeviceService's binding
 // check (the device's own certificate, a live identity, not checked out); where they differed the service would
@@ -26,7 +25,7 @@ const FACTS = `
 const ONE_ROW = 'FROM (SELECT 1) one LEFT JOIN i ON true LEFT JOIN d ON true';
 
 const BINDING = `WITH ${FACTS}
-SELECT ${IDENTITY.select}, ${ENROLLMENT.select}, ${DEVICE.select}
+SELECT to_jsonb(i) AS identity, to_jsonb(e) AS enrollment, to_jsonb(d) AS device
 ${ONE_ROW} LEFT JOIN enrollments e ON e.token = i.enrollment_token`;
 
 // $3 the report's Status, $4 its CommandUUID (null with Idle), $5 result, $6 ErrorChain, $7 now.
@@ -55,7 +54,7 @@ const CONNECT = `WITH ${FACTS},
         ELSE NULL END
     WHERE udid = $1::text AND EXISTS (SELECT 1 FROM bound)
     RETURNING 1)
-SELECT ${IDENTITY.select}, ${DEVICE.select}, ${RECORDED.select}, ${NEXT.select}, EXISTS (SELECT 1 FROM seen) AS applied
+SELECT to_jsonb(i) AS identity, to_jsonb(d) AS device, to_jsonb(r) AS recorded, to_jsonb(n) AS next, EXISTS (SELECT 1 FROM seen) AS applied
 ${ONE_ROW} LEFT JOIN r ON true LEFT JOIN n ON true`;
 
 // $3 Token (hex), $4 PushMagic, $5 AwaitingConfiguration, $6 the sealed UnlockToken (null: keep the stored one;
@@ -67,7 +66,7 @@ const TOKEN_UPDATE = `WITH ${FACTS},
       token_updated_at = $7::timestamptz, last_seen_at = $7::timestamptz, updated_at = $7::timestamptz
     WHERE udid = $1::text AND EXISTS (SELECT 1 FROM bound)
     RETURNING 1)
-SELECT ${IDENTITY.select}, ${DEVICE.select}, EXISTS (SELECT 1 FROM t) AS applied,
+SELECT to_jsonb(i) AS identity, to_jsonb(d) AS device, EXISTS (SELECT 1 FROM t) AS applied,
   EXISTS (SELECT 1 FROM commands WHERE udid = $1::text AND status IN ('Queued','Sent','NotNow')) AS commands_waiting
 ${ONE_ROW}`;
 
@@ -83,15 +82,15 @@ export class PostgresDeviceRequests implements DeviceRequestStore {
 
   async binding(udid: string, fingerprint: string): Promise<BindingFacts<{ identity: IdentityRecord; enrollment: EnrollmentRecord | null }>> {
     const row = await this.query('binding', BINDING, [udid, fingerprint]);
-    const identity = IDENTITY.read(row);
-    return { identity: identity && { identity, enrollment: ENROLLMENT.read(row) ?? null }, device: DEVICE.read(row) };
+    const found = identity(row.identity);
+    return { identity: found && { identity: found, enrollment: enrollment(row.enrollment) ?? null }, device: device(row.device) };
   }
 
   async connect(q: ConnectReport): Promise<BindingFacts & { applied?: { recorded?: CommandRecord; next?: CommandRecord } }> {
     const row = await this.query('connect', CONNECT, [
       q.udid, q.fingerprint, q.status, q.status === 'Idle' ? null : q.commandUuid ?? null, json(q.result), json(q.errorChain), q.now,
     ]);
-    return { ...facts(row), applied: row.applied ? { recorded: RECORDED.read(row), next: NEXT.read(row) } : undefined };
+    return { ...facts(row), applied: row.applied ? { recorded: command(row.recorded), next: command(row.next) } : undefined };
   }
 
   async tokenUpdate(udid: string, fingerprint: string, u: TokenUpdateFacts): Promise<BindingFacts & { applied?: { commandsWaiting: boolean } }> {
@@ -103,6 +102,6 @@ export class PostgresDeviceRequests implements DeviceRequestStore {
 }
 
 function facts(row: Record<string, unknown>): BindingFacts {
-  const identity = IDENTITY.read(row);
-  return { identity: identity && { identity }, device: DEVICE.read(row) };
+  const found = identity(row.identity);
+  return { identity: found && { identity: found }, device: device(row.device) };
 }

@@ -2,30 +2,26 @@ import { getTableColumns, type Table } from 'drizzle-orm';
 import type pg from 'pg';
 
 // For the few statements written in raw SQL (device-requests.ts): several tables' rows come back in one result
-// row under prefixed names, and are read back into the records drizzle would have returned, through the
-// schema's own column decoders — so schema.ts stays the one description of each table.
+// row, and are read back into the records drizzle would have returned through the schema's own column
+// decoders — so schema.ts stays the one description of each table.
 
-export interface RowShape<T> {
-  /** `alias."column" AS "prefix.column", …` for every column of the table. */
-  select: string;
-  /** The record in `row`, or undefined when the outer join found none (its key column is null). */
-  read(row: Record<string, unknown>): T | undefined;
-}
+/** Reads one table's row, sent as a single JSON column (`to_jsonb(alias)`), into the record drizzle would return. */
+export type RowReader<T> = (json: unknown) => T | undefined;
 
-export function rowShape<T extends object>(table: Table, alias: string, prefix: string): RowShape<T> {
-  const columns = Object.entries(getTableColumns(table)).map(([key, column]) => ({ key, column, as: `${prefix}.${column.name}` }));
-  const key = columns.find((c) => c.column.primary) ?? columns[0]!;
-  return {
-    select: columns.map((c) => `${alias}."${c.column.name}" AS "${c.as}"`).join(', '),
-    read(row) {
-      if (row[key.as] === null || row[key.as] === undefined) return undefined;
-      const record: Record<string, unknown> = {};
-      for (const c of columns) {
-        const raw = row[c.as];
-        record[c.key] = raw === null || raw === undefined ? null : c.column.mapFromDriverValue(raw);
-      }
-      return record as T;
-    },
+// One JSON column per table rather than a column per field: pg's work per result is per field (its description
+// parsed, a parser looked up, a property set), which for the ~70 fields of a connect cost more than the SQL.
+export function rowReader<T extends object>(table: Table): RowReader<T> {
+  const columns = Object.entries(getTableColumns(table)).map(([key, column]) => ({ key, column, name: column.name }));
+  return (json) => {
+    if (json === null || json === undefined) return undefined;
+    const row = json as Record<string, unknown>;
+    const record: Record<string, unknown> = {};
+    for (const c of columns) {
+      const raw = row[c.name];
+      // JSON carries timestamps as ISO text and bigints as numbers, which the columns' own decoders take.
+      record[c.key] = raw === null || raw === undefined ? null : c.column.mapFromDriverValue(raw);
+    }
+    return record as T;
   };
 }
 
