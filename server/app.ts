@@ -156,7 +156,7 @@ async function createServices(c: {
     storage, log, secrets, push, queue, owners, events, scheduler,
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
-    eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs,
+    eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs, associateRetryMs: config.vppAssociateRetryMs,
     fetch: proxyAwareFetch(config),
     installChecks: { firstCheckMs: config.vppInstallCheckMs, timeoutMs: config.vppInstallTimeoutMs },
   });

@@ -31,6 +31,8 @@ export interface LicensingDeps {
   /** How long an Apple event waits for its notification before it is first polled (Apple: 5 minutes). */
   eventNotificationWaitMs: number;
   reconcileEveryMs: number;
+  /** When Apple's service refuses an association for now (5xx, 429): the device tries again this much later. */
+  associateRetryMs: number;
   /** When to ask a device about an install it accepted, and when to give it up. */
   installChecks: InstallCheckTiming;
   fetch?: typeof fetch;
@@ -51,7 +53,7 @@ export function createLicensing(deps: LicensingDeps) {
   const reclaims = new Reclaims({ storage, clients, push, log });
   // Requests to Apple are answered by events, settled by Apple's notifications or, failing those, by polling.
   const registrations = new UserRegistrations({ storage, clients, queue, log });
-  const taking = new LicenseTaking({ storage, clients, reclaims, log, instanceKey: () => instanceKey });
+  const taking = new LicenseTaking({ storage, clients, reclaims, push, log, retryLaterMs: deps.associateRetryMs, instanceKey: () => instanceKey });
   const distribution = new Distribution({ storage, taking, registrations, tracking, log });
   const events = new AppleEvents({
     storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
