@@ -17,6 +17,7 @@ import { appsAndBooksLicenseCheck } from '../simulator/licensing.js';
 import { ADMIN_TOKEN, apiThroughCrashes, configurePush, seededRandom, startCrashWorld, type CrashWorld } from './support/crash-world.js';
 import { availableBackends } from './support/databases.js';
 import { sleep } from './support/server-process.js';
+import { countDeliveries } from './support/deliveries.js';
 import { until } from './support/wait.js';
 
 const LONG = process.env.CRASH_LONG === '1';
@@ -56,8 +57,6 @@ describe.each(availableBackends())(`crash safety on %s: ${DEVICES} devices, ${LI
     expect(sub.body.status).toBe('Active');
     const bundle = (await server.api('GET', '/api/v1/bundles')).body.find((b: { adamId: string }) => b.adamId === PAGES.adamId).id as string;
 
-    // Every command envelope each device was handed (its CommandUUID), to count deliveries.
-    const delivered = new Map<string, number>();
     // What the devices met while the server was down or starting, by kind.
     const deviceErrors = new Map<string, number>();
     fleet = new Fleet({
@@ -67,13 +66,7 @@ describe.each(availableBackends())(`crash safety on %s: ${DEVICES} devices, ${LI
       onError: (message) => { const kind = errorKind(message); deviceErrors.set(kind, (deviceErrors.get(kind) ?? 0) + 1); },
     });
     const devices = fleet.devices;
-    for (const d of devices) {
-      const answer = d.answerCommand.bind(d);
-      d.answerCommand = async (envelope) => {
-        if (typeof envelope.CommandUUID === 'string') delivered.set(envelope.CommandUUID, (delivered.get(envelope.CommandUUID) ?? 0) + 1);
-        return answer(envelope);
-      };
-    }
+    const delivered = countDeliveries(devices);
     await fleet.start();
     await fleet.createUsers();
 

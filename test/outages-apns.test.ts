@@ -12,6 +12,7 @@ import type { SimulatedDevice } from '../simulator/device.js';
 import { availableBackends } from './support/databases.js';
 import { sleep } from './support/server-process.js';
 import { startWorld, type World } from './support/vpp-world.js';
+import { countDeliveries } from './support/deliveries.js';
 import { until } from './support/wait.js';
 
 const OUTAGE_MS = process.env.OUTAGE_LONG === '1' ? 30_000 : 2_000;
@@ -28,18 +29,12 @@ const FAULTS: Array<{ fault: SimulatedApnsFault; meanwhile: RegExp | null }> = [
 describe.each(availableBackends())('APNs outages on %s', (backend) => {
   let w: World;
   let devices: SimulatedDevice[];
-  const delivered = new Map<string, number>();
+  let delivered: Map<string, number>;
   beforeAll(async () => {
     w = await startWorld(backend);
     devices = [];
     for (let i = 0; i < DEVICES; i++) devices.push(await w.enroll({ osVersion: '17.5' }));
-    for (const d of devices) {
-      const answer = d.answerCommand.bind(d);
-      d.answerCommand = async (envelope) => {
-        if (typeof envelope.CommandUUID === 'string') delivered.set(envelope.CommandUUID, (delivered.get(envelope.CommandUUID) ?? 0) + 1);
-        return answer(envelope);
-      };
-    }
+    delivered = countDeliveries(devices);
   }, 120_000);
   afterAll(async () => { await w?.close(); }, 60_000);
 
