@@ -124,7 +124,7 @@ async function createServices(c: {
   const ca = await loadOrCreateServerCA(storage.settings, secrets);
   let publicUrl = config.publicUrl;
   const events = new ServerEventBus();
-  const scheduler = createScheduler(c.database);
+  const scheduler = createScheduler(c.database, log);
   const audit = new AuditLog(storage.audit, log);
 
   const certificates: PushCertificates = new PushCertificates({
