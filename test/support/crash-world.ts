@@ -38,7 +38,8 @@ export interface CrashWorld {
   close(): Promise<void>;
 }
 
-export async function startCrashWorld(backend: Backend, extraEnv: Record<string, string> = {}): Promise<CrashWorld> {
+/** `databaseUrl`: a PostgreSQL database of the caller's (e.g. on a server it restarts) instead of a fresh one on the tests' server. */
+export async function startCrashWorld(backend: Backend, extraEnv: Record<string, string> = {}, databaseUrlOverride?: string): Promise<CrashWorld> {
   const apns = await startSimulatedApns({ host: '127.0.0.1' });
   // Apple's 30 s between status polls, shortened on both sides (VPP_EVENT_POLL_MS below): the service still refuses faster ones.
   const sim = await startSimulatedAppsAndBooks({ host: '127.0.0.1', minStatusPollIntervalMs: 200 });
@@ -46,7 +47,7 @@ export async function startCrashWorld(backend: Backend, extraEnv: Record<string,
   const caFile = path.join(tmp, 'apns-ca.pem');
   await fs.writeFile(caFile, apns.caPem);
   const dataDir = path.join(tmp, 'data');
-  const databaseUrl = backend === 'postgres' ? await freshPostgresDatabase() : undefined;
+  const databaseUrl = backend === 'postgres' ? databaseUrlOverride ?? await freshPostgresDatabase() : undefined;
   const server = new ServerProcess('server', {
     PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, HOST: '127.0.0.1', DATA_DIR: dataDir,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
