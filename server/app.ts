@@ -124,7 +124,7 @@ async function createServices(c: {
   const ca = await loadOrCreateServerCA(storage.settings, secrets);
   let publicUrl = config.publicUrl;
   const events = new ServerEventBus();
-  const scheduler = createScheduler(c.database);
+  const scheduler = createScheduler(c.database, log);
   const audit = new AuditLog(storage.audit, log);
 
   const certificates: PushCertificates = new PushCertificates({
@@ -156,7 +156,7 @@ async function createServices(c: {
     storage, log, secrets, push, queue, owners, events, scheduler,
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
-    eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs,
+    eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs, associateRetryMs: config.vppAssociateRetryMs,
     fetch: proxyAwareFetch(config),
     installChecks: { firstCheckMs: config.vppInstallCheckMs, timeoutMs: config.vppInstallTimeoutMs },
   });

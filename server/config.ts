@@ -48,6 +48,8 @@ export interface Config {
   vppEventNotificationWaitMs: number;
   /** How often the ledger is reconciled with Apple's /assignments. */
   vppReconcileMs: number;
+  /** When Apple's service refuses an association for now (5xx, 429) after the client's retries: try again this much later. */
+  vppAssociateRetryMs: number;
   /** First question (ManagedApplicationList, with a push) about an install a device accepted; then doubling. */
   vppInstallCheckMs: number;
   /** An install a device has not finished after this long is given up, and sent again by the next sync. */
@@ -163,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     vppEventPollMs: overrides.vppEventPollMs ?? intFrom(env, 'VPP_EVENT_POLL_MS', APPLE_MIN_STATUS_POLL_MS),
     vppEventNotificationWaitMs: overrides.vppEventNotificationWaitMs ?? intFrom(env, 'VPP_EVENT_NOTIFICATION_WAIT_MS', 5 * 60_000),
     vppReconcileMs: overrides.vppReconcileMs ?? intFrom(env, 'VPP_RECONCILE_MS', 15 * 60_000),
+    vppAssociateRetryMs: overrides.vppAssociateRetryMs ?? intFrom(env, 'VPP_ASSOCIATE_RETRY_SECONDS', 60) * 1000,
     vppInstallCheckMs: overrides.vppInstallCheckMs ?? intFrom(env, 'VPP_INSTALL_CHECK_SECONDS', 30) * 1000,
     vppInstallTimeoutMs: overrides.vppInstallTimeoutMs ?? intFrom(env, 'VPP_INSTALL_TIMEOUT_SECONDS', 3600) * 1000,
     installationName: overrides.installationName ?? env.INSTALLATION_NAME ?? 'vpp-mdm',

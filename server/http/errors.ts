@@ -32,7 +32,19 @@ export function asAppError(err: unknown): AppError | undefined {
   if (e?.type === 'entity.parse.failed') return new AppError('invalid', `body is not valid JSON: ${e.message}`, 'invalid_json');
   if (e?.type === 'json.too.deep') return new AppError('invalid', e.message ?? 'JSON nested too deep', 'invalid_json');
   if (e?.status && e.status >= 400 && e.status < 500) return new AppError('invalid', e.message ?? 'bad request');
+  if (databaseUnreachable(err)) return new AppError('unavailable', 'the database is unreachable; nothing was changed that could not be completed, try again shortly', 'database_unavailable');
   return undefined;
+}
+
+// PostgreSQL's connection exceptions (class 08), shutdowns (57P01-57P03) and a socket that is gone, through
+// the causes drizzle wraps them in: the database is away, not the request wrong.
+const UNREACHABLE_CODES = new Set(['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'ETIMEDOUT']);
+function databaseUnreachable(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && (UNREACHABLE_CODES.has(e.code) || e.code.startsWith('08'))) return true;
+    if (typeof e.message === 'string' && /^Connection terminated|^terminating connection|timeout exceeded when trying to connect/.test(e.message)) return true;
+  }
+  return false;
 }
 
 /** Express 5 passes rejected promises here. */

@@ -11,6 +11,7 @@ import { AppleEvents } from './apple-events.js';
 import { Assignments } from './assignments.js';
 import { Distribution } from './distribution.js';
 import { InstallTracking, type InstallCheckTiming } from './install-tracking.js';
+import { AbandonedLicenses } from './abandoned.js';
 import { LicenseTaking } from './license-taking.js';
 import { scheduleAssetSync, scheduleLicensingJobs } from './licensing-jobs.js';
 import { AppleNotifications } from './notifications.js';
@@ -31,6 +32,8 @@ export interface LicensingDeps {
   /** How long an Apple event waits for its notification before it is first polled (Apple: 5 minutes). */
   eventNotificationWaitMs: number;
   reconcileEveryMs: number;
+  /** When Apple's service refuses an association for now (5xx, 429): the device tries again this much later. */
+  associateRetryMs: number;
   /** When to ask a device about an install it accepted, and when to give it up. */
   installChecks: InstallCheckTiming;
   fetch?: typeof fetch;
@@ -51,7 +54,9 @@ export function createLicensing(deps: LicensingDeps) {
   const reclaims = new Reclaims({ storage, clients, push, log });
   // Requests to Apple are answered by events, settled by Apple's notifications or, failing those, by polling.
   const registrations = new UserRegistrations({ storage, clients, queue, log });
-  const taking = new LicenseTaking({ storage, clients, reclaims, log, instanceKey: () => instanceKey });
+  // Reconciler is created below; the first settle runs a timer's delay later.
+  const abandoned = new AbandonedLicenses({ settle: (id, licenseIds) => reconciler.reconcile(id, { abandonedIds: licenseIds }), retryMs: deps.associateRetryMs, log });
+  const taking = new LicenseTaking({ storage, clients, reclaims, push, log, retryLaterMs: deps.associateRetryMs, abandoned, instanceKey: () => instanceKey });
   const distribution = new Distribution({ storage, taking, registrations, tracking, log });
   const events = new AppleEvents({
     storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
@@ -89,6 +94,7 @@ export function createLicensing(deps: LicensingDeps) {
     /** Wait until the distribution work queued in this process has finished. */
     settled: () => distribution.settled(),
     async stop(): Promise<void> {
+      abandoned.stop();
       await events.stop();
       await distribution.settled();
       await storage.instances.unregister();

@@ -21,7 +21,7 @@ export class Reconciler {
     storage: ReconcilePorts; clients: AppleClients; reclaims: Reclaims; subscriptions: Subscriptions; push: PushService; log: Logger;
   }) {}
 
-  async reconcile(subscriptionId: string, opts: { graceMs?: number } = {}): Promise<{ confirmed: number; dropped: number; released: number }> {
+  async reconcile(subscriptionId: string, opts: { graceMs?: number; abandonedIds?: ReadonlySet<number> } = {}): Promise<{ confirmed: number; dropped: number; released: number }> {
     const { storage: { appleEvents, ledger, catalogue, installs }, reclaims } = this.deps;
     const counts = { confirmed: 0, dropped: 0, released: 0 };
     const sub = await this.deps.subscriptions.get(subscriptionId);
@@ -31,6 +31,8 @@ export class Reconciler {
     // Read before our licenses: an event recorded after this read belongs to a license too fresh to touch.
     const pendingEventIds = new Set(await appleEvents.pendingIds(sub.id));
     const takerGoneIds = new Set((await this.takerGone()).filter((l) => l.subscriptionId === sub.id).map((l) => l.id));
+    // Abandoned by this very process (AbandonedLicenses): as good as a gone taker's.
+    for (const id of opts.abandonedIds ?? []) takerGoneIds.add(id);
     const apple = await client.assignments();
     const ours = await ledger.ofSubscription(sub.id);
     const nowMs = Date.now();

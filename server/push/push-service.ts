@@ -106,6 +106,8 @@ export class PushService {
       if (o.status === 'retry') this.stats.retried++; else this.stats.failed++;
       log.warn({ udid: o.udid, status: o.status, reason: o.reason, retryInMs: delay }, 'push not delivered; will retry');
       await pushQueue.retryLater(claim, delay, `${o.status}: ${o.reason}`);
+      // The device's view says why it has not been woken yet; the delivery that follows clears it.
+      await devices.recordPushError(o.udid, `not delivered (${o.status}: ${o.reason}); retrying in ${Math.ceil(delay / 1000)} s`);
     }
     await pushQueue.complete(delivered, true);
     this.stats.delivered += delivered.length;

@@ -21,10 +21,20 @@ export interface Database {
 
 export class DatabaseError extends Error {}
 
+/**
+ * The pool listens for errors only on idle connections. One checked out (mid-transaction or mid-query) whose
+ * socket breaks — PostgreSQL restarted — emits an error nobody hears: an uncaught exception that ends the
+ * process. Its query fails on its own; this listener only keeps the process alive and says what happened.
+ */
+function watchConnections(pool: pg.Pool, log: Logger): void {
+  pool.on('error', (err) => log.error({ error: err.message }, 'database pool error'));
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ error: err.message }, 'database connection lost')));
+}
+
 export async function openDatabase(opts: { databaseUrl?: string; dataDir: string; log: Logger; poolSize?: number }): Promise<Database> {
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 20 });
-    pool.on('error', (err) => opts.log.error({ error: err.message }, 'database pool error'));
+    watchConnections(pool, opts.log);
     try {
       const client = await pool.connect();
       client.release();
@@ -69,7 +79,7 @@ async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: num
   // concurrent connections outside transactions, which corrupts their statements ("portal does not exist").
   // PGlite runs one statement at a time anyway, so a single connection costs no throughput.
   const pool = new pg.Pool({ connectionString: url, max: 1 });
-  pool.on('error', (err) => opts.log.error({ error: err.message }, 'database pool error'));
+  watchConnections(pool, opts.log);
   opts.log.info({ dataDir: dir, socket: socketPath, ms: Date.now() - started }, 'embedded database ready');
   return {
     pool,

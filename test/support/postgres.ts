@@ -14,6 +14,8 @@ export interface PostgresServer {
   url: string;
   port: number;
   stop(): Promise<void>;
+  /** Stops the server (fast shutdown: clients are disconnected), waits `downMs`, starts it again on the same port and data. */
+  restart(downMs?: number): Promise<void>;
   /** CREATE DATABASE with a fresh unique name (or `name`), returns its URL. */
   createDatabase(name?: string): Promise<string>;
 }
@@ -264,12 +266,10 @@ export async function startPostgres(opts: { port?: number } = {}): Promise<Postg
       throw new PostgresHarnessError(`initdb in ${dataDir} failed (exit ${initdb.code}):\n${initdb.output.trim()}`);
     }
 
-    for (let attempt = 1; ; attempt++) {
-      const port = opts.port ?? (await freeLoopbackPort());
-      const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-      const logFd = fs.openSync(logFile, 'w');
+    const launch = (port: number, logFlags: 'w' | 'a' = 'w'): ChildProcess => {
+      const logFd = fs.openSync(logFile, logFlags);
       // The log goes to a file rather than a pipe: an unread pipe would fill and block the server.
-      child = spawn(
+      const spawned = spawn(
         path.join(binDir, 'postgres'),
         [
           '-D', dataDir,
@@ -283,8 +283,14 @@ export async function startPostgres(opts: { port?: number } = {}): Promise<Postg
         { cwd: dir, stdio: ['ignore', logFd, logFd], ...(user ? { uid: user.uid, gid: user.gid } : {}) },
       );
       fs.closeSync(logFd);
-      const spawned = child;
       spawned.on('error', () => {});
+      return spawned;
+    };
+    for (let attempt = 1; ; attempt++) {
+      const port = opts.port ?? (await freeLoopbackPort());
+      const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+      child = launch(port);
+      let spawned = child;
       try {
         await waitUntilReady(url, dataDir, spawned, logFile);
       } catch (err) {
@@ -305,6 +311,14 @@ export async function startPostgres(opts: { port?: number } = {}): Promise<Postg
         url,
         port,
         createDatabase: (name?: string) => createDatabaseOn(url, name),
+        async restart(downMs = 0) {
+          // A fast shutdown (SIGINT), as an operator's restart or a failover: clients are cut off.
+          spawned.kill('SIGINT');
+          if (!(await waitForExit(spawned, STOP_TIMEOUT_MS))) throw new PostgresHarnessError(`postgres on port ${port} did not stop within ${STOP_TIMEOUT_MS} ms`);
+          await new Promise((r) => setTimeout(r, downMs));
+          spawned = launch(port, 'a');
+          await waitUntilReady(url, dataDir, spawned, logFile);
+        },
         stop() {
           stopping ??= (async () => {
             process.removeListener('exit', onExit);
