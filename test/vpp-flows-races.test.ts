@@ -79,6 +79,19 @@ describe.each(availableBackends())('one pending install per device and bundle on
     }
   }, 180_000);
 
+  it('a sync that writes its install after the unassignment leaves no install record behind', async () => {
+    // The interleaving the assign/unassign races hit now and then: the sync read the assignment, the unassign
+    // then removed it with its installs, and only then does the sync write its install.
+    const s = await w.subscribe([{ ...PAGES, totalCount: 1 }]);
+    const bundle = s.bundles[PAGES.adamId]!;
+    const d = await w.enroll();
+    expect((await api('POST', `/api/v1/bundles/${bundle}/assignments`, { targetType: 'device', targetId: d.udid })).status).toBe(201);
+    expect((await api('DELETE', `/api/v1/bundles/${bundle}/assignments/device/${d.udid}`)).status).toBe(204);
+    await w.server.storage.installs.put({ bundleId: bundle, udid: d.udid, viaTargetType: 'device', viaTargetId: d.udid, status: 'Associating', reason: 'late write' });
+    expect(await w.server.storage.installs.get(bundle, d.udid)).toBeUndefined();
+    expect((await api('GET', `/api/v1/bundles/${bundle}/assignments`)).body).toEqual([]);
+  });
+
   it(`assign/unassign races never leave two pending installs, and end with none (${ASSIGN_ROUNDS} rounds)`, async () => {
     const s = await w.subscribe([{ ...PAGES, totalCount: 3 }]);
     const bundle = s.bundles[PAGES.adamId]!;

@@ -1,8 +1,10 @@
-import { and, asc, eq, inArray, ne, notInArray, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, ne, or, sql } from 'drizzle-orm';
 import type { InstallStatus, TargetType } from '../../../vpp/policy.js';
 import type { DeviceApp, InstallPut, InstallRecord, InstallStore, LicenseKey } from '../ports.js';
-import { bundleInstalls, bundles, vppLicenses } from '../schema.js';
+import { bundleAssignments, bundleInstalls, bundles, vppLicenses } from '../schema.js';
 import type { Db } from './db.js';
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export class PostgresInstalls implements InstallStore {
   constructor(private readonly db: Db) {}
@@ -25,15 +27,22 @@ export class PostgresInstalls implements InstallStore {
         .where(and(eq(bundleInstalls.bundleId, i.bundleId), eq(bundleInstalls.udid, i.udid), eq(bundleInstalls.status, opts.onlyIfStatus)));
       return;
     }
-    await this.db.insert(bundleInstalls).values({ ...fields, commandUuid: i.commandUuid ?? null, ...progress }).onConflictDoUpdate({
-      target: [bundleInstalls.bundleId, bundleInstalls.udid],
-      set: {
-        viaTargetType: fields.viaTargetType, viaTargetId: fields.viaTargetId, status: fields.status, reason: fields.reason,
-        commandUuid: sql`COALESCE(excluded.command_uuid, ${bundleInstalls.commandUuid})`, updatedAt: sql`now()`,
-        ...progress,
-      },
-      setWhere: opts.unlessStatusIn?.length ? notInArray(bundleInstalls.status, [...opts.unlessStatusIn]) : undefined,
-    });
+    // Written only while the assignment it comes from exists, holding that row (FOR SHARE) until this statement
+    // commits: an unassign deletes the assignment, then the installs via it, so a sync racing it can neither
+    // insert after the delete nor slip a row in between the two.
+    const unless = opts.unlessStatusIn?.length
+      ? sql`WHERE ${bundleInstalls.status} NOT IN (${sql.join(opts.unlessStatusIn.map((x) => sql`${x}`), sql`, `)})` : sql``;
+    await this.db.execute(sql`
+      INSERT INTO ${bundleInstalls} (bundle_id, udid, via_target_type, via_target_id, status, reason, command_uuid, device_state, checks, next_check_at, installing_since)
+      SELECT ${i.bundleId}::text, ${i.udid}::text, ${i.viaTargetType}::text, ${i.viaTargetId}::text, ${i.status}::text, ${i.reason ?? null}::text,
+        ${i.commandUuid ?? null}::text, ${progress.deviceState}::text, ${progress.checks}::int, ${iso(progress.nextCheckAt)}::timestamptz, ${iso(progress.installingSince)}::timestamptz
+      WHERE EXISTS (SELECT 1 FROM ${bundleAssignments} a
+        WHERE a.bundle_id = ${i.bundleId} AND a.target_type = ${i.viaTargetType} AND a.target_id = ${i.viaTargetId} FOR SHARE)
+      ON CONFLICT (bundle_id, udid) DO UPDATE SET
+        via_target_type = excluded.via_target_type, via_target_id = excluded.via_target_id, status = excluded.status, reason = excluded.reason,
+        command_uuid = COALESCE(excluded.command_uuid, ${bundleInstalls}.command_uuid), updated_at = now(),
+        device_state = excluded.device_state, checks = excluded.checks, next_check_at = excluded.next_check_at, installing_since = excluded.installing_since
+      ${unless}`);
   }
   async reschedule(bundleId: string, udid: string, checks: number, nextCheckAt: Date | null): Promise<void> {
     await this.db.update(bundleInstalls).set({ checks, nextCheckAt })
