@@ -60,6 +60,10 @@ export interface Config {
   httpsProxy?: string;
   httpProxy?: string;
   noProxy?: string;
+  /** A second bearer token GET /metrics accepts besides the admin token (for a scraper that must not administer). */
+  metricsToken?: string;
+  /** Device identities issued ahead of enrollments (server/devices/identity-pool.ts); 0: none. */
+  identityPoolSize: number;
   /** How long a device identity issued here is valid, in days (fractions allowed). */
   deviceIdentityValidDays: number;
   /** Renew a device identity this many days before it expires (fractions allowed); less than the validity. */
@@ -171,6 +175,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     httpsProxy: overrides.httpsProxy ?? (env.HTTPS_PROXY || env.https_proxy || undefined),
     httpProxy: overrides.httpProxy ?? (env.HTTP_PROXY || env.http_proxy || undefined),
     noProxy: overrides.noProxy ?? (env.NO_PROXY || env.no_proxy || undefined),
+    metricsToken: overrides.metricsToken ?? (env.METRICS_TOKEN || undefined),
+    identityPoolSize: overrides.identityPoolSize ?? intFrom(env, 'IDENTITY_POOL_SIZE', 64),
     deviceIdentityValidDays: overrides.deviceIdentityValidDays ?? positiveFrom(env, 'DEVICE_IDENTITY_VALID_DAYS', 730),
     identityRenewBeforeDays: overrides.identityRenewBeforeDays ?? positiveFrom(env, 'IDENTITY_RENEW_BEFORE_DAYS', 60),
     identityRenewEveryMs: overrides.identityRenewEveryMs ?? intFrom(env, 'IDENTITY_RENEW_CHECK_SECONDS', 3600) * 1000,

@@ -16,12 +16,19 @@ export const ENROLLMENT_PROFILE_IDENTIFIER = 'org.vppmdm.enroll';
 /** A profile carrying a fresh device identity, and that identity's fingerprint and expiry. */
 export interface IdentityProfile { plist: string; fingerprint: string; notAfter: Date }
 
+export type DeviceIdentity = Awaited<ReturnType<typeof issueDeviceIdentity>>;
+
+/** A new device identity signed by `ca`: what a profile carries, pre-issued or not (identity-pool.ts). */
+export function newDeviceIdentity(ca: CertifiedKey, validDays: number): Promise<DeviceIdentity> {
+  return issueDeviceIdentity(ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays });
+}
+
 export class EnrollmentService {
   constructor(private readonly deps: {
-    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
+    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
-    /** How long a device identity is valid (730 days unless configured). */
-    identityValidDays: number;
+    /** A fresh device identity (newDeviceIdentity, through the pool of pre-issued ones). */
+    identity: () => Promise<DeviceIdentity>;
   }) {}
 
   /**
@@ -29,7 +36,7 @@ export class EnrollmentService {
    * same PayloadIdentifier, Topic, ServerURL, CheckInURL and access rights, which an update must not change.
    */
   async identityProfile(enrollmentToken: string, topic: string, udid?: string): Promise<IdentityProfile> {
-    const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays: this.deps.identityValidDays });
+    const identity = await this.deps.identity();
     const cert = new crypto.X509Certificate(identity.certPem);
     const fingerprint = crypto.createHash('sha256').update(cert.raw).digest('hex');
     const notAfter = new Date(cert.validTo);

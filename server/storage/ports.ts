@@ -328,6 +328,18 @@ export interface AuditStore {
 }
 
 /** Every port, as the composition root builds them. */
+export interface QueueDepths {
+  /** Commands not yet answered for good, by status (Queued, Sent, NotNow). */
+  commands: Record<string, number>;
+  /** Devices waiting for a push (push_queue rows). */
+  pushes: number;
+}
+
+/** What GET /metrics reads from the database when scraped. */
+export interface MetricsStore {
+  queueDepths(): Promise<QueueDepths>;
+}
+
 export interface Storage {
   settings: SettingsStore;
   users: UserStore;
@@ -346,4 +358,5 @@ export interface Storage {
   notifications: NotificationStore;
   instances: ServerInstanceStore;
   audit: AuditStore;
+  metrics: MetricsStore;
 }
