@@ -131,6 +131,8 @@ export interface CommandStore {
   enqueueOnePending(c: Parameters<CommandStore['enqueue']>[0] & { ownerRef: string }): Promise<CommandRecord | undefined>;
   /** Withdraws the owner's pending commands for this device and ownerRef (status Cancelled); returns them. */
   cancelPending(udid: string, owner: CommandOwner, ownerRef: string): Promise<CommandRecord[]>;
+  /** Stores many commands in one statement (a bulk enqueue: one command for many devices). */
+  enqueueMany(cs: Array<Parameters<CommandStore['enqueue']>[0]>): Promise<void>;
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
