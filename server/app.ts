@@ -178,7 +178,7 @@ async function createServices(c: {
     installChecks: { firstCheckMs: config.vppInstallCheckMs, timeoutMs: config.vppInstallTimeoutMs },
   });
   closing.add(() => licensing.stop());
-  const verifier = createSignatureVerifier(ca.certPem);
+  const verifier = createSignatureVerifier(ca.certPem, { cacheSize: config.signatureCacheSize });
   metricSources.licenses = () => licensing.assignments.licenseSummary();
 
   return {
