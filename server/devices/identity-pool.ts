@@ -18,13 +18,22 @@ export interface IdentityPoolOptions<T> {
   parallel: number;
   /** An identity waiting longer than this is thrown away: its validity was counted from when it was issued. */
   maxAgeMs: number;
+  /**
+   * Refill only after this long without a take: during a burst the refill's CPU (key generation, and the
+   * certificate and PKCS#12 on the main thread) would slow the very requests the pool is serving.
+   */
+  quietMs?: number;
   log: Logger;
 }
+
+const DEFAULT_QUIET_MS = 500;
 
 export class IdentityPool<T> {
   private readonly ready: Array<{ identity: T; issuedAt: number }> = [];
   private filling = 0;
   private stopped = false;
+  private lastTakeAt = 0;
+  private quietTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<unknown>>();
   readonly stats = { taken: 0, missed: 0, discarded: 0, failed: 0 };
 
@@ -50,13 +59,26 @@ export class IdentityPool<T> {
       this.stats.discarded++;
     }
     const pooled = this.ready.shift();
-    this.refill();
+    this.lastTakeAt = Date.now();
+    this.refillWhenQuiet();
     if (pooled) {
       this.stats.taken++;
       return pooled.identity;
     }
     if (this.opts.size > 0) this.stats.missed++;
     return this.opts.issue();
+  }
+
+  private refillWhenQuiet(): void {
+    if (this.quietTimer || this.stopped) return;
+    const quietMs = this.opts.quietMs ?? DEFAULT_QUIET_MS;
+    const wait = this.lastTakeAt + quietMs - Date.now();
+    if (wait <= 0) return this.refill();
+    this.quietTimer = setTimeout(() => {
+      this.quietTimer = undefined;
+      this.refillWhenQuiet();
+    }, wait);
+    this.quietTimer.unref();
   }
 
   private refill(): void {
@@ -67,7 +89,7 @@ export class IdentityPool<T> {
           this.filling--;
           if (this.stopped) return;
           this.ready.push({ identity, issuedAt: Date.now() });
-          this.refill();
+          this.refillWhenQuiet();
         },
         (err: unknown) => {
           // No retry at once: the next take() refills, so a broken CA cannot spin the CPU.
@@ -82,6 +104,7 @@ export class IdentityPool<T> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.quietTimer) clearTimeout(this.quietTimer);
     await Promise.all([...this.inFlight]);
     this.ready.length = 0;
   }
