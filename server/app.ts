@@ -74,7 +74,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   if (apple?.close) closing.add(() => apple.close!());
   try {
     const { secrets, adminToken } = await loadSecrets(config, log, onGeneratedAdminToken);
-    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log, pgliteSharedBuffersMb: config.pgliteSharedBuffersMb });
     closing.add(() => database.close());
     await migrate(database.pool, log);
     const storage = postgresStorage(database.pool, { embedded: database.kind === 'pglite' });

@@ -62,6 +62,8 @@ export interface Config {
   noProxy?: string;
   /** A second bearer token GET /metrics accepts besides the admin token (for a scraper that must not administer). */
   metricsToken?: string;
+  /** PostgreSQL shared_buffers of the embedded PGlite, in MB (its WASM memory holds them). */
+  pgliteSharedBuffersMb: number;
   /** Signer certificates kept verified in memory (~4.5 KB each); a device beyond them costs ~0.3 ms more per request. */
   signatureCacheSize: number;
   /** Device identities issued ahead of enrollments (server/devices/identity-pool.ts); 0: none. */
@@ -178,6 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     httpProxy: overrides.httpProxy ?? (env.HTTP_PROXY || env.http_proxy || undefined),
     noProxy: overrides.noProxy ?? (env.NO_PROXY || env.no_proxy || undefined),
     metricsToken: overrides.metricsToken ?? (env.METRICS_TOKEN || undefined),
+    pgliteSharedBuffersMb: overrides.pgliteSharedBuffersMb ?? (intFrom(env, 'PGLITE_SHARED_BUFFERS_MB', 32) || 128),
     signatureCacheSize: overrides.signatureCacheSize ?? (intFrom(env, 'SIGNATURE_CACHE_SIZE', 2048) || 1),
     identityPoolSize: overrides.identityPoolSize ?? intFrom(env, 'IDENTITY_POOL_SIZE', 64),
     deviceIdentityValidDays: overrides.deviceIdentityValidDays ?? positiveFrom(env, 'DEVICE_IDENTITY_VALID_DAYS', 730),
