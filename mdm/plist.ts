@@ -1,5 +1,6 @@
 import { build, parse } from 'plist';
 import { clip } from './clip.js';
+import { readPlainPlist } from './plist-reader.js';
 
 export class PlistError extends Error {
   override name = 'PlistError';
@@ -19,6 +20,15 @@ const UNDECLARED_ENTITY_REF = /&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+
  * Anything that is not a well-formed XML plist with a `<dict>` root throws a PlistError.
  */
 export function parsePlistDict(body: Buffer | string): Record<string, unknown> {
+  return checkedPlistDict(body, (text) => readPlainPlist(text) ?? parseQuietly(text));
+}
+
+/** parsePlistDict read by the plist package alone: the reference plist-reader.ts must agree with (tests). */
+export function referencePlistDict(body: Buffer | string): Record<string, unknown> {
+  return checkedPlistDict(body, parseQuietly);
+}
+
+function checkedPlistDict(body: Buffer | string, read: (text: string) => unknown): Record<string, unknown> {
   let text: string;
   if (typeof body === 'string') {
     text = body;
@@ -64,7 +74,7 @@ export function parsePlistDict(body: Buffer | string): Record<string, unknown> {
   checkNesting(text);
   checkScalars(text);
 
-  const value = parseQuietly(text);
+  const value = read(text);
   if (!isPlainDict(value)) {
     throw new PlistError(`plist root is ${describe(value)}, expected <dict>`);
   }

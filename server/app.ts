@@ -148,7 +148,7 @@ async function createServices(c: {
   const owners = new CommandOwners(log);
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
-    devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, pushQueue: storage.pushQueue,
+    devices: storage.devices, requests: storage.deviceRequests, commands: storage.commands, pushQueue: storage.pushQueue,
     log, push, queue, owners, events, secrets, audit, expectedTopic: () => certificates.topic(), notNowRepushMs: config.notNowRepushMs,
   });
   const identities = new IdentityPool({

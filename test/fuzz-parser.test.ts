@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError, parseCheckIn, parseReport } from '../mdm/messages.js';
-import { PlistError, buildPlist, parsePlistDict } from '../mdm/plist.js';
+import { PlistError, buildPlist, parsePlistDict, referencePlistDict } from '../mdm/plist.js';
+import { readPlainPlist } from '../mdm/plist-reader.js';
 import { countReason, fuzz, fuzzRuns, fuzzTimeout, newTally } from './support/fuzz-harness.js';
 import { bodyOf, recipe, type Seed } from './support/plist-mutations.js';
 import { capture, captureFiles, expectPlistError, expectProtocolError } from './support/protocol.js';
@@ -113,5 +114,19 @@ describe('parser fuzzing (in process)', () => {
         countReason(tally, message);
       }
     }, { runs, batchSize: 1_000, tally, afterBatch: async () => {} });
+  }, fuzzTimeout(runs, 5));
+
+  // The fast reader (mdm/plist-reader.ts) stands in for the plist package on plain bodies: same value, same refusal.
+  const outcome = (read: () => unknown) => { try { return { value: read() }; } catch (err) { return { error: (err as Error).message }; } };
+  it('the fast plist reader takes every capture and agrees with the plist package on them and on every mutation', async () => {
+    for (const s of seeds) expect(readPlainPlist(s.text), s.name).toEqual(referencePlistDict(s.text));
+    let taken = 0;
+    await fuzz('fast plist reader', recipe(seeds.length), async (r) => {
+      const body = bodyOf(seeds, r);
+      const fast = outcome(() => parsePlistDict(body));
+      expect(fast).toEqual(outcome(() => referencePlistDict(body)));
+      if ('value' in fast) taken++;
+    }, { runs, batchSize: 1_000, tally: newTally(), afterBatch: async () => {} });
+    expect(taken).toBeGreaterThan(0);
   }, fuzzTimeout(runs, 5));
 });

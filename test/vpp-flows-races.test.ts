@@ -140,7 +140,7 @@ describe.each(availableBackends().filter((b) => b === 'postgres'))('the unique i
     expect(stored).toHaveLength(1);
     expect((await storages[0]!.commands.list('race-device')).length).toBe(1);
     // Once it is answered, the next install of that bundle may be queued; another bundle never waits.
-    await storages[1]!.commands.recordResult('race-device', { commandUuid: stored[0]!.commandUuid, status: 'Acknowledged', result: {} });
+    await db.pool.query(`UPDATE commands SET status = 'Acknowledged' WHERE command_uuid = $1`, [stored[0]!.commandUuid]);
     const next = { requestType: 'InstallApplication', payload: 'x', owner: 'vpp-install' as const, udid: 'race-device' };
     expect(await storages[0]!.commands.enqueueOnePending({ ...next, commandUuid: crypto.randomUUID(), ownerRef: 'bundle-1' })).toBeDefined();
     expect(await storages[1]!.commands.enqueueOnePending({ ...next, commandUuid: crypto.randomUUID(), ownerRef: 'bundle-2' })).toBeDefined();

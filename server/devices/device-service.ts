@@ -1,12 +1,12 @@
 import { deviceConfigured } from '../../mdm/commands.js';
-import type { Authenticate, CheckInMessage, CommandReport } from '../../mdm/messages.js';
+import type { Authenticate, CheckInMessage, CommandReport, TokenUpdate } from '../../mdm/messages.js';
 import { certificateActor, type AuditLog } from '../audit.js';
 import { AppError } from '../errors.js';
 import type { ServerEventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { PushService } from '../push/push-service.js';
 import type { SecretBox } from '../secrets.js';
-import type { CommandStore, DeviceRecord, DeviceStore, EnrollmentStore, PushQueueStore } from '../storage/ports.js';
+import type { BindingFacts, CommandStore, IdentityRecord, DeviceRecord, DeviceRequestStore, DeviceStore, PushQueueStore } from '../storage/ports.js';
 import type { CommandOwners } from './command-owners.js';
 import type { CommandQueue } from './command-queue.js';
 import { bindingFor, identityRefusal } from './device-binding.js';
@@ -19,7 +19,7 @@ import { DeviceRequestError, UnrecognizedDeviceError, UserChannelDeclined } from
 export interface Signer { fingerprint: string; notAfter?: Date; source?: string }
 
 export interface DeviceServiceDeps {
-  devices: DeviceStore; commands: CommandStore; enrollments: EnrollmentStore; pushQueue: PushQueueStore;
+  devices: DeviceStore; requests: DeviceRequestStore; commands: CommandStore; pushQueue: PushQueueStore;
   log: Logger; push: PushService; queue: CommandQueue; owners: CommandOwners; events: ServerEventBus; secrets: SecretBox; audit: AuditLog;
   /** The push certificate's topic; undefined while none is configured. */
   expectedTopic: () => string | undefined;
@@ -42,32 +42,38 @@ export class DeviceService {
       await this.authenticate(msg, signer);
       return;
     }
-    const device = await this.boundDevice(msg.UDID, signer);
+    if (msg.MessageType === 'TokenUpdate' && !msg.UserID) {
+      await this.tokenUpdate(msg, signer);
+      return;
+    }
+    const device = await this.boundDevice(msg.UDID, signer, await this.deps.requests.binding(msg.UDID, signer.fingerprint));
     if (msg.MessageType === 'TokenUpdate') {
-      if (msg.UserID) {
-        // The user channel (macOS, Shared iPad) has its own token; this server manages the device channel.
-        log.info({ udid: device.udid }, 'user-channel TokenUpdate accepted, not stored');
-        return;
-      }
-      const first = await devices.tokenUpdate(device.udid, {
-        pushToken: msg.Token.toString('hex'), pushMagic: msg.PushMagic, awaitingConfiguration: msg.AwaitingConfiguration,
-        unlockToken: msg.UnlockToken ? this.deps.secrets.seal(msg.UnlockToken.toString('base64')) : undefined,
-      });
-      log.info({ udid: device.udid }, first ? 'device enrolled: first TokenUpdate' : 'device token updated');
-      // A device waiting in Setup Assistant stays there until told the server is done with it.
-      if (msg.AwaitingConfiguration) await this.deps.queue.enqueue(device.udid, deviceConfigured(), { owner: 'device-setup', push: false });
-      // Commands queued before the device had a push channel can go now.
-      if (await this.deps.commands.countPending(device.udid) > 0) await this.deps.push.request([device.udid], 'commands waiting at TokenUpdate');
+      // The user channel (macOS, Shared iPad) has its own token; this server manages the device channel.
+      log.info({ udid: device.udid }, 'user-channel TokenUpdate accepted, not stored');
       return;
     }
     await this.checkOut(device);
     log.info({ udid: device.udid }, 'device checked out');
   }
 
+  private async tokenUpdate(msg: TokenUpdate, signer: Signer): Promise<void> {
+    const u = {
+      pushToken: msg.Token.toString('hex'), pushMagic: msg.PushMagic, awaitingConfiguration: msg.AwaitingConfiguration,
+      unlockToken: msg.UnlockToken ? this.deps.secrets.seal(msg.UnlockToken.toString('base64')) : undefined,
+    };
+    const { device, applied } = await this.bound(msg.UDID, signer, () => this.deps.requests.tokenUpdate(msg.UDID, signer.fingerprint, { ...u, now: new Date() }));
+    this.deps.log.info({ udid: device.udid }, device.enrolled ? 'device token updated' : 'device enrolled: first TokenUpdate');
+    // A device waiting in Setup Assistant stays there until told the server is done with it.
+    if (msg.AwaitingConfiguration) await this.deps.queue.enqueue(device.udid, deviceConfigured(), { owner: 'device-setup', push: false });
+    // Commands queued before the device had a push channel can go now.
+    if (msg.AwaitingConfiguration || applied.commandsWaiting) await this.deps.push.request([device.udid], 'commands waiting at TokenUpdate');
+  }
+
   private async authenticate(msg: Authenticate, signer: Signer): Promise<void> {
     const { devices, log, audit } = this.deps;
-    const found = await this.liveIdentity(msg.UDID, signer);
-    const binding = bindingFor(await devices.get(msg.UDID), signer.fingerprint, found.enrollment);
+    const facts = await this.deps.requests.binding(msg.UDID, signer.fingerprint);
+    const found = await this.liveIdentity(msg.UDID, signer, facts);
+    const binding = bindingFor(facts.device, signer.fingerprint, found.enrollment);
     const who = { actor: certificateActor(signer.fingerprint), source: signer.source, subject: msg.UDID };
     if (binding.kind === 'refuse') {
       log.warn({ udid: msg.UDID, reason: binding.reason, source: signer.source }, 'device takeover refused');
@@ -92,10 +98,9 @@ export class DeviceService {
   }
 
   /** The signer's identity, refused (logged and audited) unless this server issued it and has not revoked it. */
-  private async liveIdentity(udid: string, signer: Signer) {
-    const found = await this.deps.enrollments.identity(signer.fingerprint);
-    const refusal = identityRefusal(found);
-    if (!refusal) return found!;
+  private async liveIdentity<I extends { identity: IdentityRecord }>(udid: string, signer: Signer, facts: BindingFacts<I>): Promise<I> {
+    const refusal = identityRefusal(facts.identity);
+    if (!refusal) return facts.identity!;
     await this.refuseCertificate(udid, signer, refusal);
     throw new DeviceRequestError(400, refusal);
   }
@@ -113,27 +118,22 @@ export class DeviceService {
 
   /** Store the report, then return the next command's plist (or undefined: reply with an empty body). */
   async connect(report: CommandReport, signer: Signer): Promise<string | undefined> {
-    const { commands, log } = this.deps;
-    const device = await this.boundDevice(report.UDID, signer);
-    if (report.Status !== 'Idle' && report.CommandUUID) {
-      const stored = await commands.recordResult(device.udid, {
-        commandUuid: report.CommandUUID, status: report.Status, result: jsonSafe(report.result) as Record<string, unknown>,
-        errorChain: report.ErrorChain ? jsonSafe(report.ErrorChain) : undefined,
-      });
-      if (!stored) log.warn({ udid: device.udid, commandUUID: report.CommandUUID, status: report.Status }, 'report for a command this device was not sent');
-      else this.deps.owners.deliver(device, stored);
+    const { log } = this.deps;
+    const reported = report.Status !== 'Idle' ? report.CommandUUID : undefined;
+    const { device, applied } = await this.bound(report.UDID, signer, () => this.deps.requests.connect({
+      udid: report.UDID, fingerprint: signer.fingerprint, status: report.Status, commandUuid: reported,
+      result: jsonSafe(report.result) as Record<string, unknown>, errorChain: report.ErrorChain ? jsonSafe(report.ErrorChain) : undefined,
+      now: new Date(),
+    }));
+    if (reported) {
+      if (!applied.recorded) log.warn({ udid: device.udid, commandUUID: reported, status: report.Status }, 'report for a command this device was not sent');
+      else this.deps.owners.deliver(device, applied.recorded);
     }
-    // Seen only once its report is stored: a refused report leaves no trace.
-    await this.deps.devices.touch(device.udid);
-    if (report.Status === 'Idle') {
-      // A new connection: whatever NotNow the last one had, the device came back.
-      await this.deps.devices.takeNotNow(device.udid);
-      this.deps.events.emit('sync', device);
-    }
-    if (report.Status === 'NotNow') await this.deps.devices.noteNotNow(device.udid);
-    const next = await commands.next(device.udid, report.Status !== 'Idle');
+    if (report.Status === 'Idle') this.deps.events.emit('sync', device);
+    const next = applied.next;
     if (next) log.debug({ udid: device.udid, commandUUID: next.commandUuid, requestType: next.requestType }, 'command sent');
-    else if (report.Status !== 'Idle' && report.Status !== 'NotNow') await this.repushAfterNotNow(device.udid);
+    // The statement cleared the NotNow mark this connection had.
+    else if (report.Status !== 'Idle' && report.Status !== 'NotNow' && device.notNowAt) await this.repushAfterNotNow(device.udid);
     return next?.payload;
   }
 
@@ -144,16 +144,31 @@ export class DeviceService {
    * push notification at a later time". Apple gives no delay; notNowRepushMs is ours.
    */
   private async repushAfterNotNow(udid: string): Promise<void> {
-    if (!(await this.deps.devices.takeNotNow(udid))) return;
     const at = new Date(Date.now() + this.deps.notNowRepushMs);
     await this.deps.push.request([udid], 'NotNow followed by another status: the device will not poll by itself', at);
     this.deps.log.info({ udid, at: at.toISOString() }, 'device answered NotNow, then another status; pushing it again later');
   }
 
-  private async boundDevice(udid: string, signer: Signer): Promise<DeviceRecord> {
-    // Read on every request rather than cached: a revocation by any server process counts at once.
-    await this.liveIdentity(udid, signer);
-    const device = await this.deps.devices.get(udid);
+  /**
+   * Runs a request's statement, whose writes are done only when the request is bound, and checks the binding on the
+   * facts it read. The renewed identity's first request promotes it and runs the statement again.
+   */
+  private async bound<A>(udid: string, signer: Signer, run: () => Promise<BindingFacts & { applied?: A }>): Promise<{ device: DeviceRecord; applied: A }> {
+    const first = await run();
+    const device = await this.boundDevice(udid, signer, first);
+    if (first.applied !== undefined) return { device, applied: first.applied };
+    const disagreed = () => new Error(`device ${udid}: the request was accepted but its statement did not apply`);
+    if (first.device?.certFingerprint === signer.fingerprint) throw disagreed();
+    const again = await run();
+    const promoted = await this.boundDevice(udid, signer, again);
+    if (again.applied === undefined) throw disagreed();
+    return { device: promoted, applied: again.applied };
+  }
+
+  /** The device the request speaks for, from facts read on every request: a revocation by any server process counts at once. */
+  private async boundDevice(udid: string, signer: Signer, facts: BindingFacts): Promise<DeviceRecord> {
+    await this.liveIdentity(udid, signer, facts);
+    const device = facts.device;
     // An enrolling device (Authenticate done, no TokenUpdate yet) may speak: its TokenUpdate completes the enrollment.
     if (!device || device.checkedOutAt) throw new UnrecognizedDeviceError(udid);
     if (device.certFingerprint === signer.fingerprint) return device;

@@ -35,12 +35,24 @@ export class Distribution {
     while (this.deviceQueues.size) await Promise.allSettled([...this.deviceQueues.values()]);
   }
 
+  /**
+   * A device's sync: distribution, unless the last one found nothing to do and nothing it reads changed since
+   * (the device's distribution generation, moved by triggers on what it reads, is the one it was found idle at).
+   */
+  sync(device: DeviceRecord): void {
+    if (device.distributedGeneration === device.distributionGeneration) return;
+    void this.enqueueForDevice(device.udid);
+  }
+
   async distributeForDevice(udid: string): Promise<void> {
     const { devices, assignments, subscriptions, installs } = this.deps.storage;
+    // Read first: whatever changes after this read moves the generation past the one recorded below.
     const device = await devices.get(udid);
     if (!device || !device.enrolled) return;
+    let idle = true;
     for (const a of await assignments.bundlesForDevice(udid, device.userId)) {
       if (leftAloneBySync((await installs.get(a.id, udid))?.status)) continue;
+      idle = false;
       const sub = await subscriptions.get(a.subscriptionId);
       if (!sub || sub.status !== 'Active') {
         await this.record({ bundleId: a.id, udid, viaTargetType: a.targetType, viaTargetId: a.targetId }, {
@@ -51,7 +63,8 @@ export class Distribution {
       if (a.targetType === 'device') await this.deviceFlow(sub, a, device);
       else await this.userFlow(sub, a, device, a.targetId);
     }
-    await this.deps.tracking.checkInstalls(device);
+    if (await this.deps.tracking.checkInstalls(device)) idle = false;
+    if (idle && device.distributedGeneration !== device.distributionGeneration) await devices.markDistributed(udid, device.distributionGeneration);
   }
 
   private async deviceFlow(sub: SubscriptionRecord, bundle: BundleRecord, device: DeviceRecord): Promise<void> {

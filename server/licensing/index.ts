@@ -66,7 +66,7 @@ export function createLicensing(deps: LicensingDeps) {
   const reconciler = new Reconciler({ storage, clients, reclaims, subscriptions, push, log });
 
   tracking.register(deps.owners);
-  deps.events.on('sync', (d) => void distribution.enqueueForDevice(d.udid));
+  deps.events.on('sync', (d) => distribution.sync(d));
   deps.events.on('checkOut', (d) => void reclaims.removingDevice(d)
     .catch((e) => log.error({ udid: d.udid, error: (e as Error)?.message ?? String(e) }, 'vpp check-out reclaim failed')));
 

@@ -76,9 +76,11 @@ export class InstallTracking {
   }
 
   /** At a sync: installs the device is working on get a question that rides along (no push). */
-  async checkInstalls(device: DeviceRecord): Promise<void> {
+  /** True when the device has installs under way to ask about (asked now, or already). */
+  async checkInstalls(device: DeviceRecord): Promise<boolean> {
     const open = (await this.deps.storage.installs.forDevice(device.udid)).filter(awaitsManagedCheck);
     if (open.length && !(await this.deps.storage.commands.hasPending(device.udid, 'vpp-check'))) await this.ask(device, open, false);
+    return open.length > 0;
   }
 
   /** The check job: installs whose device is due to be asked again, asked with a push, or given up. */

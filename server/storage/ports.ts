@@ -77,19 +77,12 @@ export interface DeviceStore {
   authenticate(f: DeviceFacts, certFingerprint: string, userId: string | null, replacing?: string): Promise<DeviceRecord>;
   /** Enrolled devices whose push topic is not `topic` (a new push certificate would strand them). */
   countEnrolledOutsideTopic(topic: string): Promise<number>;
-  /** Stores the push channel and makes an enrolling device enrolled; true when this was its first TokenUpdate. */
-  tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean>;
   checkOut(udid: string): Promise<void>;
   delete(udid: string): Promise<boolean>;
-  touch(udid: string, now?: Date): Promise<void>;
   /** Only the token APNs refused: a TokenUpdate that raced in with a new token stays alive. */
   markTokenDead(udid: string, pushToken: string): Promise<void>;
   /** A push was given up (APNs refused it for good, or it kept failing): shown on the device until a delivery. */
   recordPushError(udid: string, reason: string): Promise<void>;
-  /** The device answered NotNow in its current connection. */
-  noteNotNow(udid: string): Promise<void>;
-  /** Clears the NotNow mark; true when there was one. */
-  takeNotNow(udid: string): Promise<boolean>;
   /** notAfter of the identity the device signs with (learnt at Authenticate). */
   setIdentityExpiry(udid: string, notAfter: Date): Promise<void>;
   /**
@@ -108,20 +101,51 @@ export interface DeviceStore {
   withWaitingCommands(since: Date): Promise<string[]>;
   silent(before: Date): Promise<DeviceRecord[]>;
   flagSilent(udids: string[], now: Date): Promise<void>;
+  /** A distribution that read the device at `generation` found nothing to do (see DeviceRecord.distributedGeneration). */
+  markDistributed(udid: string, generation: number): Promise<void>;
 }
+
+/**
+ * Whether a request signed by `fingerprint` may speak for a UDID: the identity (devices/device-binding.ts decides)
+ * and the device as stored before the request.
+ */
+export interface BindingFacts<I = { identity: IdentityRecord }> {
+  /** Undefined: this server never issued the signing certificate. */
+  identity?: I;
+  device?: DeviceRecord;
+}
+
+/**
+ * A device request's storage work in one statement each (the hot paths, issue 10). The statement reads the
+ * binding facts and does its writes only when the request is bound — the device's own certificate, a live
+ * identity, not checked out — which is then `applied`. Anything else (a renewed identity's first request, or a
+ * refusal) the caller decides from the facts; nothing was written.
+ */
+export interface DeviceRequestStore {
+  binding(udid: string, fingerprint: string): Promise<BindingFacts<{ identity: IdentityRecord; enrollment: EnrollmentRecord | null }>>;
+  /** A command report (or Idle): stores the result, marks the device seen, and hands out the next command. */
+  connect(r: ConnectReport): Promise<BindingFacts & { applied?: { recorded?: CommandRecord; next?: CommandRecord } }>;
+  /** Stores the push channel and makes an enrolling device enrolled; tells whether commands are waiting. */
+  tokenUpdate(udid: string, fingerprint: string, u: TokenUpdateFacts): Promise<BindingFacts & { applied?: { commandsWaiting: boolean } }>;
+}
+
+export interface ConnectReport {
+  udid: string;
+  fingerprint: string;
+  status: Exclude<CommandStatus, 'Queued' | 'Sent' | 'Cancelled'> | 'Idle';
+  /** The reported command (none with Idle). */
+  commandUuid?: string;
+  result: Record<string, unknown>;
+  errorChain?: unknown;
+  now: Date;
+}
+
+export interface TokenUpdateFacts { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean; now: Date }
 
 export interface CommandStore {
   enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; owner: CommandOwner; ownerRef?: string }): Promise<CommandRecord>;
-  /**
-   * The next command to offer a device, marked Sent. NotNow'd commands are skipped for the rest of a
-   * connection (any non-Idle report) and offered again on the next Idle, as Apple's NotNow rules want.
-   */
-  next(udid: string, skipNotNow: boolean): Promise<CommandRecord | undefined>;
-  /** Stores a device's answer. Idempotent: a repeated report of the same result changes nothing more. */
-  recordResult(udid: string, r: { commandUuid: string; status: Exclude<CommandStatus, 'Queued' | 'Sent'>; result: Record<string, unknown>; errorChain?: unknown }): Promise<CommandRecord | undefined>;
   get(commandUuid: string): Promise<CommandRecord | undefined>;
   list(udid: string): Promise<CommandRecord[]>;
-  countPending(udid: string): Promise<number>;
   hasPending(udid: string, owner: CommandOwner): Promise<boolean>;
   /**
    * Stores the command unless its owner already has one pending for this device and ownerRef: undefined then.
@@ -347,6 +371,7 @@ export interface Storage {
   users: UserStore;
   enrollments: EnrollmentStore;
   devices: DeviceStore;
+  deviceRequests: DeviceRequestStore;
   commands: CommandStore;
   pushQueue: PushQueueStore;
   subscriptions: SubscriptionStore;

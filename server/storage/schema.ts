@@ -1,4 +1,4 @@
-import { bigserial, boolean, integer, jsonb, pgTable, primaryKey, text, timestamp, unique } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, integer, jsonb, pgTable, primaryKey, text, timestamp, unique } from 'drizzle-orm/pg-core';
 import { APPLE_EVENT_KINDS } from '../../vpp/event-outcome.js';
 import { INSTALL_STATUSES, LICENSE_STATES, TARGET_TYPES } from '../../vpp/policy.js';
 import { SUBSCRIPTION_STATUSES, type ClaimHolder, type Schedule } from '../../vpp/subscription-state.js';
@@ -90,6 +90,10 @@ export const devices = pgTable('devices', {
   /** Why the device refused the last renewal; null once a renewal went through. */
   identityRenewalError: text('identity_renewal_error'),
   updatedAt: ts('updated_at').notNull().defaultNow(),
+  /** Moved by triggers (migration 0008) whenever something license distribution reads for this device changes. */
+  distributionGeneration: bigint('distribution_generation', { mode: 'number' }).notNull().default(1),
+  /** The distributionGeneration a distribution last found nothing to do at; a sync then skips distribution. */
+  distributedGeneration: bigint('distributed_generation', { mode: 'number' }),
 });
 
 export const commands = pgTable('commands', {

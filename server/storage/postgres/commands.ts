@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { CommandOwner, CommandRecord, CommandStatus, CommandStore } from '../ports.js';
 import { commands } from '../schema.js';
 import type { Db } from './db.js';
@@ -11,35 +11,11 @@ export class PostgresCommands implements CommandStore {
   async enqueue(c: Parameters<CommandStore['enqueue']>[0]): Promise<CommandRecord> {
     return (await this.db.insert(commands).values({ ...c, ownerRef: c.ownerRef ?? null }).returning())[0]!;
   }
-  async next(udid: string, skipNotNow: boolean): Promise<CommandRecord | undefined> {
-    const statuses: CommandStatus[] = skipNotNow ? ['Queued', 'Sent'] : PENDING;
-    const next = (await this.db.select().from(commands)
-      .where(and(eq(commands.udid, udid), inArray(commands.status, statuses)))
-      .orderBy(asc(commands.seq)).limit(1))[0];
-    if (!next) return undefined;
-    const now = new Date();
-    await this.db.update(commands).set({ status: 'Sent', sentAt: now, updatedAt: now })
-      .where(and(eq(commands.commandUuid, next.commandUuid), inArray(commands.status, statuses)));
-    return { ...next, status: 'Sent', sentAt: now };
-  }
-  async recordResult(udid: string, r: { commandUuid: string; status: Exclude<CommandStatus, 'Queued' | 'Sent'>; result: Record<string, unknown>; errorChain?: unknown }): Promise<CommandRecord | undefined> {
-    const rows = await this.db.update(commands).set({ status: r.status, result: r.result, errorChain: r.errorChain ?? null, updatedAt: new Date() })
-      .where(and(
-        eq(commands.commandUuid, r.commandUuid), eq(commands.udid, udid),
-        // A finished command is never reopened by a late or repeated NotNow.
-        r.status === 'NotNow' ? inArray(commands.status, PENDING) : sql`true`,
-      )).returning();
-    return rows[0];
-  }
   async get(commandUuid: string): Promise<CommandRecord | undefined> {
     return (await this.db.select().from(commands).where(eq(commands.commandUuid, commandUuid)))[0];
   }
   async list(udid: string): Promise<CommandRecord[]> {
     return this.db.select().from(commands).where(eq(commands.udid, udid)).orderBy(asc(commands.seq));
-  }
-  async countPending(udid: string): Promise<number> {
-    const rows = await this.db.select({ n: sql<number>`count(*)::int` }).from(commands).where(and(eq(commands.udid, udid), inArray(commands.status, PENDING)));
-    return rows[0]?.n ?? 0;
   }
   async enqueueOnePending(c: Parameters<CommandStore['enqueueOnePending']>[0]): Promise<CommandRecord | undefined> {
     // The partial unique index commands_one_pending_install_idx refuses a second pending one in the very

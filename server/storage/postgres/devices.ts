@@ -1,4 +1,4 @@
-import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or, sql } from 'drizzle-orm';
+import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
 import { commands, devices, identities } from '../schema.js';
@@ -58,18 +58,6 @@ export class PostgresDevices implements DeviceStore {
     const rows = await this.db.select({ n: count() }).from(devices).where(and(eq(devices.enrolled, true), ne(devices.topic, topic)));
     return rows[0]?.n ?? 0;
   }
-  async tokenUpdate(udid: string, u: { pushToken: string; pushMagic: string; unlockToken?: string; awaitingConfiguration: boolean }): Promise<boolean> {
-    const now = new Date();
-    const before = (await this.db.select({ enrolled: devices.enrolled }).from(devices).where(eq(devices.udid, udid)))[0];
-    await this.db.update(devices).set({
-      enrolled: true, enrolledAt: sql`coalesce(${devices.enrolledAt}, ${now}::timestamptz)`,
-      pushToken: u.pushToken, pushMagic: u.pushMagic, tokenDead: false, pushError: null, pushErrorAt: null, awaitingConfiguration: u.awaitingConfiguration,
-      // A TokenUpdate without UnlockToken keeps the stored one (Apple: it may be sent only once).
-      ...(u.unlockToken !== undefined ? { unlockToken: u.unlockToken } : {}),
-      tokenUpdatedAt: now, lastSeenAt: now, updatedAt: now,
-    }).where(and(eq(devices.udid, udid), isNull(devices.checkedOutAt)));
-    return before?.enrolled === false;
-  }
   async checkOut(udid: string): Promise<void> {
     const now = new Date();
     await this.db.update(devices).set({ enrolled: false, checkedOutAt: now, updatedAt: now, pushToken: null, pushMagic: null }).where(eq(devices.udid, udid));
@@ -77,22 +65,11 @@ export class PostgresDevices implements DeviceStore {
   async delete(udid: string): Promise<boolean> {
     return (await this.db.delete(devices).where(eq(devices.udid, udid)).returning({ udid: devices.udid })).length > 0;
   }
-  async touch(udid: string, now = new Date()): Promise<void> {
-    await this.db.update(devices).set({ lastSeenAt: now, silentFlaggedAt: null }).where(eq(devices.udid, udid));
-  }
   async markTokenDead(udid: string, pushToken: string): Promise<void> {
     await this.db.update(devices).set({ tokenDead: true, updatedAt: new Date() }).where(and(eq(devices.udid, udid), eq(devices.pushToken, pushToken)));
   }
   async recordPushError(udid: string, reason: string): Promise<void> {
     await this.db.update(devices).set({ pushError: reason, pushErrorAt: new Date() }).where(eq(devices.udid, udid));
-  }
-  async noteNotNow(udid: string): Promise<void> {
-    await this.db.update(devices).set({ notNowAt: new Date() }).where(and(eq(devices.udid, udid), isNull(devices.notNowAt)));
-  }
-  async takeNotNow(udid: string): Promise<boolean> {
-    const rows = await this.db.update(devices).set({ notNowAt: null }).where(and(eq(devices.udid, udid), isNotNull(devices.notNowAt)))
-      .returning({ udid: devices.udid });
-    return rows.length > 0;
   }
   async setIdentityExpiry(udid: string, notAfter: Date): Promise<void> {
     await this.db.update(devices).set({ identityExpiresAt: notAfter }).where(eq(devices.udid, udid));
@@ -149,6 +126,9 @@ export class PostgresDevices implements DeviceStore {
   }
   async silent(before: Date): Promise<DeviceRecord[]> {
     return this.db.select().from(devices).where(and(eq(devices.enrolled, true), or(isNull(devices.lastSeenAt), lte(devices.lastSeenAt, before))));
+  }
+  async markDistributed(udid: string, generation: number): Promise<void> {
+    await this.db.update(devices).set({ distributedGeneration: generation }).where(eq(devices.udid, udid));
   }
   async flagSilent(udids: string[], now: Date): Promise<void> {
     if (udids.length === 0) return;

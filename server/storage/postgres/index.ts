@@ -6,6 +6,7 @@ import { PostgresAudit } from './audit.js';
 import { PostgresCatalogue } from './catalogue.js';
 import { PostgresCommands } from './commands.js';
 import { drizzleOn } from './db.js';
+import { PostgresDeviceRequests } from './device-requests.js';
 import { PostgresDevices } from './devices.js';
 import { PostgresEnrollments } from './enrollments.js';
 import { PostgresInstances } from './instances.js';
@@ -31,6 +32,7 @@ export function postgresStorage(pool: pg.Pool, opts: { embedded?: boolean } = {}
     users: new PostgresUsers(db),
     enrollments: new PostgresEnrollments(db),
     devices: new PostgresDevices(db),
+    deviceRequests: new PostgresDeviceRequests(pool, { prepared: !opts.embedded }),
     commands: new PostgresCommands(db),
     pushQueue: new PostgresPushQueue(db),
     subscriptions: new PostgresSubscriptions(db),
