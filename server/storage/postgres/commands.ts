@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { CommandOwner, CommandRecord, CommandStatus, CommandStore } from '../ports.js';
 import { commands } from '../schema.js';
 import type { Db } from './db.js';
