@@ -16,6 +16,8 @@ export interface BenchContext {
   bare: BareServer;
   /** The PostgreSQL processes, whose CPU is the database's share of a request (absent on PGlite). */
   db?: PostgresProcesses;
+  /** The server's PostgreSQL database (absent on PGlite, which lives inside the server process). */
+  databaseUrl?: string;
   load: LoadGenerator;
   world: World;
   fleet: Fleet;

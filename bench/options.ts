@@ -23,6 +23,8 @@ export interface BenchOptions {
   /** Licenses of the one app the devices compete for. */
   licenses: number;
   fanoutRounds: number;
+  /** Pushes in the APNs fan-out: the enrolled devices, plus devices seeded in PostgreSQL up to this many. */
+  fanoutPushes: number;
   microMs: number;
   out: string;
   /** Where CPU profiles of the server go (--profile); undefined: not profiled. */
@@ -31,11 +33,11 @@ export interface BenchOptions {
 
 const FULL = {
   devices: 5000, burst: 1000, replayDevices: 200, connections: 50, rounds: 4, roundMs: 5000, warmupMs: 1000,
-  commandsPerDevice: 5, licenses: 1000, fanoutRounds: 3, microMs: 2000,
+  commandsPerDevice: 5, licenses: 1000, fanoutRounds: 3, fanoutPushes: 50_000, microMs: 2000,
 };
 const QUICK = {
   devices: 100, burst: 50, replayDevices: 50, connections: 50, rounds: 2, roundMs: 1500, warmupMs: 300,
-  commandsPerDevice: 3, licenses: 10, fanoutRounds: 2, microMs: 300,
+  commandsPerDevice: 3, licenses: 10, fanoutRounds: 2, fanoutPushes: 2000, microMs: 300,
 };
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -48,6 +50,7 @@ node:http baseline on one CPU and the load generator on the other, enrolls simul
   --pglite             the embedded PGlite instead of PostgreSQL
   --devices N          devices enrolled (full ${FULL.devices}, quick ${QUICK.devices})
   --licenses N         licenses the devices compete for (full ${FULL.licenses}, quick ${QUICK.licenses})
+  --fanout-pushes N    pushes in apns_fanout, devices seeded in PostgreSQL beyond the enrolled ones (full ${FULL.fanoutPushes}, quick ${QUICK.fanoutPushes})
   --rounds N           interleaved rounds per round-trip figure (full ${FULL.rounds}, quick ${QUICK.rounds})
   --connections N      load generator connections (${FULL.connections})
   --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
@@ -67,7 +70,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const { values } = parseArgs({
     args: argv, strict: true, allowPositionals: false,
     options: {
-      quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' },
+      quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' }, 'fanout-pushes': { type: 'string' },
       rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, profile: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -90,6 +93,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     burst: Math.min(Math.max(base.burst, replayDevices), devices),
     replayDevices,
     licenses,
+    fanoutPushes: positive('--fanout-pushes', values['fanout-pushes'], base.fanoutPushes),
     rounds: positive('--rounds', values.rounds, base.rounds),
     connections: positive('--connections', values.connections, base.connections),
     out: path.resolve(values.out ?? defaultOut),

@@ -1,6 +1,8 @@
 // Figures of the push path over the whole fleet: one command queued for every device (bulk_enqueue) and a
 // push to every device (apns_fanout) against a raw node:http2 client pushing the same devices.
+import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { profiled, type BenchContext } from './context.js';
 import { IpcWorker } from './ipc-worker.js';
 import { BenchError, treeCpuMs } from './processes.js';
@@ -10,7 +12,8 @@ import { median, round, type Figure } from './stats.js';
 const PUSH_TIMEOUT_MS = 600_000;
 // The server's APNs sender keeps this many pushes in flight (mdm/apns.ts default); the baseline does too.
 const SENDER_CONCURRENCY = 100;
-const ENQUEUE_CONCURRENCY = 16;
+// The bulk route's limit (server/http/admin-routes.ts BULK_COMMAND_MAX_DEVICES).
+const BULK_MAX = 50_000;
 const FANOUT_TARGET = 50_000;
 
 function fleetTokens(ctx: BenchContext): Set<string> {
@@ -18,9 +21,9 @@ function fleetTokens(ctx: BenchContext): Set<string> {
 }
 
 /**
- * One command for every enrolled device. There is no bulk API yet: the figure is the loop of single
- * POST /api/v1/devices/:udid/commands (Fleet.queueCommand, 16 at a time) until every device has been
- * pushed; then the devices answer (untimed here; the time is reported as drained_s).
+ * One command for every enrolled device with one bulk call (POST /api/v1/commands: a statement for the
+ * commands, one push request), timed until every device has been pushed; then the devices answer (untimed
+ * here; the time is reported as drained_s).
  */
 export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
   const devices = ctx.fleet.devices.filter((d) => d.enrolled);
@@ -31,11 +34,13 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
   const load0 = process.cpuUsage();
   const pushes = ctx.world.waitForPushes(tokens, devices.length, PUSH_TIMEOUT_MS);
   let queuedMs = 0;
+  let refused = 0;
   await profiled(ctx, 'bulk_enqueue', async () => {
-    await ctx.fleet.queueCommand(ROUND_TRIP_COMMAND, devices, ENQUEUE_CONCURRENCY);
+    refused = await ctx.fleet.queueBulkCommand(ROUND_TRIP_COMMAND, devices, BULK_MAX);
     queuedMs = Date.now() - started;
     await pushes.done;
   });
+  if (refused > 0) throw new BenchError(`bulk_enqueue: the server refused ${refused} devices`);
   const pushedMs = Date.now() - started;
   const cpuMs = ctx.server.cpuMs() - cpu0;
   const load = process.cpuUsage(load0);
@@ -52,7 +57,7 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
   ctx.world.gateOpen = false;
   return {
     value: complete ? round(pushedMs / 1000) : null, unit: 's',
-    api: 'loop of single POST /api/v1/devices/:udid/commands, 16 at a time (no bulk API yet)',
+    api: `POST /api/v1/commands (${Math.ceil(devices.length / BULK_MAX)} call${devices.length > BULK_MAX ? 's' : ''}, up to ${BULK_MAX} devices each)`,
     devices: devices.length, queued_s: round(queuedMs / 1000), commands_per_s: round(devices.length / (queuedMs / 1000)),
     pushed: pushes.received(), cpu_ms_per_command: round(cpuMs / devices.length),
     bench_cpu_s: round((load.user + load.system) / 1e6), drained_s: round(drainedMs / 1000),
@@ -76,6 +81,45 @@ async function timedFanout(ctx: BenchContext, tokens: Set<string>, cpuOf: () => 
   return { ms, cpuMs: cpuOf() - cpu0 };
 }
 
+const SEEDED = 'BENCH-FANOUT-';
+
+/**
+ * Devices that exist only for the fan-out: rows written straight into the server's PostgreSQL database as a
+ * TokenUpdate would leave them (enrolled, with a token and PushMagic), their tokens registered with the
+ * simulated APNs. Enrolling 50,000 devices would take the server hours of RSA key generation, and a push
+ * does not care how a device got enrolled. Returns a function that removes them again.
+ */
+async function seedPushableDevices(ctx: BenchContext, count: number): Promise<{ targets: Array<{ token: string; pushMagic: string }>; remove: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: ctx.databaseUrl });
+  await client.connect();
+  const udids: string[] = [];
+  const tokens: string[] = [];
+  const magics: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const udid = `${SEEDED}${i}`;
+    udids.push(udid);
+    tokens.push(crypto.createHash('sha256').update(udid).digest('hex'));
+    magics.push(crypto.randomUUID().toUpperCase());
+    ctx.world.apns.registerToken(tokens[i]!, ctx.world.push.topic);
+  }
+  await client.query(
+    `INSERT INTO devices (udid, topic, cert_fingerprint, enrolled, push_token, push_magic, enrolled_at, token_updated_at)
+     SELECT u, $4, 'bench-seeded-' || u, true, t, m, now(), now() FROM unnest($1::text[], $2::text[], $3::text[]) AS s(u, t, m)`,
+    [udids, tokens, magics, ctx.world.push.topic],
+  );
+  return {
+    targets: tokens.map((token, i) => ({ token, pushMagic: magics[i]! })),
+    remove: async () => {
+      try {
+        await client.query(`DELETE FROM push_queue WHERE udid LIKE '${SEEDED}%'`);
+        await client.query(`DELETE FROM devices WHERE udid LIKE '${SEEDED}%'`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
 /**
  * A push to every enrolled device: through the server's push path (the device refresh run, which queues a
  * push for every pushable device and sends them from the durable queue) vs the raw node:http2 pusher on the
@@ -84,8 +128,14 @@ async function timedFanout(ctx: BenchContext, tokens: Set<string>, cpuOf: () => 
 export async function apnsFanout(ctx: BenchContext): Promise<Figure> {
   ctx.world.gateOpen = false;
   const devices = ctx.fleet.devices.filter((d) => d.enrolled && d.pushMagic);
-  const tokens = new Set(devices.map((d) => d.pushTokenHex));
   const targets = devices.map((d) => ({ token: d.pushTokenHex, pushMagic: d.pushMagic! }));
+  const wanted = ctx.opts.fanoutPushes;
+  const seeded = ctx.databaseUrl && targets.length < wanted ? await seedPushableDevices(ctx, wanted - targets.length) : undefined;
+  if (seeded) {
+    targets.push(...seeded.targets);
+    ctx.log(`apns_fanout: ${seeded.targets.length} devices seeded in the database next to the ${devices.length} enrolled ones`);
+  }
+  const tokens = new Set(targets.map((t) => t.token));
   const script = fileURLToPath(new URL('./raw-apns-pusher.ts', import.meta.url));
   const pusher = IpcWorker.start('the raw APNs pusher', script, ctx.place.serverCpu);
   try {
@@ -103,13 +153,14 @@ export async function apnsFanout(ctx: BenchContext): Promise<Figure> {
     return {
       value: round(value), unit: 'ms', baseline: round(baseline), ratio: round(baseline / value),
       pushes: tokens.size, path: 'POST /api/v1/schedules/device-refresh/run (pushes every pushable device)',
-      // One push per device: the queue holds one row per device. Enrollment is what stands in the way today.
-      ...(tokens.size < FANOUT_TARGET ? { note: `issue 10's target is ${FANOUT_TARGET} pushes, which needs as many enrolled devices (--devices)` } : {}),
+      enrolled_devices: devices.length, seeded_devices: seeded?.targets.length ?? 0,
+      ...(tokens.size < FANOUT_TARGET ? { note: `issue 10's target is ${FANOUT_TARGET} pushes${ctx.databaseUrl ? '' : '; on PGlite only enrolled devices are pushed (the bench cannot seed a database inside the server)'}` } : {}),
       cpu_ms_per_push: round(median(server.map((s) => s.cpuMs)) / tokens.size),
       baseline_cpu_ms_per_push: round(median(raw.map((s) => s.cpuMs)) / tokens.size),
       rounds: { value: server.map((s) => round(s.ms)), baseline: raw.map((s) => round(s.ms)) },
     };
   } finally {
     await pusher.stop();
+    await seeded?.remove();
   }
 }

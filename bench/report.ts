@@ -76,7 +76,7 @@ function note(key: FigureKey, f: Figure): string {
   switch (key) {
     case 'apns_fanout': return `${num(f.pushes)} pushes`;
     case 'enrollment_rate': return `burst of ${num(f.burst_devices)}${f.sustained !== undefined ? `; sustained ${num(f.sustained)}/s on ${f.sustained_server_cpus} CPUs` : ''}`;
-    case 'bulk_enqueue': return `${num(f.devices)} devices, single enqueues (no bulk API)`;
+    case 'bulk_enqueue': return `${num(f.devices)} devices, one bulk call`;
     case 'license_contention': return `${num(f.devices)} devices, ${num(f.licenses)} licenses, Apple ${num(f.licensed_at_apple)}${f.settled ? '' : ', NOT settled'}`;
     case 'memory_per_device': return f.devices ? `at ${num(f.devices)} devices, RSS ${num(f.rss_mb)} MB` : String(f.why ?? '');
     case 'signature_verify': return `cache miss ${num(f.uncached_us)} µs`;

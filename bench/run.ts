@@ -69,7 +69,7 @@ async function main(opts: BenchOptions): Promise<Results> {
     }
     const world = await World.start(tmp);
     cleanups.push(() => world.close());
-    const env = world.serverEnvironment({ DATABASE_URL: databaseUrl, DATA_DIR: path.join(tmp, 'data'), ADMIN_TOKEN: crypto.randomBytes(24).toString('base64url') });
+    const env = world.serverEnvironment({ DATABASE_URL: databaseUrl, DATA_DIR: path.join(tmp, 'data'), ADMIN_TOKEN: crypto.randomBytes(24).toString('base64url'), IDENTITY_POOL_SIZE: String(opts.burst) });
     const server = await BenchServer.start(env, place.serverCpu);
     cleanups.push(() => server.stop());
     log(`server at ${server.url} on ${opts.database}`);
@@ -81,7 +81,7 @@ async function main(opts: BenchOptions): Promise<Results> {
     const fleet = world.createFleet(server, opts.devices);
     await fleet.start();
     cleanups.push(() => fleet.close());
-    const ctx: BenchContext = { opts, place, server, bare, db, load, world, fleet, replay: [], profiles: {}, log };
+    const ctx: BenchContext = { opts, place, server, bare, db, databaseUrl, load, world, fleet, replay: [], profiles: {}, log };
 
     const figures: Results['figures'] = {};
     log(`enrolling ${opts.devices} devices (burst of ${opts.burst})`);
@@ -115,7 +115,7 @@ async function main(opts: BenchOptions): Promise<Results> {
       duration_s: Math.round((Date.now() - started) / 1000),
       settings: {
         devices: opts.devices, burst: opts.burst, replay_devices: opts.replayDevices, connections: opts.connections, rounds: opts.rounds,
-        round_ms: opts.roundMs, commands_per_device: opts.commandsPerDevice, licenses: opts.licenses, fanout_rounds: opts.fanoutRounds,
+        round_ms: opts.roundMs, commands_per_device: opts.commandsPerDevice, licenses: opts.licenses, fanout_rounds: opts.fanoutRounds, fanout_pushes: opts.fanoutPushes,
         profiled: !!opts.profileDir,
       },
       figures: ordered,

@@ -27,6 +27,8 @@ export interface ServerEnvironment {
   APNS_URL: string;
   APNS_CA_FILE: string;
   VPP_URL: string;
+  /** Device identities the server keeps pre-issued (the burst is served from them). */
+  IDENTITY_POOL_SIZE?: string;
 }
 
 /** Starts the child on a free port (or on `port`, which it had before a restart) and waits until it answers. */
@@ -56,7 +58,7 @@ export class BenchServer implements Target {
   port = 0;
   inspectorPort = 0;
 
-  private constructor(private readonly env: ServerEnvironment, private readonly cpu: number | undefined) {}
+  private constructor(private env: ServerEnvironment, private readonly cpu: number | undefined) {}
 
   static async start(env: ServerEnvironment, cpu: number | undefined): Promise<BenchServer> {
     const server = new BenchServer(env, cpu);
@@ -64,8 +66,9 @@ export class BenchServer implements Target {
     return server;
   }
 
-  /** A fresh server process on the same port (the devices' profiles name it) and database. */
-  async restart(): Promise<void> {
+  /** A fresh server process on the same port (the devices' profiles name it) and database; `changes` to its environment. */
+  async restart(changes: Partial<ServerEnvironment> = {}): Promise<void> {
+    this.env = { ...this.env, ...changes };
     await this.stop();
     await this.launch(this.port);
   }
@@ -122,6 +125,15 @@ export class BenchServer implements Target {
     const text = await res.text();
     if (res.status < 200 || res.status >= 300) throw new BenchError(`${method} ${path} → ${res.status}: ${text.slice(0, 300)}`);
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** One sample of GET /metrics (`name{labels}` exactly as the server prints it); undefined when absent. */
+  async metric(sample: string): Promise<number | undefined> {
+    const res = await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } });
+    const text = await res.text();
+    if (res.status !== 200) throw new BenchError(`GET /metrics → ${res.status}: ${text.slice(0, 300)}`);
+    const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+    return line === undefined ? undefined : Number(line.slice(sample.length + 1));
   }
 
   async stop(): Promise<void> {

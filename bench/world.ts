@@ -74,7 +74,7 @@ export class World {
     return new World(apns, appsAndBooks, push, apnsCaFile);
   }
 
-  serverEnvironment(base: Pick<ServerEnvironment, 'DATABASE_URL' | 'DATA_DIR' | 'ADMIN_TOKEN'>): ServerEnvironment {
+  serverEnvironment(base: Pick<ServerEnvironment, 'DATABASE_URL' | 'DATA_DIR' | 'ADMIN_TOKEN' | 'IDENTITY_POOL_SIZE'>): ServerEnvironment {
     return { ...base, APNS_URL: this.apns.url, APNS_CA_FILE: this.apnsCaFile, VPP_URL: this.appsAndBooks.url };
   }
 

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import os from 'node:os';
 import { createSignatureVerifier } from '../mdm/identity.js';
 import { isLoopbackHost } from '../mdm/profile.js';
 import { appleFromConfig, type ApplePlatform } from './apple-platform.js';
@@ -9,7 +10,8 @@ import { CommandQueue } from './devices/command-queue.js';
 import { DeviceAdmin } from './devices/device-admin.js';
 import { DeviceRefresh } from './devices/device-refresh.js';
 import { DeviceService } from './devices/device-service.js';
-import { EnrollmentService } from './devices/enrollment-service.js';
+import { EnrollmentService, newDeviceIdentity } from './devices/enrollment-service.js';
+import { IdentityPool } from './devices/identity-pool.js';
 import { IdentityRenewal } from './devices/identity-renewal.js';
 import { scheduleIdentityRenewal } from './devices/identity-renewal-jobs.js';
 import { loadOrCreateServerCA } from './devices/server-ca.js';
@@ -23,6 +25,7 @@ import { vppAdminRouter } from './http/vpp-api.js';
 import { webPage } from './http/web-page.js';
 import { createLicensing, type Licensing } from './licensing/index.js';
 import { createLogger, type Logger, type LogSink } from './log.js';
+import { ServerMetrics } from './metrics.js';
 import { apnsTunnel, proxyAwareFetch } from './outbound-proxy.js';
 import { PushCertificates } from './push/push-certificate.js';
 import { schedulePushJobs } from './push/push-jobs.js';
@@ -71,7 +74,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   if (apple?.close) closing.add(() => apple.close!());
   try {
     const { secrets, adminToken } = await loadSecrets(config, log, onGeneratedAdminToken);
-    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log, pgliteSharedBuffersMb: config.pgliteSharedBuffersMb });
     closing.add(() => database.close());
     await migrate(database.pool, log);
     const storage = postgresStorage(database.pool, { embedded: database.kind === 'pglite' });
@@ -136,15 +139,29 @@ async function createServices(c: {
   closing.add(() => certificates.close());
   closing.add(() => push.stop());
 
+  // Licensing is created below with the counting fetch; the license gauge reads it once it exists.
+  const metricSources = {
+    store: storage.metrics, pushStats: () => ({ ...push.stats }), licenses: async () => [] as Array<{ adamId: string; total: number; assigned: number }>,
+    identityPool: () => ({ available: identities.available, capacity: identities.capacity, taken: identities.stats.taken, missed: identities.stats.missed }),
+  };
+  const metrics = new ServerMetrics({ ...metricSources, licenses: () => metricSources.licenses() });
   const owners = new CommandOwners(log);
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
     devices: storage.devices, requests: storage.deviceRequests, commands: storage.commands, pushQueue: storage.pushQueue,
     log, push, queue, owners, events, secrets, audit, expectedTopic: () => certificates.topic(), notNowRepushMs: config.notNowRepushMs,
   });
+  const identities = new IdentityPool({
+    issue: () => newDeviceIdentity(ca, config.deviceIdentityValidDays), size: config.identityPoolSize, log,
+    parallel: Math.max(1, os.availableParallelism()),
+    // Validity is counted from issue: an hour (or 1 % of a short validity) in the pool costs the device little.
+    maxAgeMs: Math.min(3_600_000, config.deviceIdentityValidDays * 86_400_000 / 100),
+  });
+  identities.start();
+  closing.add(() => identities.stop());
   const enrollment = new EnrollmentService({
-    enrollments: storage.enrollments, users: storage.users, devices: storage.devices, log, ca, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
-    pushTopic: () => certificates.topic(), identityValidDays: config.deviceIdentityValidDays,
+    enrollments: storage.enrollments, users: storage.users, devices: storage.devices, log, publicUrl: () => publicUrl, ttlMs: config.enrollmentTtlMs,
+    pushTopic: () => certificates.topic(), identity: () => identities.take(),
   });
   const renewal = new IdentityRenewal({
     devices: storage.devices, enrollments: storage.enrollments, queue, push, log,
@@ -157,11 +174,12 @@ async function createServices(c: {
     vppUrl: platform.vppUrl, publicUrl: () => publicUrl, installationName: config.installationName,
     installationId: await storage.settings.putIfAbsent('installation_id', crypto.randomUUID()),
     eventPollMs: config.vppEventPollMs, eventNotificationWaitMs: config.vppEventNotificationWaitMs, reconcileEveryMs: config.vppReconcileMs, associateRetryMs: config.vppAssociateRetryMs,
-    fetch: proxyAwareFetch(config),
+    fetch: metrics.countingFetch(platform.vppUrl, proxyAwareFetch(config)),
     installChecks: { firstCheckMs: config.vppInstallCheckMs, timeoutMs: config.vppInstallTimeoutMs },
   });
   closing.add(() => licensing.stop());
-  const verifier = createSignatureVerifier(ca.certPem);
+  const verifier = createSignatureVerifier(ca.certPem, { cacheSize: config.signatureCacheSize });
+  metricSources.licenses = () => licensing.assignments.licenseSummary();
 
   return {
     events, push, devices, licensing, renewal, ready: false,
@@ -188,6 +206,8 @@ async function createServices(c: {
       certificates.watch(2000);
     },
     routers: (adminToken: string) => [
+      metrics.router([adminToken, ...(config.metricsToken ? [config.metricsToken] : [])]),
+      metrics.deviceRequestTimer(),
       notificationRoutes(licensing.notifications, log),
       deviceRoutes({
         devices, enrollment, verifier: () => verifier, log,

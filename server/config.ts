@@ -62,6 +62,14 @@ export interface Config {
   httpsProxy?: string;
   httpProxy?: string;
   noProxy?: string;
+  /** A second bearer token GET /metrics accepts besides the admin token (for a scraper that must not administer). */
+  metricsToken?: string;
+  /** PostgreSQL shared_buffers of the embedded PGlite, in MB (its WASM memory holds them). */
+  pgliteSharedBuffersMb: number;
+  /** Signer certificates kept verified in memory (~4.5 KB each); a device beyond them costs ~0.3 ms more per request. */
+  signatureCacheSize: number;
+  /** Device identities issued ahead of enrollments (server/devices/identity-pool.ts); 0: none. */
+  identityPoolSize: number;
   /** How long a device identity issued here is valid, in days (fractions allowed). */
   deviceIdentityValidDays: number;
   /** Renew a device identity this many days before it expires (fractions allowed); less than the validity. */
@@ -174,6 +182,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     httpsProxy: overrides.httpsProxy ?? (env.HTTPS_PROXY || env.https_proxy || undefined),
     httpProxy: overrides.httpProxy ?? (env.HTTP_PROXY || env.http_proxy || undefined),
     noProxy: overrides.noProxy ?? (env.NO_PROXY || env.no_proxy || undefined),
+    metricsToken: overrides.metricsToken ?? (env.METRICS_TOKEN || undefined),
+    pgliteSharedBuffersMb: overrides.pgliteSharedBuffersMb ?? (intFrom(env, 'PGLITE_SHARED_BUFFERS_MB', 32) || 128),
+    signatureCacheSize: overrides.signatureCacheSize ?? (intFrom(env, 'SIGNATURE_CACHE_SIZE', 2048) || 1),
+    identityPoolSize: overrides.identityPoolSize ?? intFrom(env, 'IDENTITY_POOL_SIZE', 64),
     deviceIdentityValidDays: overrides.deviceIdentityValidDays ?? positiveFrom(env, 'DEVICE_IDENTITY_VALID_DAYS', 730),
     identityRenewBeforeDays: overrides.identityRenewBeforeDays ?? positiveFrom(env, 'IDENTITY_RENEW_BEFORE_DAYS', 60),
     identityRenewEveryMs: overrides.identityRenewEveryMs ?? intFrom(env, 'IDENTITY_RENEW_CHECK_SECONDS', 3600) * 1000,

@@ -194,6 +194,29 @@ export class Fleet {
     });
   }
 
+  /**
+   * Queues `command` for all `devices` with the bulk admin call (POST /api/v1/commands), `perCall` devices
+   * per call; answers are awaited by waitForAnswers as for queueCommand. Returns how many the server refused.
+   */
+  async queueBulkCommand(command: Record<string, unknown>, devices: SimulatedDevice[], perCall: number): Promise<number> {
+    const byUdid = new Map(devices.map((d) => [d.udid, d]));
+    let refused = 0;
+    this.queueCallsInFlight++;
+    try {
+      for (let i = 0; i < devices.length; i += perCall) {
+        const res = await this.http.json<{ queued: Array<{ udid: string; commandUUID: string }>; refused: unknown[] }>(
+          `${this.serverUrl}/api/v1/commands`,
+          { token: this.opts.adminToken, body: { udids: devices.slice(i, i + perCall).map((d) => d.udid), command } },
+        );
+        for (const q of res.queued) if (!this.answeredEarly.delete(q.commandUUID)) this.awaitingAnswers.set(q.commandUUID, byUdid.get(q.udid)!);
+        refused += res.refused.length;
+      }
+    } finally {
+      if (--this.queueCallsInFlight === 0) this.answeredEarly.clear();
+    }
+    return refused;
+  }
+
   /** Resolves true once every command from queueCommand is answered, false when `timeoutMs` passes first. */
   async waitForAnswers(timeoutMs: number): Promise<boolean> {
     if (this.awaitingAnswers.size === 0) return true;

@@ -40,7 +40,8 @@ describe('the OpenAPI document', () => {
 
   it('documents every request body, the subscription schedule included, from the validating schemas', () => {
     const withBody = Object.entries(documentedRoutes).filter(([, r]) => r.body).map(([id]) => id).sort();
-    expect(withBody).toEqual(['assign', 'createBundle', 'createEnrollment', 'createSubscription', 'createUser', 'patchUser', 'putPushCertificate', 'putRefreshSchedule', 'queueCommand', 'replaceToken', 'reserve']);
+    expect(withBody).toEqual(['assign', 'createBundle', 'createEnrollment', 'createSubscription', 'createUser', 'patchUser', 'putPushCertificate', 'putRefreshSchedule', 'queueBulkCommand', 'queueCommand', 'replaceToken', 'reserve']);
+    expect(doc.paths['/commands'].post.requestBody.content['application/json'].schema.required).toEqual(['udids', 'command']);
     const link = doc.paths['/vpp/subscriptions'].post.requestBody;
     expect(link.required).toBe(true);
     const body = link.content['application/json'].schema;

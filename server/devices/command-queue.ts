@@ -31,13 +31,26 @@ export class CommandQueue {
     return stored;
   }
 
-  private record(udid: string, command: Command, opts: QueueOptions) {
-    const check = validateCommand(command);
-    if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+  /** One command for many devices: checked once, stored in one statement, pushed with one request. */
+  async enqueueMany(udids: string[], command: Command, opts: QueueOptions): Promise<Array<{ udid: string; commandUuid: string }>> {
+    checkCommand(command);
+    const records = udids.map((udid) => this.record(udid, command, opts, false));
+    await this.deps.commands.enqueueMany(records);
+    if (opts.push !== false) await this.deps.push.request(udids, `command ${command.RequestType}`);
+    return records.map((r) => ({ udid: r.udid, commandUuid: r.commandUuid }));
+  }
+
+  private record(udid: string, command: Command, opts: QueueOptions, check = true) {
+    if (check) checkCommand(command);
     const commandUuid = crypto.randomUUID().toUpperCase();
     return {
       commandUuid, udid, requestType: command.RequestType, owner: opts.owner, ownerRef: opts.ownerRef,
       payload: buildPlist(commandEnvelope(commandUuid, command)),
     };
   }
+}
+
+function checkCommand(command: Command): void {
+  const check = validateCommand(command);
+  if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
 }

@@ -10,6 +10,12 @@ import type { CommandQueue } from './command-queue.js';
 /** What else must let go of a device before it is deleted (its device licenses go back first). */
 export interface DeviceRemoval { removingDevice(device: DeviceRecord): Promise<void> }
 
+/** What a bulk enqueue did: a command per queued device, and why each other device was refused. */
+export interface BulkQueued {
+  queued: Array<{ udid: string; commandUuid: string }>;
+  refused: Array<{ udid: string; code: string; message: string }>;
+}
+
 /** Who asked, for the audit log. */
 export interface AdminActor { actor: string; source?: string }
 
@@ -38,23 +44,36 @@ export class DeviceAdmin {
    */
   async queueCommand(udid: string, json: { RequestType: string; [key: string]: unknown }): Promise<CommandRecord> {
     const d = await this.enrolled(udid);
-    if (!knownRequestTypes().includes(json.RequestType)) {
-      throw invalid(`unknown RequestType "${json.RequestType}": not one of Apple's ${knownRequestTypes().length} commands (mdm/apple-schema)`, 'unknown_request_type');
-    }
-    let command: Command;
-    try {
-      command = plistValueFromJson(json) as Command;
-    } catch (err) {
-      if (err instanceof PlistError) throw invalid(err.message, 'invalid_command');
-      throw err;
-    }
-    const check = validateCommand(command);
-    if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+    const command = commandFromJson(json);
     const unsupported = commandPlatformProblems(command, d.osVersion ?? undefined);
     if (unsupported.length > 0) {
       throw conflict(`device ${d.udid} (iOS ${d.osVersion ?? 'version unknown'}) cannot take this command: ${unsupported.join('; ')}`, 'unsupported_by_device_os');
     }
     return this.deps.queue.enqueue(d.udid, command, { owner: 'admin' });
+  }
+
+  /**
+   * One command for many devices (NanoMDM's enqueue takes many enrollment ids too): checked once, queued for
+   * every enrolled device that can take it in one statement, and pushed in one request. A device that is
+   * unknown, not enrolled or on an iOS without the command is refused on its own; the others are queued.
+   */
+  async queueCommandForMany(udids: string[], json: { RequestType: string; [key: string]: unknown }): Promise<BulkQueued> {
+    const command = commandFromJson(json);
+    const wanted = new Set(udids);
+    // One query for the fleet: the device port has no lookup by many UDIDs, and a list is one round trip.
+    const known = new Map((await this.deps.devices.list()).filter((d) => wanted.has(d.udid)).map((d) => [d.udid, d]));
+    const refused: BulkQueued['refused'] = [];
+    const ready: string[] = [];
+    for (const udid of wanted) {
+      const d = known.get(udid);
+      if (!d) { refused.push({ udid, code: 'not_found', message: `no device with UDID "${udid}"` }); continue; }
+      if (!d.enrolled) { refused.push({ udid, code: 'not_enrolled', message: d.checkedOutAt ? 'not enrolled (it checked out)' : 'still enrolling' }); continue; }
+      const unsupported = commandPlatformProblems(command, d.osVersion ?? undefined);
+      if (unsupported.length > 0) { refused.push({ udid, code: 'unsupported_by_device_os', message: `iOS ${d.osVersion ?? 'version unknown'}: ${unsupported.join('; ')}` }); continue; }
+      ready.push(udid);
+    }
+    const queued = ready.length > 0 ? await this.deps.queue.enqueueMany(ready, command, { owner: 'admin' }) : [];
+    return { queued, refused };
   }
 
   async commands(udid: string): Promise<CommandRecord[]> {
@@ -99,4 +118,21 @@ export class DeviceAdmin {
     }
     return d;
   }
+}
+
+/** An admin's JSON command as Apple's plist command: a known RequestType that fits Apple's schema (400 otherwise). */
+function commandFromJson(json: { RequestType: string; [key: string]: unknown }): Command {
+  if (!knownRequestTypes().includes(json.RequestType)) {
+    throw invalid(`unknown RequestType "${json.RequestType}": not one of Apple's ${knownRequestTypes().length} commands (mdm/apple-schema)`, 'unknown_request_type');
+  }
+  let command: Command;
+  try {
+    command = plistValueFromJson(json) as Command;
+  } catch (err) {
+    if (err instanceof PlistError) throw invalid(err.message, 'invalid_command');
+    throw err;
+  }
+  const check = validateCommand(command);
+  if (!check.ok) throw invalid(`command does not fit Apple's schema: ${check.errors.join('; ')}`, 'invalid_command');
+  return command;
 }

@@ -16,12 +16,22 @@ export const ENROLLMENT_PROFILE_IDENTIFIER = 'org.vppmdm.enroll';
 /** A profile carrying a fresh device identity, and that identity's fingerprint and expiry. */
 export interface IdentityProfile { plist: string; fingerprint: string; notAfter: Date }
 
+/** What a profile needs of a device identity: its PKCS#12 and password, and what is recorded of its certificate. */
+export interface DeviceIdentity { pkcs12: Buffer; password: string; fingerprint: string; notAfter: Date }
+
+/** A new device identity signed by `ca`, pre-issued or not (identity-pool.ts); only what a profile needs is kept. */
+export async function newDeviceIdentity(ca: CertifiedKey, validDays: number): Promise<DeviceIdentity> {
+  const { pkcs12, password, certPem } = await issueDeviceIdentity(ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays });
+  const cert = new crypto.X509Certificate(certPem);
+  return { pkcs12, password, fingerprint: crypto.createHash('sha256').update(cert.raw).digest('hex'), notAfter: new Date(cert.validTo) };
+}
+
 export class EnrollmentService {
   constructor(private readonly deps: {
-    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; ca: CertifiedKey; publicUrl: () => string; ttlMs: number;
+    enrollments: EnrollmentStore; users: UserStore; devices: DeviceStore; log: Logger; publicUrl: () => string; ttlMs: number;
     pushTopic: () => string | undefined;
-    /** How long a device identity is valid (730 days unless configured). */
-    identityValidDays: number;
+    /** A fresh device identity (newDeviceIdentity, through the pool of pre-issued ones). */
+    identity: () => Promise<DeviceIdentity>;
   }) {}
 
   /**
@@ -29,10 +39,7 @@ export class EnrollmentService {
    * same PayloadIdentifier, Topic, ServerURL, CheckInURL and access rights, which an update must not change.
    */
   async identityProfile(enrollmentToken: string, topic: string, udid?: string): Promise<IdentityProfile> {
-    const identity = await issueDeviceIdentity(this.deps.ca, { commonName: `mdm-device-${crypto.randomUUID()}`, validDays: this.deps.identityValidDays });
-    const cert = new crypto.X509Certificate(identity.certPem);
-    const fingerprint = crypto.createHash('sha256').update(cert.raw).digest('hex');
-    const notAfter = new Date(cert.validTo);
+    const { fingerprint, notAfter, ...identity } = await this.deps.identity();
     await this.deps.enrollments.recordIdentity({ fingerprint, enrollmentToken, notAfter, udid });
     const { plist } = buildEnrollmentProfile({
       pkcs12: identity.pkcs12, pkcs12Password: identity.password, topic,

@@ -43,6 +43,8 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   mount(router, serviceRoutes.openApi, (_in, _req, res) => { res.json(openApiDocument()); });
 
   router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
+  // A bulk enqueue names up to 50,000 UDIDs (about 2 MB); every other admin body stays within 1 MB.
+  router.use('/api/v1/commands', jsonBodiesOnly, jsonBody('4mb'));
   router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
 
   // ---- users ----
@@ -77,6 +79,10 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   mount(router, route.queueCommand, async ({ params, body }, _req, res) => {
     const c = await deps.devices.queueCommand(params.udid, body as { RequestType: string });
     res.status(201).json({ commandUUID: c.commandUuid });
+  });
+  mount(router, route.queueBulkCommand, async ({ body }, _req, res) => {
+    const { queued, refused } = await deps.devices.queueCommandForMany(body.udids, body.command as { RequestType: string });
+    res.status(201).json({ queued: queued.map((q) => ({ udid: q.udid, commandUUID: q.commandUuid })), refused });
   });
   mount(router, route.listCommands, async ({ params }, _req, res) => { res.json((await deps.devices.commands(params.udid)).map(commandView)); });
   mount(router, route.refreshDevice, async ({ params }, _req, res) => {

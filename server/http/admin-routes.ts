@@ -33,6 +33,12 @@ const PushCertBody = z.object({
   .describe('certificate and privateKey (PEM), or pkcs12 (base64) with its password');
 const CommandBody = z.object({ RequestType: z.string().min(1) }).passthrough()
   .describe("the command dictionary with Apple's keys, checked against Apple's schema for its RequestType");
+/** At most this many devices per bulk enqueue: the body stays a few MB and the statement bounded. */
+export const BULK_COMMAND_MAX_DEVICES = 50_000;
+const BulkCommandBody = z.object({
+  udids: z.array(z.string().min(1).max(200)).min(1).max(BULK_COMMAND_MAX_DEVICES).describe(`the devices, 1 to ${BULK_COMMAND_MAX_DEVICES} UDIDs (repeats count once)`),
+  command: CommandBody,
+}).strict();
 const DeviceQuery = z.object({ userId: z.string().min(1).optional().describe("only this user's devices") });
 const AuditQuery = z.object({
   kind: z.string().optional().describe(`comma-separated: ${AUDIT_KINDS.join(', ')}`)
@@ -94,6 +100,17 @@ export const adminRoutes = {
     method: 'post', path: '/api/v1/devices/:udid/commands', params: Udid, body: CommandBody,
     summary: "Queue a raw command: any of Apple's 66 commands as JSON, <data> as {\"$data\": base64} and <date> as {\"$date\": ISO 8601}; checked against Apple's schema (400) and the device's iOS version (409 unsupported_by_device_os); the answer is stored as it comes",
     responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error(), 404: error(), 409: error() },
+  }),
+  queueBulkCommand: apiRoute({
+    method: 'post', path: '/api/v1/commands', body: BulkCommandBody,
+    summary: 'Queue one command for many devices: checked once (400 as for one device), queued for each enrolled device that can take it in one statement and pushed in one request; each other device is listed in refused with its reason (not_found, not_enrolled, unsupported_by_device_os)',
+    responses: {
+      201: ok('Queued', { type: 'object', properties: {
+        queued: { type: 'array', items: { type: 'object', properties: { udid: { type: 'string' }, commandUUID: { type: 'string' } } } },
+        refused: { type: 'array', items: { type: 'object', properties: { udid: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } },
+      } }),
+      400: error(),
+    },
   }),
   listCommands: apiRoute({
     method: 'get', path: '/api/v1/devices/:udid/commands', params: Udid,

@@ -15,6 +15,9 @@ export interface PushServiceOptions {
   maxAttempts?: number;
 }
 
+/** Batches sending at once: one being pushed while the next is claimed and the previous one's results stored. */
+const BATCHES_IN_FLIGHT = 3;
+
 export function backoffMs(attempts: number): number {
   return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 5 * 60_000);
 }
@@ -49,7 +52,7 @@ export class PushService {
       try {
         do {
           this.again = false;
-          while (!this.stopped && (await this.sendOneBatch()) > 0) { /* keep going while work is due */ }
+          await this.sendWhileDue();
         } while (this.again && !this.stopped);
       } catch (err) {
         this.opts.log.error({ error: (err as Error).message }, 'push queue drain failed');
@@ -60,18 +63,41 @@ export class PushService {
     return this.draining;
   }
 
-  private async sendOneBatch(): Promise<number> {
+  /**
+   * Claims batches while pushes are due and keeps BATCHES_IN_FLIGHT of them sending at once: the next batch is
+   * claimed, and the last one's results stored, while the sender's pushes are in flight, so APNs never waits
+   * for the database between batches.
+   */
+  private async sendWhileDue(): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    let failed: unknown;
+    let due = true;
+    while (!this.stopped && failed === undefined && (due || inFlight.size > 0)) {
+      if (due && inFlight.size < BATCHES_IN_FLIGHT) {
+        const sender = this.opts.sender();
+        const claimed = sender ? await this.opts.pushQueue.claimDue(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000) : [];
+        if (claimed.length === 0) { due = false; continue; }
+        const batch: Promise<void> = this.sendBatch(sender!, claimed).catch((err: unknown) => { failed ??= err; }).finally(() => inFlight.delete(batch));
+        inFlight.add(batch);
+        continue;
+      }
+      await Promise.race(inFlight);
+      // A batch finished: more may have come due meanwhile (retries, new requests).
+      due = true;
+    }
+    await Promise.all(inFlight);
+    if (failed !== undefined) throw failed;
+  }
+
+  private async sendBatch(sender: PushSender, claimed: ClaimedPush[]): Promise<void> {
     const { pushQueue, devices, log } = this.opts;
-    const sender = this.opts.sender();
-    if (!sender) return 0;
-    const claimed = await pushQueue.claimDue(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000);
-    if (claimed.length === 0) return 0;
     const unpushable = claimed.filter((c) => !c.enrolled || c.tokenDead || !c.pushToken || !c.pushMagic);
     await pushQueue.complete(unpushable, false);
     this.stats.dropped += unpushable.length;
-    const targets: PushTarget[] = claimed.filter((c) => !unpushable.includes(c))
+    const skipped = new Set(unpushable);
+    const targets: PushTarget[] = claimed.filter((c) => !skipped.has(c))
       .map((c) => ({ udid: c.udid, token: c.pushToken!, pushMagic: c.pushMagic! }));
-    if (targets.length === 0) return claimed.length;
+    if (targets.length === 0) return;
     const claimByUdid = new Map(claimed.map((c) => [c.udid, c]));
     const tokenByUdid = new Map(targets.map((t) => [t.udid, t.token]));
     const outcomes = await sender.send(targets);
@@ -111,7 +137,6 @@ export class PushService {
     }
     await pushQueue.complete(delivered, true);
     this.stats.delivered += delivered.length;
-    return claimed.length;
   }
 
   async stop(): Promise<void> {

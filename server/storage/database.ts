@@ -31,7 +31,7 @@ function watchConnections(pool: pg.Pool, log: Logger): void {
   pool.on('connect', (client) => client.on('error', (err) => log.warn({ error: err.message }, 'database connection lost')));
 }
 
-export async function openDatabase(opts: { databaseUrl?: string; dataDir: string; log: Logger; poolSize?: number }): Promise<Database> {
+export async function openDatabase(opts: { databaseUrl?: string; dataDir: string; log: Logger; poolSize?: number; pgliteSharedBuffersMb?: number }): Promise<Database> {
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 20 });
     watchConnections(pool, opts.log);
@@ -51,14 +51,17 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir: string
 const MAX_SOCKET_PATH = 100;
 const SOCKET_FILE = '.s.PGSQL.5432';
 
-async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: number }): Promise<Database> {
+async function openEmbedded(opts: { dataDir: string; log: Logger; poolSize?: number; pgliteSharedBuffersMb?: number }): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
   await ensurePrivateDir(opts.dataDir, opts.log);
   const dir = path.join(opts.dataDir, 'pglite');
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const started = Date.now();
-  const db = await PGlite.create(dir);
+  // PostgreSQL's 128 MB of shared buffers live in PGlite's WASM memory, on top of its fixed footprint; a
+  // smaller cache bounds the process (the files stay in the OS page cache either way).
+  const startParams = opts.pgliteSharedBuffersMb ? [...PGlite.defaultStartParams, '-c', `shared_buffers=${opts.pgliteSharedBuffersMb}MB`] : undefined;
+  const db = await PGlite.create(dir, startParams ? { startParams } : {});
   // PGlite unpacks its initial database with mode 0666 whatever the umask (files PostgreSQL creates later are
   // 0600). DATA_DIR's 0700 already keeps others out; this keeps the files private should it ever be opened.
   await privateTree(dir);

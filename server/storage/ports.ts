@@ -155,6 +155,8 @@ export interface CommandStore {
   enqueueOnePending(c: Parameters<CommandStore['enqueue']>[0] & { ownerRef: string }): Promise<CommandRecord | undefined>;
   /** Withdraws the owner's pending commands for this device and ownerRef (status Cancelled); returns them. */
   cancelPending(udid: string, owner: CommandOwner, ownerRef: string): Promise<CommandRecord[]>;
+  /** Stores many commands in one statement (a bulk enqueue: one command for many devices). */
+  enqueueMany(cs: Array<Parameters<CommandStore['enqueue']>[0]>): Promise<void>;
 }
 
 export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
@@ -352,6 +354,18 @@ export interface AuditStore {
 }
 
 /** Every port, as the composition root builds them. */
+export interface QueueDepths {
+  /** Commands not yet answered for good, by status (Queued, Sent, NotNow). */
+  commands: Record<string, number>;
+  /** Devices waiting for a push (push_queue rows). */
+  pushes: number;
+}
+
+/** What GET /metrics reads from the database when scraped. */
+export interface MetricsStore {
+  queueDepths(): Promise<QueueDepths>;
+}
+
 export interface Storage {
   settings: SettingsStore;
   users: UserStore;
@@ -371,4 +385,5 @@ export interface Storage {
   notifications: NotificationStore;
   instances: ServerInstanceStore;
   audit: AuditStore;
+  metrics: MetricsStore;
 }

@@ -27,7 +27,7 @@ export class ServerProcess {
   async start(port = 0): Promise<string> {
     const tag = `[${this.name} run ${++this.runs}] `;
     const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
-      cwd: REPO, env: { ...this.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: REPO, env: { IDENTITY_POOL_SIZE: '0', ...this.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
     child.stderr!.setEncoding('utf8');

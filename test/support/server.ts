@@ -57,7 +57,8 @@ export async function startTestServer(backend: Backend, opts: StartOptions & { s
   const start: (o: StartOptions) => Promise<RunningServer & { sandbox?: Sandbox }> = sandbox ? startSandboxServer : startServer;
   const server = await start({
     env: {}, port: 0, host: '127.0.0.1', dataDir, databaseUrl, adminToken: TEST_ADMIN_TOKEN,
-    pushRetryPollMs: 500, logLevel: process.env.TEST_LOG ? 'debug' : 'info',
+    // Pre-issued identities cost each test server seconds of CPU on a shared machine; test/identity-pool.test.ts has its own.
+    identityPoolSize: 0, pushRetryPollMs: 500, logLevel: process.env.TEST_LOG ? 'debug' : 'info',
     logSink: (line) => { logs.push(line); if (process.env.TEST_LOG) process.stderr.write(JSON.stringify(line) + '\n'); },
     ...options,
   });

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { CommandOwner, CommandRecord, CommandStatus, CommandStore } from '../ports.js';
 import { commands } from '../schema.js';
 import type { Db } from './db.js';
@@ -31,5 +31,14 @@ export class PostgresCommands implements CommandStore {
     const rows = await this.db.select({ seq: commands.seq }).from(commands)
       .where(and(eq(commands.udid, udid), eq(commands.owner, owner), inArray(commands.status, PENDING))).limit(1);
     return rows.length > 0;
+  }
+  async enqueueMany(cs: Array<Parameters<CommandStore['enqueue']>[0]>): Promise<void> {
+    if (cs.length === 0) return;
+    // One array parameter per column: any number of rows in one statement (a VALUES list hits the 65,535-parameter limit).
+    const col = (f: (c: (typeof cs)[number]) => string | null) => sql.param(cs.map(f));
+    await this.db.execute(sql`
+      INSERT INTO commands (command_uuid, udid, request_type, payload, owner, owner_ref)
+      SELECT * FROM unnest(${col((c) => c.commandUuid)}::text[], ${col((c) => c.udid)}::text[], ${col((c) => c.requestType)}::text[],
+                           ${col((c) => c.payload)}::text[], ${col((c) => c.owner)}::text[], ${col((c) => c.ownerRef ?? null)}::text[])`);
   }
 }

@@ -12,6 +12,7 @@ import { PostgresEnrollments } from './enrollments.js';
 import { PostgresInstances } from './instances.js';
 import { PostgresInstalls } from './installs.js';
 import { PostgresLedger } from './ledger.js';
+import { PostgresMetrics } from './metrics.js';
 import { PostgresNotifications } from './notifications.js';
 import { PostgresPushQueue } from './push-queue.js';
 import { PostgresSettings } from './settings.js';
@@ -45,5 +46,6 @@ export function postgresStorage(pool: pg.Pool, opts: { embedded?: boolean } = {}
     notifications: new PostgresNotifications(db),
     instances: new PostgresInstances(pool, opts.embedded ?? false),
     audit: new PostgresAudit(db),
+    metrics: new PostgresMetrics(db),
   };
 }

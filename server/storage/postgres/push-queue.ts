@@ -1,6 +1,6 @@
-import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
+import { asc, eq, inArray, sql } from 'drizzle-orm';
 import type { ClaimedPush, PushClaim, PushQueueRecord, PushQueueStore } from '../ports.js';
-import { devices, pushQueue } from '../schema.js';
+import { pushQueue } from '../schema.js';
 import type { Db } from './db.js';
 
 export class PostgresPushQueue implements PushQueueStore {
@@ -8,11 +8,12 @@ export class PostgresPushQueue implements PushQueueStore {
 
   async request(udids: string[], reason: string, at = new Date()): Promise<void> {
     if (udids.length === 0) return;
-    await this.db.insert(pushQueue).values(udids.map((udid) => ({ udid, reason, nextAttemptAt: at })))
-      .onConflictDoUpdate({
-        target: pushQueue.udid,
-        set: { nextAttemptAt: sql`LEAST(${pushQueue.nextAttemptAt}, excluded.next_attempt_at)`, generation: sql`${pushQueue.generation} + 1` },
-      });
+    // One array parameter: any number of devices in one statement (a VALUES list stops at 65,535 parameters),
+    // each once (ON CONFLICT cannot touch one row twice in a statement).
+    await this.db.execute(sql`
+      INSERT INTO push_queue (udid, reason, next_attempt_at)
+      SELECT u, ${reason}, ${at.toISOString()}::timestamptz FROM unnest(${sql.param([...new Set(udids)])}::text[]) AS u
+      ON CONFLICT (udid) DO UPDATE SET next_attempt_at = LEAST(push_queue.next_attempt_at, excluded.next_attempt_at), generation = push_queue.generation + 1`);
   }
   /**
    * Raw SQL: an UPDATE over rows picked FOR UPDATE SKIP LOCKED, joined with their devices, is more than
@@ -31,10 +32,13 @@ export class PostgresPushQueue implements PushQueueStore {
   }
   async complete(claims: PushClaim[], pushed: boolean): Promise<void> {
     if (claims.length === 0) return;
+    const udids = sql.param(claims.map((c) => c.udid));
     // Only the generation that was claimed: a request that arrived while it was in flight stays queued.
-    await this.db.delete(pushQueue).where(or(...claims.map((c) => and(eq(pushQueue.udid, c.udid), eq(pushQueue.generation, c.generation)))));
+    await this.db.execute(sql`
+      DELETE FROM push_queue q USING unnest(${udids}::text[], ${sql.param(claims.map((c) => c.generation))}::int[]) AS c(udid, generation)
+      WHERE q.udid = c.udid AND q.generation = c.generation`);
     if (pushed) {
-      await this.db.update(devices).set({ lastPushedAt: new Date(), pushError: null, pushErrorAt: null }).where(inArray(devices.udid, claims.map((c) => c.udid)));
+      await this.db.execute(sql`UPDATE devices SET last_pushed_at = now(), push_error = NULL, push_error_at = NULL WHERE udid = ANY(${udids}::text[])`);
     }
   }
   async discard(udids: string[]): Promise<void> {
