@@ -2,7 +2,6 @@
 // from /proc, free loopback ports. Only the server's CLI, its environment and HTTP are used to drive it.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 
 export class BenchError extends Error {
@@ -189,17 +188,7 @@ export function cpuModel(): string {
   return os.cpus()[0]?.model?.trim() || 'unknown';
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freeLoopbackPort as freePort } from '../test/support/postgres.js';
 
 /** A child whose output is kept (the last part) for error messages. */
 export interface Child {

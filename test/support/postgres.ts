@@ -120,7 +120,8 @@ function postgresOsUser(): OsUser {
   return created;
 }
 
-function freeLoopbackPort(): Promise<number> {
+/** A loopback port free at this moment (the bench uses it too). */
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
