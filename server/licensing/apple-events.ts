@@ -45,6 +45,8 @@ export class AppleEvents {
     notificationWaitMs: number;
     /** The device's flows run again (in its distribution queue): after a license or a registration came through. */
     resync: (udid: string) => Promise<void>;
+    /** This server process's key (ServerInstanceStore), recorded with each lease it takes. */
+    instanceKey: () => number | undefined;
   }) {}
 
   start(): void {
@@ -72,7 +74,7 @@ export class AppleEvents {
     const { appleEvents, subscriptions } = this.deps.storage;
     let applied = 0;
     try {
-      for (const e of await appleEvents.claimPending(50, LEASE_MS, { firstPollAfterMs: this.deps.notificationWaitMs })) {
+      for (const e of await appleEvents.claimPending(50, LEASE_MS, { firstPollAfterMs: this.deps.notificationWaitMs }, this.deps.instanceKey())) {
         try {
           const sub = await subscriptions.get(e.subscriptionId);
           if (!sub) { await appleEvents.release(e.eventId); continue; }
@@ -117,7 +119,7 @@ export class AppleEvents {
    */
   private async fromNotification(sub: SubscriptionRecord, eventId: string, apply: (e: AppleEventRecord) => Promise<Applied>): Promise<void> {
     const { appleEvents } = this.deps.storage;
-    const [e] = await appleEvents.claimPending(1, LEASE_MS, { eventId });
+    const [e] = await appleEvents.claimPending(1, LEASE_MS, { eventId }, this.deps.instanceKey());
     if (!e) {
       const known = await appleEvents.get(eventId);
       if (known?.status === 'PENDING' && known.subscriptionId === sub.id) await appleEvents.pollWithin(eventId, this.deps.pollMs).catch(() => {});

@@ -61,6 +61,7 @@ export function createLicensing(deps: LicensingDeps) {
   const events = new AppleEvents({
     storage, clients, reclaims, registrations, log, pollMs: deps.eventPollMs, notificationWaitMs: deps.eventNotificationWaitMs,
     resync: (udid) => distribution.enqueueForDevice(udid),
+    instanceKey: () => instanceKey,
   });
   const subscriptions = new Subscriptions({
     storage, clients, secrets, log, installationId: deps.installationId, installationName: deps.installationName, publicUrl: deps.publicUrl,
@@ -82,6 +83,11 @@ export function createLicensing(deps: LicensingDeps) {
     async start(): Promise<void> {
       // Before any license is taken: each records the process that took it, for the next restart to settle.
       instanceKey = await storage.instances.register();
+      // Leases on Apple events held by processes that are gone (this one before a crash) end now, not in a minute.
+      const holders = await storage.appleEvents.leaseHolders();
+      const alive = await storage.instances.alive(holders);
+      const released = await storage.appleEvents.releaseLeasesOf(holders.filter((h) => !alive.has(h)));
+      if (released) log.info({ events: released }, 'released Apple event leases of server processes that are gone');
       events.start();
       await scheduleLicensingJobs(scheduler, {
         subscriptions: storage.subscriptions, log, reconcileEveryMs: deps.reconcileEveryMs,

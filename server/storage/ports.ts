@@ -319,8 +319,12 @@ export interface AppleEventStore {
    * another takes over): those never polled once `firstPollAfterMs` have passed since they were recorded, the
    * others once their next poll time has come. With `eventId`, that event if it is pending and not leased.
    */
-  claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }): Promise<AppleEventRecord[]>;
+  claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }, holder?: number): Promise<AppleEventRecord[]>;
   release(eventId: string): Promise<void>;
+  /** The processes (instance keys) holding leases that have not run out. */
+  leaseHolders(): Promise<number[]>;
+  /** Ends the leases these processes hold (they are gone); how many were released. */
+  releaseLeasesOf(holders: number[]): Promise<number>;
   /** Release the lease; the event is next due a poll in `ms` (after a PENDING answer: Apple's spacing). */
   pollAgainIn(eventId: string, ms: number): Promise<void>;
   /** The event is due a poll within `ms` (sooner if it already was); a lease on it stays as it is. */

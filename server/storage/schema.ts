@@ -234,6 +234,8 @@ export const vppEvents = pgTable('vpp_events', {
   status: text('status', { enum: ['PENDING', 'COMPLETE', 'FAILED'] }).notNull().default('PENDING'),
   result: jsonb('result'),
   lockedUntil: ts('locked_until'),
+  /** The server process holding the lease (ServerInstanceStore key). */
+  lockedBy: integer('locked_by'),
   nextPollAt: ts('next_poll_at'),
   createdAt: ts('created_at').notNull().defaultNow(),
   completedAt: ts('completed_at'),

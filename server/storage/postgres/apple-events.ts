@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { AppleEventKind } from '../../../vpp/event-outcome.js';
 import type { AppleEventRecord, AppleEventStore } from '../ports.js';
 import { vppEvents } from '../schema.js';
@@ -10,7 +10,7 @@ export class PostgresAppleEvents implements AppleEventStore {
   async record(eventId: string, subscriptionId: string, kind: AppleEventKind): Promise<void> {
     await this.db.insert(vppEvents).values({ eventId, subscriptionId, kind }).onConflictDoNothing();
   }
-  async claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }): Promise<AppleEventRecord[]> {
+  async claimPending(limit: number, leaseMs: number, due: { firstPollAfterMs: number } | { eventId: string }, holder?: number): Promise<AppleEventRecord[]> {
     const isDue = 'eventId' in due
       ? eq(vppEvents.eventId, due.eventId)
       : or(and(isNull(vppEvents.nextPollAt), lte(vppEvents.createdAt, sql`now() - (${due.firstPollAfterMs}::int * interval '1 millisecond')`)),
@@ -18,7 +18,7 @@ export class PostgresAppleEvents implements AppleEventStore {
     const candidates = this.db.select({ eventId: vppEvents.eventId }).from(vppEvents)
       .where(and(eq(vppEvents.status, 'PENDING'), or(isNull(vppEvents.lockedUntil), lt(vppEvents.lockedUntil, sql`now()`)), isDue))
       .orderBy(asc(vppEvents.createdAt)).limit(limit).for('update', { skipLocked: true });
-    return this.db.update(vppEvents).set({ lockedUntil: sql`now() + (${leaseMs}::int * interval '1 millisecond')` })
+    return this.db.update(vppEvents).set({ lockedUntil: sql`now() + (${leaseMs}::int * interval '1 millisecond')`, lockedBy: holder ?? null })
       .where(sql`${vppEvents.eventId} IN ${candidates}`)
       .returning({ eventId: vppEvents.eventId, subscriptionId: vppEvents.subscriptionId, kind: vppEvents.kind, status: vppEvents.status, createdAt: vppEvents.createdAt });
   }
@@ -27,10 +27,21 @@ export class PostgresAppleEvents implements AppleEventStore {
       .from(vppEvents).where(eq(vppEvents.eventId, eventId)))[0];
   }
   async release(eventId: string): Promise<void> {
-    await this.db.update(vppEvents).set({ lockedUntil: null }).where(eq(vppEvents.eventId, eventId));
+    await this.db.update(vppEvents).set({ lockedUntil: null, lockedBy: null }).where(eq(vppEvents.eventId, eventId));
+  }
+  async leaseHolders(): Promise<number[]> {
+    const rows = await this.db.selectDistinct({ holder: vppEvents.lockedBy }).from(vppEvents)
+      .where(and(isNotNull(vppEvents.lockedBy), gt(vppEvents.lockedUntil, sql`now()`)));
+    return rows.map((r) => r.holder!);
+  }
+  async releaseLeasesOf(holders: number[]): Promise<number> {
+    if (holders.length === 0) return 0;
+    const released = await this.db.update(vppEvents).set({ lockedUntil: null, lockedBy: null })
+      .where(inArray(vppEvents.lockedBy, holders)).returning({ eventId: vppEvents.eventId });
+    return released.length;
   }
   async pollAgainIn(eventId: string, ms: number): Promise<void> {
-    await this.db.update(vppEvents).set({ lockedUntil: null, nextPollAt: sql`now() + (${ms}::int * interval '1 millisecond')` })
+    await this.db.update(vppEvents).set({ lockedUntil: null, lockedBy: null, nextPollAt: sql`now() + (${ms}::int * interval '1 millisecond')` })
       .where(eq(vppEvents.eventId, eventId));
   }
   async pollWithin(eventId: string, ms: number): Promise<void> {
