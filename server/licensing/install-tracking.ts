@@ -131,7 +131,17 @@ export class InstallTracking {
   }
 
   private async onInstallAnswer(device: DeviceRecord, command: CommandRecord): Promise<void> {
-    const install = await this.deps.storage.installs.byCommand(command.commandUuid);
+    const { installs } = this.deps.storage;
+    let install = await installs.byCommand(command.commandUuid);
+    if (!install && command.ownerRef) {
+      // A process killed between queueing the command and recording it on the install (queueInstall) left the
+      // install Associating: it adopts the command the device answered, so the next sync does not send another.
+      const orphan = await installs.get(command.ownerRef, device.udid);
+      if (orphan?.status === 'Associating') {
+        await installs.put({ ...orphan, status: 'Installing', reason: 'InstallApplication queued; waiting for the device to answer', commandUuid: command.commandUuid }, { onlyIfStatus: 'Associating' });
+        install = await installs.byCommand(command.commandUuid);
+      }
+    }
     if (install) await this.applyInstallAnswer(device, command, install);
   }
 

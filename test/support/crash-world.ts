@@ -53,7 +53,7 @@ export async function startCrashWorld(backend: Backend, extraEnv: Record<string,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ADMIN_TOKEN, SECRETS_KEY: crypto.randomBytes(32).toString('hex'), APNS_URL: apns.url, APNS_CA_FILE: caFile, VPP_URL: sim.url,
     VPP_EVENT_POLL_MS: '200', VPP_EVENT_NOTIFICATION_WAIT_MS: '1000', PUSH_RETRY_POLL_MS: '500', VPP_INSTALL_CHECK_SECONDS: '1',
-    LOG_LEVEL: 'warn', ...extraEnv,
+    LOG_LEVEL: process.env.CRASH_LOG_LEVEL ?? 'warn', ...extraEnv,
   }, ADMIN_TOKEN);
   const pool = databaseUrl ? new pg.Pool({ connectionString: databaseUrl, max: 2 }) : undefined;
   pool?.on('error', () => {});
