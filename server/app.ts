@@ -198,6 +198,8 @@ async function createServices(c: {
         const drained = await scheduler.drain(config.shutdownGraceMs);
         if (drained.timedOut) log.warn({ running: drained.running, graceMs: config.shutdownGraceMs }, 'jobs still running at shutdown: left to their lock lifetime');
       });
+      const released = await storage.pushQueue.releaseClaims();
+      if (released) log.info({ pushes: released }, 'pushes claimed by a process that stopped are due again');
       await schedulePushJobs(scheduler, push, config.pushRetryPollMs);
       await refresh.start();
       await scheduleIdentityRenewal(scheduler, renewal, config.identityRenewEveryMs);

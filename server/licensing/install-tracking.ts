@@ -31,6 +31,8 @@ const CLAIM_LEASE_MS = 60_000;
  * later while the device is still working, and no more once the app's state is final or the install timed out.
  */
 export class InstallTracking {
+  /** Commands older than this process were queued by another one (or by this one before a restart). */
+  private readonly startedAt = new Date();
   constructor(private readonly deps: { storage: TrackingPorts; queue: CommandQueue; push: PushService; log: Logger; timing: InstallCheckTiming }) {}
 
   /** Results of the commands this part queued reach it through the owners' registry. */
@@ -133,9 +135,11 @@ export class InstallTracking {
   private async onInstallAnswer(device: DeviceRecord, command: CommandRecord): Promise<void> {
     const { installs } = this.deps.storage;
     let install = await installs.byCommand(command.commandUuid);
-    if (!install && command.ownerRef) {
+    if (!install && command.ownerRef && command.createdAt < this.startedAt) {
       // A process killed between queueing the command and recording it on the install (queueInstall) left the
       // install Associating: it adopts the command the device answered, so the next sync does not send another.
+      // (A command this process queued is recorded by queueInstall itself; an answer faster than that is applied
+      // by the check job from the stored result.)
       const orphan = await installs.get(command.ownerRef, device.udid);
       if (orphan?.status === 'Associating') {
         await installs.put({ ...orphan, status: 'Installing', reason: 'InstallApplication queued; waiting for the device to answer', commandUuid: command.commandUuid }, { onlyIfStatus: 'Associating' });

@@ -169,6 +169,12 @@ export interface PushQueueStore {
   request(udids: string[], reason: string, at?: Date): Promise<void>;
   /** Leases due pushes to this process; a crashed sender's lease runs out and the rows come due again. */
   claimDue(limit: number, leaseMs: number): Promise<ClaimedPush[]>;
+  /**
+   * Leases taken and not yet settled (claimed, no error recorded) come due now: called as a process starts, for
+   * the claims a killed process left. A claim of a living process may be pushed twice then; a push is only a
+   * wake-up, so that is harmless, while waiting out the lease leaves devices asleep for a minute.
+   */
+  releaseClaims(): Promise<number>;
   /** Done with these claims: removes each row unless it was requested again after it was claimed. */
   complete(claims: PushClaim[], pushed: boolean): Promise<void>;
   /** Drops whatever is queued for these devices (they left). */

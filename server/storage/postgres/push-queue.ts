@@ -30,6 +30,11 @@ export class PostgresPushQueue implements PushQueueStore {
                 q.generation, d.push_token AS "pushToken", d.push_magic AS "pushMagic", d.token_dead AS "tokenDead", d.enrolled`);
     return res.rows;
   }
+  async releaseClaims(): Promise<number> {
+    const res = await this.db.execute(sql`
+      UPDATE push_queue SET next_attempt_at = now() WHERE next_attempt_at > now() AND attempts > 0 AND last_error IS NULL RETURNING udid`);
+    return res.rows.length;
+  }
   async complete(claims: PushClaim[], pushed: boolean): Promise<void> {
     if (claims.length === 0) return;
     const udids = sql.param(claims.map((c) => c.udid));
