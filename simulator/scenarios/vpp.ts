@@ -146,7 +146,9 @@ class VppStory {
     await this.assign(userApp, 'user', user.id);
     await this.o.api.post(`/devices/${userDevice.udid}/refresh`);
     timeline.say(`refresh 1: Refresh Device on ${this.label(userDevice)}`);
-    await this.reach(userApp, 'user', user.id, 'InvitationSent');
+    // The flow may already be past InvitationSent when we look (the invitation answered and accepted within one
+    // poll); the next step, the user accepting it, shows the invitation came.
+    await this.reach(userApp, 'user', user.id, 'InvitationSent', (a) => ['InvitationSent', 'Associating', 'Installing', 'Installed'].includes(a.status));
     await waitFor('the user accepting the invitation', () => (this.accepted ? true : undefined), this.o.stepMs);
     await waitFor(`refresh 2 (the server pushing ${this.label(userDevice)} after Apple's USER_ASSOCIATED)`, () => (this.pushedAfterAccept ? true : undefined), this.o.stepMs);
     await waitFor(`${this.label(userDevice)} answering InstallApplication`, () => (this.installAnswered ? true : undefined), this.o.stepMs);
