@@ -94,12 +94,16 @@ export class InstallTracking {
     for (const [udid, list] of byDevice) {
       const device = await devices.get(udid);
       if (!device?.enrolled) continue;
-      const ask: InstallRecord[] = [];
+      let ask: InstallRecord[] = [];
       for (const install of list) {
         if (install.deviceState === null) await this.unanswered(device, install);
         else if (installTimedOut(install, Date.now(), this.deps.timing.timeoutMs)) await this.settle(device, install, timedOut(install.deviceState, this.deps.timing.timeoutMs));
         else ask.push(install);
       }
+      if (ask.length === 0) continue;
+      // The device may have answered while this job ran: an install final by now is asked no more.
+      const open = new Set((await installs.forDevice(udid)).filter(awaitsManagedCheck).map((i) => i.bundleId));
+      ask = ask.filter((i) => open.has(i.bundleId));
       if (ask.length === 0) continue;
       if (await this.deps.storage.commands.hasPending(udid, 'vpp-check')) await this.deps.push.request([udid], 'VPP install check');
       else await this.ask(device, ask, true);
