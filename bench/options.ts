@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BenchError } from './processes.js';
+import { FIGURE_KEYS, type FigureKey } from './report.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
@@ -29,6 +30,8 @@ export interface BenchOptions {
   out: string;
   /** Where CPU profiles of the server go (--profile); undefined: not profiled. */
   profileDir?: string;
+  /** The figures to measure (--only); undefined: all. The fleet is enrolled whatever is chosen. */
+  only?: ReadonlySet<FigureKey>;
 }
 
 const FULL = {
@@ -54,6 +57,7 @@ node:http baseline on one CPU and the load generator on the other, enrolls simul
   --rounds N           interleaved rounds per round-trip figure (full ${FULL.rounds}, quick ${QUICK.rounds})
   --connections N      load generator connections (${FULL.connections})
   --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
+  --only KEY[,KEY]     measure only these figures (e.g. license_contention); the fleet is enrolled anyway
   --profile            also record CPU profiles of the server per measured phase (.tmp/bench/profiles);
                        the profiler costs CPU, so such a run's figures are not comparable
   -h, --help           this text
@@ -71,7 +75,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     args: argv, strict: true, allowPositionals: false,
     options: {
       quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' }, 'fanout-pushes': { type: 'string' },
-      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, profile: { type: 'boolean' },
+      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, profile: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -82,6 +86,10 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const replayDevices = Math.min(base.replayDevices, devices);
   const licenses = positive('--licenses', values.licenses, base.licenses);
   if (licenses >= devices) throw new BenchError(`--licenses (${licenses}) must be fewer than --devices (${devices}): the devices compete for them`);
+  const only = values.only === undefined ? undefined : new Set(values.only.split(',').map((k) => {
+    if (!(FIGURE_KEYS as readonly string[]).includes(k)) throw new BenchError(`--only: unknown figure "${k}" (one of ${FIGURE_KEYS.join(', ')})`);
+    return k as FigureKey;
+  }));
   const defaultOut = values.quick
     ? path.join(REPO, '.tmp', 'bench', `results-quick${database === 'pglite' ? '-pglite' : ''}.json`)
     : path.join(REPO, 'bench', database === 'pglite' ? 'results-pglite.json' : 'results.json');
@@ -98,5 +106,6 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     connections: positive('--connections', values.connections, base.connections),
     out: path.resolve(values.out ?? defaultOut),
     profileDir: values.profile ? path.join(REPO, '.tmp', 'bench', 'profiles') : undefined,
+    only,
   };
 }

@@ -85,27 +85,35 @@ async function main(opts: BenchOptions): Promise<Results> {
 
     const figures: Results['figures'] = {};
     log(`enrolling ${opts.devices} devices (burst of ${opts.burst})`);
-    figures.enrollment_rate = await enrollFleet(ctx);
-    figures.memory_per_device = await memoryPerDevice(ctx);
-    figures.connect_round_trip = await connectRoundTrip(ctx);
-    figures.token_update = await tokenUpdate(ctx);
-    figures.command_round_trip = await commandRoundTrip(ctx);
-    figures.bulk_enqueue = await bulkEnqueue(ctx);
-    log(`bulk_enqueue: ${figures.bulk_enqueue.value} s for ${figures.bulk_enqueue.devices} devices`);
-    figures.apns_fanout = await apnsFanout(ctx);
-    figures.license_contention = await licenseContention(ctx);
-    log(`license_contention: ${figures.license_contention.value ?? 'not settled'} s`);
+    const wanted = (key: keyof Results['figures']) => !opts.only || opts.only.has(key);
+    const enrollment = await enrollFleet(ctx);
+    if (wanted('enrollment_rate')) figures.enrollment_rate = enrollment;
+    if (wanted('memory_per_device')) figures.memory_per_device = await memoryPerDevice(ctx);
+    if (wanted('connect_round_trip')) figures.connect_round_trip = await connectRoundTrip(ctx);
+    if (wanted('token_update')) figures.token_update = await tokenUpdate(ctx);
+    if (wanted('command_round_trip')) figures.command_round_trip = await commandRoundTrip(ctx);
+    if (wanted('bulk_enqueue')) {
+      figures.bulk_enqueue = await bulkEnqueue(ctx);
+      log(`bulk_enqueue: ${figures.bulk_enqueue.value} s for ${figures.bulk_enqueue.devices} devices`);
+    }
+    if (wanted('apns_fanout')) figures.apns_fanout = await apnsFanout(ctx);
+    if (wanted('license_contention')) {
+      figures.license_contention = await licenseContention(ctx);
+      log(`license_contention: ${figures.license_contention.value ?? 'not settled'} s`);
+    }
     const serverOutput = server.output();
     // The micro-benchmarks get the server CPU to themselves (the cleanups below then find these stopped).
     await fleet.close();
     await load.stop();
     await bare.stop();
     await server.stop();
-    const micro = IpcWorker.start('the micro-benchmarks', MICRO, place.serverCpu);
-    try {
-      Object.assign(figures, microFigures(await micro.call<MicroResult>({ ms: opts.microMs })));
-    } finally {
-      await micro.stop();
+    if (wanted('plist_parse') || wanted('signature_verify')) {
+      const micro = IpcWorker.start('the micro-benchmarks', MICRO, place.serverCpu);
+      try {
+        Object.assign(figures, microFigures(await micro.call<MicroResult>({ ms: opts.microMs })));
+      } finally {
+        await micro.stop();
+      }
     }
     if (/"level":"error"/.test(serverOutput)) log(`the server logged errors:\n${serverOutput.split('\n').filter((l) => l.includes('"level":"error"')).slice(0, 5).join('\n')}`);
 
@@ -116,7 +124,7 @@ async function main(opts: BenchOptions): Promise<Results> {
       settings: {
         devices: opts.devices, burst: opts.burst, replay_devices: opts.replayDevices, connections: opts.connections, rounds: opts.rounds,
         round_ms: opts.roundMs, commands_per_device: opts.commandsPerDevice, licenses: opts.licenses, fanout_rounds: opts.fanoutRounds, fanout_pushes: opts.fanoutPushes,
-        profiled: !!opts.profileDir,
+        profiled: !!opts.profileDir, ...(opts.only ? { only: [...opts.only] } : {}),
       },
       figures: ordered,
       ...(opts.profileDir ? { profiles: ctx.profiles } : {}),
