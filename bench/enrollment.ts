@@ -51,7 +51,7 @@ async function enrollTimed(ctx: BenchContext, label: string, devices: SimulatedD
 }
 
 /** Every device connects once (Idle), so whatever the server keeps per connected device exists. */
-async function syncAll(ctx: BenchContext, devices: SimulatedDevice[]): Promise<void> {
+export async function syncAll(ctx: BenchContext, devices: SimulatedDevice[]): Promise<void> {
   for (const d of devices) ctx.fleet.requestSync(d);
   await ctx.fleet.idle();
   const { errors, errorSamples } = ctx.fleet.stats();
