@@ -19,6 +19,8 @@ export class PostgresLedger implements LicenseLedger {
    * claims are serialised and the count never exceeds what was bought.
    */
   async acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }, takenBy?: number): Promise<AcquireResult> {
+    const full = await this.noneFree(k, target);
+    if (full) return full;
     return this.db.transaction(async (tx): Promise<AcquireResult> => {
       const asset = (await tx.select({ total: vppAssets.totalCount }).from(vppAssets)
         .where(and(eq(vppAssets.subscriptionId, k.subscriptionId), eq(vppAssets.adamId, k.adamId), eq(vppAssets.pricingParam, k.pricingParam)))
@@ -40,6 +42,35 @@ export class PostgresLedger implements LicenseLedger {
       }).returning())[0]!;
       return { outcome: 'acquired', license };
     });
+  }
+
+  /**
+   * Under contention most syncs find every license taken. That answer, read in one statement without the
+   * asset lock, is the one the locked path would give at the same snapshot: the target holds no license, is
+   * entitled, has no serial conflict, and none is free. It only ever declines, so it cannot over-assign; a
+   * license freed just after the read wakes the waiting devices (Reclaims.wakeWaiting) as it does after a
+   * locked "none". Anything else — a license free, or an answer other than "none" — takes the locked path.
+   */
+  private async noneFree(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }): Promise<AcquireResult | undefined> {
+    const serial = target.type === 'device' && target.serialNumber ? target.serialNumber : null;
+    const res = await this.db.execute<{ total: number | null; held: number; unfilled: number; reserved: boolean; holds: boolean; entitled: boolean; conflict: boolean }>(sql`
+      SELECT
+        (SELECT total_count FROM vpp_assets WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}) AS total,
+        ${this.countsSql(k, target.type, target.id)},
+        EXISTS (SELECT 1 FROM vpp_licenses WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}
+          AND target_type = ${target.type} AND target_id = ${target.id}) AS holds,
+        EXISTS (SELECT 1 FROM bundle_assignments a JOIN bundles b ON b.id = a.bundle_id
+          WHERE b.subscription_id = ${k.subscriptionId} AND b.adam_id = ${k.adamId} AND b.pricing_param = ${k.pricingParam}
+            AND a.target_type = ${target.type} AND a.target_id = ${target.id})
+          AND (${target.type} = 'user' OR EXISTS (SELECT 1 FROM devices WHERE udid = ${target.id} AND enrolled)) AS entitled,
+        (${serial}::text IS NOT NULL AND (
+          EXISTS (SELECT 1 FROM vpp_licenses WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}
+            AND target_type = 'device' AND serial_number = ${serial}::text AND target_id <> ${target.id})
+          OR EXISTS (SELECT 1 FROM devices WHERE serial_number = ${serial}::text AND enrolled AND udid <> ${target.id}))) AS conflict`);
+    const r = res.rows[0]!;
+    if (r.total === null || r.holds || !r.entitled || r.conflict) return undefined;
+    if (mayTakeLicense({ total: r.total, held: r.held, unfilledReservations: r.unfilled, targetIsReserved: r.reserved })) return undefined;
+    return { outcome: 'none', total: r.total, held: r.held, reservedForOthers: r.unfilled - (r.reserved ? 1 : 0) };
   }
 
   /**
@@ -78,8 +109,13 @@ export class PostgresLedger implements LicenseLedger {
 
   /** Raw SQL inside the locking transaction: three counts in one round trip. */
   private async counts(tx: Tx, k: LicenseKey, targetType: TargetType, targetId: string): Promise<{ held: number; unfilled: number; reserved: boolean }> {
-    const res = await tx.execute<{ held: number; unfilled: number; reserved: boolean }>(sql`
-      SELECT
+    const res = await tx.execute<{ held: number; unfilled: number; reserved: boolean }>(sql`SELECT ${this.countsSql(k, targetType, targetId)}`);
+    return res.rows[0]!;
+  }
+
+  /** The held licenses, the reservations no license fills yet, and whether the target is reserved: three columns. */
+  private countsSql(k: LicenseKey, targetType: TargetType, targetId: string) {
+    return sql`
         (SELECT count(*)::int FROM vpp_licenses WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}) AS held,
         (SELECT count(*)::int FROM bundle_reservations r JOIN bundles b ON b.id = r.bundle_id
            WHERE b.subscription_id = ${k.subscriptionId} AND b.adam_id = ${k.adamId} AND b.pricing_param = ${k.pricingParam}
@@ -87,8 +123,7 @@ export class PostgresLedger implements LicenseLedger {
                                AND l.pricing_param = b.pricing_param AND l.target_type = r.target_type AND l.target_id = r.target_id)) AS unfilled,
         EXISTS (SELECT 1 FROM bundle_reservations r JOIN bundles b ON b.id = r.bundle_id
            WHERE b.subscription_id = ${k.subscriptionId} AND b.adam_id = ${k.adamId} AND b.pricing_param = ${k.pricingParam}
-             AND r.target_type = ${targetType} AND r.target_id = ${targetId}) AS reserved`);
-    return res.rows[0]!;
+             AND r.target_type = ${targetType} AND r.target_id = ${targetId}) AS reserved`;
   }
 
   async isEntitled(k: LicenseKey, targetType: TargetType, targetId: string): Promise<boolean> {
@@ -116,6 +151,12 @@ export class PostgresLedger implements LicenseLedger {
       state, failure: patch.failure ?? null, updatedAt: sql`now()`, ...(patch.eventId !== undefined ? { eventId: patch.eventId } : {}),
     }).where(and(eq(vppLicenses.id, id), onlyFrom ? eq(vppLicenses.state, onlyFrom) : undefined)).returning({ id: vppLicenses.id });
     return rows.length > 0;
+  }
+  async attachEvent(ids: number[], eventId: string): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.update(vppLicenses).set({ eventId, failure: null, updatedAt: sql`now()` })
+      .where(and(inArray(vppLicenses.id, ids), eq(vppLicenses.state, 'Associating'))).returning({ id: vppLicenses.id });
+    return rows.map((r) => r.id);
   }
   async release(id: number): Promise<LicenseRecord | undefined> {
     return (await this.db.delete(vppLicenses).where(eq(vppLicenses.id, id)).returning())[0];
