@@ -86,8 +86,10 @@ export function summarizeLicenses(rows: Array<Omit<LicenseSummaryRow, 'available
 
 /** Apple's associate/disassociate request for one asset and one target: a user by clientUserId, a device by serial number. */
 export function manageAssetsRequest(asset: { adamId: string; pricingParam: string }, who: { serialNumber?: string | null; clientUserId?: string }): ManageAssetsRequest {
-  return {
-    assets: [{ adamId: asset.adamId, pricingParam: asset.pricingParam }],
-    ...(who.clientUserId ? { clientUserIds: [who.clientUserId] } : { serialNumbers: [who.serialNumber!] }),
-  };
+  return who.clientUserId ? manageAssetsForTargets(asset, 'user', [who.clientUserId]) : manageAssetsForTargets(asset, 'device', [who.serialNumber!]);
+}
+
+/** The same for many targets of one type at once: devices by serial number, users by clientUserId. */
+export function manageAssetsForTargets(asset: { adamId: string; pricingParam: string }, type: TargetType, ids: string[]): ManageAssetsRequest {
+  return { assets: [{ adamId: asset.adamId, pricingParam: asset.pricingParam }], ...(type === 'user' ? { clientUserIds: ids } : { serialNumbers: ids }) };
 }

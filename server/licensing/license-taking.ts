@@ -1,21 +1,34 @@
 import { AppsAndBooksError } from '../../vpp/client.js';
 import { noLicenseReason, serialConflictReason } from '../../vpp/flows.js';
-import { manageAssetsRequest, type TargetType } from '../../vpp/policy.js';
+import { manageAssetsForTargets, type TargetType } from '../../vpp/policy.js';
 import type { Logger } from '../log.js';
 import type { PushService } from '../push/push-service.js';
-import type { BundleRecord, DeviceRecord, Storage, SubscriptionRecord } from '../storage/ports.js';
+import type { BundleRecord, DeviceRecord, LicenseRecord, Storage, SubscriptionRecord } from '../storage/ports.js';
 import type { AbandonedLicenses } from './abandoned.js';
 import type { AppleClients } from './apple-clients.js';
+import { Batches } from './association-batches.js';
 import type { Reclaims } from './reclaim.js';
 
 type TakingPorts = Pick<Storage, 'ledger' | 'installs' | 'appleEvents'>;
+type Via = { bundleId: string; udid: string; viaTargetType: TargetType; viaTargetId: string };
 
+/** A license taken from the ledger, waiting for its association request to Apple. */
+interface Taken {
+  sub: SubscriptionRecord; bundle: BundleRecord; device: DeviceRecord; target: { type: TargetType; id: string; serialNumber?: string };
+  via: Via; license: LicenseRecord;
+}
+
+/** The serial number or clientUserId Apple knows the target by. */
+const appleId = (t: Taken) => (t.target.type === 'device' ? t.target.serialNumber! : t.target.id);
 
 /**
  * Every license is taken from the ledger before Apple is asked to associate it, so the server never spends
- * a license it does not have. Apple's answer is an event; the install waits for it.
+ * a license it does not have. Apple's answer is an event; the install waits for it. Licenses taken while an
+ * association of the same asset is at Apple go together in the next request (association-batches.ts).
  */
 export class LicenseTaking {
+  private readonly batches = new Batches<Taken>((batch) => this.associateBatch(batch));
+
   constructor(private readonly deps: {
     storage: TakingPorts; clients: AppleClients; reclaims: Reclaims; push: Pick<PushService, 'request'>; log: Logger;
     /**
@@ -31,7 +44,7 @@ export class LicenseTaking {
   }) {}
 
   async takeAndAssociate(sub: SubscriptionRecord, bundle: BundleRecord, device: DeviceRecord, target: { type: TargetType; id: string; serialNumber?: string }): Promise<void> {
-    const { ledger, installs, appleEvents } = this.deps.storage;
+    const { ledger, installs } = this.deps.storage;
     const via = { bundleId: bundle.id, udid: device.udid, viaTargetType: target.type, viaTargetId: target.id };
     const got = await ledger.acquire(bundle, target, this.deps.instanceKey());
     if (got.outcome === 'notEntitled' || got.outcome === 'held') return;
@@ -44,37 +57,96 @@ export class LicenseTaking {
       await installs.put({ ...via, status: 'Waiting', reason: noLicenseReason(got) });
       return;
     }
+    const taken: Taken = { sub, bundle, device, target, via, license: got.license };
     try {
       await installs.put({ ...via, status: 'Associating', reason: 'license taken; waiting for Apple to confirm the association' });
-      const refs = await this.deps.clients.for(sub).associate(manageAssetsRequest(bundle,
-        target.type === 'device' ? { serialNumber: target.serialNumber } : { clientUserId: target.id }));
-      const eventId = refs[0]!.eventId;
-      // Event first: a crash between the two leaves a license without an event id, which reconcile settles.
-      await appleEvents.record(eventId, sub.id, 'associate');
-      if (!(await ledger.setState(got.license.id, 'Associating', { eventId }, 'Associating'))) {
-        // Reclaimed while Apple was associating: undo at Apple; the row stays counted until Apple confirms.
-        await this.deps.reclaims.disassociate({ ...got.license, state: 'Associated' }, 'reclaimed during association');
-        return;
-      }
-      this.deps.log.info({ subscriptionId: sub.id, bundleId: bundle.id, adamId: bundle.adamId, targetType: target.type, targetId: target.id, udid: device.udid, eventId }, 'license association requested');
     } catch (err) {
-      // Anything but Apple's answer (the database, mostly), or a request Apple may have taken without answering:
-      // Apple may or may not hold the license now, so it stays counted until reconcile asks Apple.
-      if (!(err instanceof AppsAndBooksError)) { this.deps.abandoned.add(sub.id, got.license.id, err); throw err; }
-      if (err.outcomeUnknown) { this.deps.abandoned.add(sub.id, got.license.id, err); return; }
-      try {
-        await this.appleRefused(err, sub, bundle, device, target, via, got.license.id);
-      } catch (after) {
-        this.deps.abandoned.add(sub.id, got.license.id, after);
-        throw after;
+      throw this.failed(taken, err) ?? err;
+    }
+    await this.batches.add(`${sub.id}\u0000${bundle.adamId}\u0000${bundle.pricingParam}\u0000${target.type}`, taken);
+  }
+
+  /** One associate request per Apple's limit of targets; returns each license's error for its caller. */
+  private async associateBatch(batch: Taken[]): Promise<unknown[]> {
+    const { sub, target } = batch[0]!;
+    const client = this.deps.clients.for(sub);
+    let limit = 1;
+    try {
+      const { limits } = await client.serviceConfig();
+      limit = Math.max(1, target.type === 'device' ? limits.maxSerialNumbers : limits.maxClientUserIds);
+    } catch {
+      // The associate request below asks again and fails the same way, license by license.
+    }
+    const failures: unknown[] = [];
+    for (let i = 0; i < batch.length; i += limit) failures.push(...await this.associateChunk(batch.slice(i, i + limit)));
+    return failures;
+  }
+
+  private async associateChunk(chunk: Taken[]): Promise<unknown[]> {
+    const { ledger, appleEvents } = this.deps.storage;
+    const { sub, bundle, target } = chunk[0]!;
+    let eventId: string;
+    let attached: Set<number>;
+    try {
+      const refs = await this.deps.clients.for(sub).associate(manageAssetsForTargets(bundle, target.type, chunk.map(appleId)));
+      // Event first: a crash between the two leaves licenses without an event id, which reconcile settles.
+      for (const ref of refs) await appleEvents.record(ref.eventId, sub.id, 'associate');
+      if (refs.length !== 1) {
+        // Apple's limits shrank under us and the client split the request: which license went in which event is
+        // not known here, so reconcile asks Apple about each.
+        const err = new AppsAndBooksError(`associate was split into ${refs.length} requests`, { kind: 'retryable', endpoint: 'POST /assets/associate', outcomeUnknown: true });
+        return chunk.map((t) => this.failed(t, err));
       }
+      eventId = refs[0]!.eventId;
+      attached = new Set(await ledger.attachEvent(chunk.map((t) => t.license.id), eventId));
+    } catch (err) {
+      const failures: unknown[] = [];
+      for (const t of chunk) failures.push(await this.failedAfterRefusal(t, err));
+      return failures;
+    }
+    const failures: unknown[] = [];
+    for (const t of chunk) {
+      try {
+        if (!attached.has(t.license.id)) {
+          // Reclaimed while Apple was associating: undo at Apple; the row stays counted until Apple confirms.
+          await this.deps.reclaims.disassociate({ ...t.license, state: 'Associated' }, 'reclaimed during association');
+        } else {
+          this.deps.log.info({ subscriptionId: sub.id, bundleId: bundle.id, adamId: bundle.adamId, targetType: t.target.type, targetId: t.target.id, udid: t.device.udid, eventId, batch: chunk.length }, 'license association requested');
+        }
+        failures.push(undefined);
+      } catch (err) {
+        failures.push(await this.failedAfterRefusal(t, err));
+      }
+    }
+    return failures;
+  }
+
+  /**
+   * Anything but Apple's answer (the database, mostly), or a request Apple may have taken without answering:
+   * Apple may or may not hold the license now, so it stays counted until reconcile asks Apple. Returns the
+   * error the caller gets, undefined when none.
+   */
+  private failed(t: Taken, err: unknown): unknown {
+    if (!(err instanceof AppsAndBooksError)) { this.deps.abandoned.add(t.sub.id, t.license.id, err); return err; }
+    if (err.outcomeUnknown) { this.deps.abandoned.add(t.sub.id, t.license.id, err); return undefined; }
+    return undefined;
+  }
+
+  /** As failed(), and Apple's refusal returns the license. */
+  private async failedAfterRefusal(t: Taken, err: unknown): Promise<unknown> {
+    if (!(err instanceof AppsAndBooksError) || err.outcomeUnknown) return this.failed(t, err);
+    try {
+      await this.appleRefused(err, t);
+      return undefined;
+    } catch (after) {
+      this.deps.abandoned.add(t.sub.id, t.license.id, after);
+      return after;
     }
   }
 
-  private async appleRefused(err: AppsAndBooksError, sub: SubscriptionRecord, bundle: BundleRecord, device: DeviceRecord, target: { type: TargetType; id: string },
-    via: { bundleId: string; udid: string; viaTargetType: TargetType; viaTargetId: string }, licenseId: number): Promise<void> {
+  private async appleRefused(err: AppsAndBooksError, { sub, bundle, device, target, via, license }: Taken): Promise<void> {
     const { ledger, installs } = this.deps.storage;
-    await ledger.release(licenseId);
+    await ledger.release(license.id);
     // Apple's ErrorResponse (5xx, 429) proves nothing was associated: not a refusal, the service is out for now.
     if (err.kind === 'retryable' || err.kind === 'rateLimited') {
       const retryInMs = Math.max(this.deps.retryLaterMs, err.retryAfterMs ?? 0);
