@@ -120,6 +120,30 @@ describe.each(availableBackends())('VPP license distribution on %s', (backend) =
     expect(sim().assignments(s.sToken).filter((x) => x.adamId === KEYNOTE.adamId).map((x) => x.serialNumber).sort()).toEqual([a.serialNumber, c.serialNumber].sort());
   });
 
+  it('licenses taken while an association is at Apple go together in the next associate request', async () => {
+    const s = await w.subscribe([{ ...NUMBERS, totalCount: 4 }]);
+    const bundle = s.bundles[NUMBERS.adamId]!;
+    const devices = [await w.enroll(), await w.enroll(), await w.enroll(), await w.enroll()];
+    for (const d of devices) expect((await api('POST', `/api/v1/bundles/${bundle}/assignments`, { targetType: 'device', targetId: d.udid })).status).toBe(201);
+    const associates = () => sim().requestLog().filter((r) => r.path.endsWith('/assets/associate')).length;
+    const before = associates();
+    w.autoSync = false;
+    sim().setFault({ kind: 'hold', path: '/assets/associate', times: 1 });
+    try {
+      await devices[0]!.sync();
+      await until('the first association held at Apple', () => sim().heldRequests() === 1);
+      await Promise.all(devices.slice(1).map((d) => d.sync()));
+      for (const d of devices.slice(1)) await w.waitStatus(bundle, 'device', d.udid, 'Associating');
+    } finally {
+      sim().releaseHeldRequests();
+      w.autoSync = true;
+    }
+    for (const d of devices) await until(`${d.udid} licensed`, async () => ['Installing', 'Installed'].includes(await w.installStatus(bundle, 'device', d.udid)));
+    // The held one, then one request for the three that waited behind it.
+    expect(associates() - before).toBe(2);
+    expect(sim().assignments(s.sToken).filter((x) => x.adamId === NUMBERS.adamId).map((x) => x.serialNumber).sort()).toEqual(devices.map((d) => d.serialNumber).sort());
+  });
+
   it('installs only after Apple confirmed the association, with iTunesStoreID, PurchaseMethod 1 and ManagementFlags 1', async () => {
     const s = await w.subscribe([{ ...PAGES, totalCount: 5 }]);
     const bundle = s.bundles[PAGES.adamId]!;

@@ -1,4 +1,4 @@
-// Fault injection for tests: slow answers, 5xx with Retry-After (503 with 9729, 500 with 9603, as Apple's
+// Fault injection for tests: slow answers, answers held until released, 5xx with Retry-After (503 with 9729, 500 with 9603, as Apple's
 // table pairs them), throttling (429, 9646), Apple's error-inside-a-200, dropped connections and maintenance
 // (the asynchronous 9644), limited to a path and a number of requests if asked.
 // https://developer.apple.com/documentation/devicemanagement/handling-error-responses
@@ -9,6 +9,20 @@ import type { SimFault } from './types.js';
 
 export class FaultInjector {
   private fault: SimFault = { kind: 'none' };
+  private readonly held: Array<() => void> = [];
+
+  /** Resolves once release() is called: a request held unanswered meanwhile. */
+  hold(): Promise<void> {
+    return new Promise((resolve) => this.held.push(resolve));
+  }
+
+  heldCount(): number {
+    return this.held.length;
+  }
+
+  release(): void {
+    for (const go of this.held.splice(0)) go();
+  }
 
   set(f: SimFault): void {
     this.fault = { ...f };
@@ -40,10 +54,14 @@ export async function applyFault(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   sleep: (ms: number) => Promise<void>,
+  hold: () => Promise<void>,
 ): Promise<'answered' | 'normal' | 'maintenance' | 'lostAnswer'> {
   switch (f.kind) {
     case 'slow':
       await sleep(f.delayMs ?? 1000);
+      return 'normal';
+    case 'hold':
+      await hold();
       return 'normal';
     case 'error5xx': {
       const headers: Record<string, string> = {};

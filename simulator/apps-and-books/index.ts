@@ -124,6 +124,8 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       if (countDelta !== 0) ctx.notifier.notify(loc, 'ASSET_COUNT', { adamId: a.adamId, countDelta, pricingParam: a.pricingParam });
     },
     setFault: (f) => ctx.faults.set(f),
+    heldRequests: () => ctx.faults.heldCount(),
+    releaseHeldRequests: () => ctx.faults.release(),
     setEventDelay(ms) {
       if (!(ms >= 0)) throw new SimulatorError('event delay must be ≥ 0 ms');
       ctx.events.delayMs = ms;
@@ -151,6 +153,7 @@ export async function startSimulatedAppsAndBooks(opts: StartSimulatedAppsAndBook
       if (lifecycle.closed) return;
       // Kept state must not hold events that can never complete.
       if (stateFile) ctx.events.completeAll();
+      ctx.faults.release();
       lifecycle.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -121,7 +121,7 @@ export function requestHandler(ctx: ServiceContext): (req: http.IncomingMessage,
     const sub = url.pathname.slice(BASE.length);
 
     const f = ctx.faults.take(sub);
-    const faulted = f ? await applyFault(f, req, res, (ms) => ctx.lifecycle.sleep(ms)) : 'normal';
+    const faulted = f ? await applyFault(f, req, res, (ms) => ctx.lifecycle.sleep(ms), () => ctx.faults.hold()) : 'normal';
     if (faulted === 'answered') return;
 
     try {

@@ -27,11 +27,11 @@ export interface IssueTokenOptions {
   defaultPlatform?: 'volumestore' | 'enterprisestore';
 }
 
-export type SimFaultKind = 'none' | 'slow' | 'error5xx' | 'error' | 'throttle' | 'error200' | 'drop' | 'lostAnswer' | 'maintenance';
+export type SimFaultKind = 'none' | 'slow' | 'hold' | 'error5xx' | 'error' | 'throttle' | 'error200' | 'drop' | 'lostAnswer' | 'maintenance';
 
 export interface SimFault {
   /**
-   * slow: delay, then answer normally. error5xx: 503 with 9729 (or `status` 500 with 9603, Apple's pairs),
+   * slow: delay, then answer normally. hold: wait until releaseHeldRequests(), then answer normally. error5xx: 503 with 9729 (or `status` 500 with 9603, Apple's pairs),
    * Retry-After if retryAfterSeconds. throttle: 429 with 9646 and Retry-After (default 1 s). error200: 200 whose
    * body is an Apple error (`errorNumber`, default 9601), as Apple sometimes does. drop: close the connection
    * without answering. lostAnswer: handle the request, then close the connection instead of answering (what
@@ -130,6 +130,10 @@ export interface SimulatedAppsAndBooks {
   /** Changes a purchased count (purchase, transfer, refund) and sends ASSET_COUNT with the delta. */
   setTotalCount(sToken: string, adamId: string, totalCount: number): void;
   setFault(fault: SimFault): void;
+  /** Requests a `hold` fault is keeping unanswered. */
+  heldRequests(): number;
+  /** Lets the held requests go on, to be answered as usual. */
+  releaseHeldRequests(): void;
   setEventDelay(ms: number): void;
   /** Keeps every event PENDING (even past its delay) until releaseEvents(), e.g. to test a server restart mid-event. */
   holdEvents(): void;
