@@ -159,12 +159,16 @@ export class AppleEvents {
   private async associated(eventId: string, outcomeOf: LicenseOutcome): Promise<Applied> {
     const { ledger, catalogue, installs, devices, vppUsers } = this.deps.storage;
     const applied: Applied = { targets: 0, open: 0, failed: 0 };
+    // An event's licenses are mostly of one asset (licenses taken together are associated together).
+    const bundles = new Map<string, ReturnType<typeof catalogue.bundleFor>>();
     for (const lic of await ledger.forEvent(eventId)) {
       applied.targets++;
       if (lic.state !== 'Associating') continue;
       const outcome = outcomeOf(lic);
       if (!outcome.settled) { applied.open++; continue; }
-      const bundle = await catalogue.bundleFor(lic);
+      const assetKey = `${lic.subscriptionId}\u0000${lic.adamId}\u0000${lic.pricingParam}`;
+      if (!bundles.has(assetKey)) bundles.set(assetKey, catalogue.bundleFor(lic));
+      const bundle = await bundles.get(assetKey)!;
       if (outcome.failure) {
         applied.failed++;
         await ledger.release(lic.id);

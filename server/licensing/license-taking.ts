@@ -89,16 +89,16 @@ export class LicenseTaking {
     let attached: Set<number>;
     try {
       const refs = await this.deps.clients.for(sub).associate(manageAssetsForTargets(bundle, target.type, chunk.map(appleId)));
-      // Event first: a crash between the two leaves licenses without an event id, which reconcile settles.
-      for (const ref of refs) await appleEvents.record(ref.eventId, sub.id, 'associate');
       if (refs.length !== 1) {
         // Apple's limits shrank under us and the client split the request: which license went in which event is
         // not known here, so reconcile asks Apple about each.
+        for (const ref of refs) await appleEvents.record(ref.eventId, sub.id, 'associate');
         const err = new AppsAndBooksError(`associate was split into ${refs.length} requests`, { kind: 'retryable', endpoint: 'POST /assets/associate', outcomeUnknown: true });
         return chunk.map((t) => this.failed(t, err));
       }
       eventId = refs[0]!.eventId;
-      attached = new Set(await ledger.attachEvent(chunk.map((t) => t.license.id), eventId));
+      // A crash before this leaves licenses without an event id, which reconcile settles.
+      attached = new Set(await ledger.recordAssociation(eventId, sub.id, chunk.map((t) => t.license.id)));
     } catch (err) {
       const failures: unknown[] = [];
       for (const t of chunk) failures.push(await this.failedAfterRefusal(t, err));

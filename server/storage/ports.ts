@@ -254,8 +254,11 @@ export interface LicenseLedger {
   ofSubscription(subscriptionId: string): Promise<LicenseRecord[]>;
   /** False when `onlyFrom` is given and the license is no longer in that state. */
   setState(id: number, state: LicenseState, patch?: { eventId?: string | null; failure?: string | null }, onlyFrom?: LicenseState): Promise<boolean>;
-  /** Apple's event for licenses still Associating, in one statement; returns the ids it reached (the rest were reclaimed meanwhile). */
-  attachEvent(ids: number[], eventId: string): Promise<number[]>;
+  /**
+   * Records Apple's associate event and gives it to the licenses still Associating, in one statement, so a
+   * notification never finds the event without its licenses; returns the ids it reached (the rest were reclaimed meanwhile).
+   */
+  recordAssociation(eventId: string, subscriptionId: string, ids: number[]): Promise<number[]>;
   /** Give a license back. */
   release(id: number): Promise<LicenseRecord | undefined>;
   releaseAllOf(subscriptionId: string): Promise<void>;

@@ -152,11 +152,14 @@ export class PostgresLedger implements LicenseLedger {
     }).where(and(eq(vppLicenses.id, id), onlyFrom ? eq(vppLicenses.state, onlyFrom) : undefined)).returning({ id: vppLicenses.id });
     return rows.length > 0;
   }
-  async attachEvent(ids: number[], eventId: string): Promise<number[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.db.update(vppLicenses).set({ eventId, failure: null, updatedAt: sql`now()` })
-      .where(and(inArray(vppLicenses.id, ids), eq(vppLicenses.state, 'Associating'))).returning({ id: vppLicenses.id });
-    return rows.map((r) => r.id);
+  async recordAssociation(eventId: string, subscriptionId: string, ids: number[]): Promise<number[]> {
+    const res = await this.db.execute<{ id: number }>(sql`
+      WITH event AS (
+        INSERT INTO ${vppEvents} (event_id, subscription_id, kind) VALUES (${eventId}, ${subscriptionId}, 'associate') ON CONFLICT DO NOTHING)
+      UPDATE ${vppLicenses} SET event_id = ${eventId}, failure = NULL, updated_at = now()
+      WHERE id IN (${sql.join(ids.map((id) => sql`${id}`), sql`, `)}) AND state = 'Associating'
+      RETURNING id`);
+    return res.rows.map((r) => Number(r.id));
   }
   async release(id: number): Promise<LicenseRecord | undefined> {
     return (await this.db.delete(vppLicenses).where(eq(vppLicenses.id, id)).returning())[0];
