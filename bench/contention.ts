@@ -2,6 +2,7 @@
 // Set up through the admin API (subscription on an sToken of the simulated Apps and Books service, one
 // device assignment per device), then timed from the burst of syncs until the server has settled with
 // exactly `licenses` licensed targets — Apple's count agreeing — and every other target Waiting.
+import pg from 'pg';
 import { mapLimit } from '../simulator/fleet.js';
 import { profiled, type BenchContext } from './context.js';
 import { BenchError, sleep } from './processes.js';
@@ -12,6 +13,40 @@ const PAGES = { adamId: '361309726', name: 'Pages', bundleId: 'com.apple.Pages',
 const LICENSED = new Set(['Licensed', 'Installing', 'Installed']);
 const POLL_MS = 250;
 const QUIET_MS = 2000;
+
+/** Runs `fn` on a connection of its own to the server's PostgreSQL database; undefined on PGlite (inside the server). */
+async function onServerDatabase<T>(ctx: BenchContext, fn: (client: pg.Client) => Promise<T>): Promise<T | undefined> {
+  if (!ctx.databaseUrl) return undefined;
+  const client = new pg.Client({ connectionString: ctx.databaseUrl });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Transactions committed in the server's database (each statement outside a transaction is one): the phase's round trips. */
+function committedTransactions(ctx: BenchContext): Promise<number | undefined> {
+  return onServerDatabase(ctx, async (client) => {
+    // Backends flush their counts at most once a second: this one reads the shared counts afresh.
+    await client.query('SELECT pg_stat_clear_snapshot()');
+    const r = await client.query<{ n: string }>('SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()');
+    return Number(r.rows[0]!.n);
+  });
+}
+
+/** With --statements: pg_stat_statements emptied before the phase, then its most frequent statements. */
+async function statementStats(ctx: BenchContext, what: 'reset' | 'read'): Promise<string[] | undefined> {
+  if (!ctx.opts.statements) return undefined;
+  return onServerDatabase(ctx, async (client) => {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    if (what === 'reset') { await client.query('SELECT pg_stat_statements_reset()'); return []; }
+    const r = await client.query<{ calls: string; ms: string; query: string }>(`SELECT calls::text, round(total_exec_time)::text AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 30`);
+    return r.rows.map((x) => `${x.calls.padStart(7)} calls ${x.ms.padStart(6)} ms  ${x.query}`);
+  });
+}
 
 interface LicenseSummary {
   adamId: string;
@@ -42,6 +77,8 @@ export async function licenseContention(ctx: BenchContext): Promise<Figure> {
   world.gateOpen = true;
   const cpu0 = server.cpuMs();
   const db0 = ctx.db?.cpuMs();
+  const xacts0 = await committedTransactions(ctx);
+  await statementStats(ctx, 'reset');
   const load0 = process.cpuUsage();
   const started = Date.now();
   let settledAt: number | undefined;
@@ -79,6 +116,10 @@ export async function licenseContention(ctx: BenchContext): Promise<Figure> {
   const dbMs = db0 === undefined ? undefined : ctx.db!.cpuMs() - db0;
   const load = process.cpuUsage(load0);
   world.gateOpen = false;
+  const xacts1 = await committedTransactions(ctx);
+  const xacts = xacts0 === undefined || xacts1 === undefined ? undefined : xacts1 - xacts0;
+  const statements = await statementStats(ctx, 'read');
+  if (statements) ctx.log(`license_contention: the statements PostgreSQL ran most\n${statements.join('\n')}`);
   if (maxApple > opts.licenses) throw new BenchError(`license_contention: Apple counted ${maxApple} licenses assigned, more than the ${opts.licenses} bought`);
   const settled = settledAt !== undefined && Date.now() - (settledAt ?? 0) >= QUIET_MS;
   if (!settled) ctx.log(`license_contention: not settled within ${timeoutMs / 1000} s (Apple ${apple()}, statuses ${JSON.stringify(statuses)})`);
@@ -87,6 +128,9 @@ export async function licenseContention(ctx: BenchContext): Promise<Figure> {
     what: `seconds from ${devices.length} devices syncing at once until exactly ${opts.licenses} targets are licensed (Apple agreeing) and the rest wait`,
     devices: devices.length, licenses: opts.licenses, licensed_at_apple: apple(), statuses,
     settled, server_cpu_s: round(cpuMs / 1000), ...(dbMs === undefined ? {} : { db_cpu_s: round(dbMs / 1000) }),
+    // Includes the bench's own polling of the licence summary (a few per second) and the final listing.
+    ...(xacts === undefined ? {} : { db_transactions: xacts, db_transactions_per_device: round(xacts / devices.length) }),
+    ...(statements ? { statements } : {}),
     // The simulated devices and Apps and Books service run in the bench: near the wall time, they were the limit.
     bench_cpu_s: round((load.user + load.system) / 1e6), sync_concurrency: FLEET_SYNC_CONCURRENCY,
   };

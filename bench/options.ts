@@ -30,6 +30,8 @@ export interface BenchOptions {
   out: string;
   /** Where CPU profiles of the server go (--profile); undefined: not profiled. */
   profileDir?: string;
+  /** PostgreSQL counts statements (pg_stat_statements); license_contention lists the most frequent (--statements). */
+  statements: boolean;
   /** The figures to measure (--only); undefined: all. The fleet is enrolled whatever is chosen. */
   only?: ReadonlySet<FigureKey>;
 }
@@ -58,6 +60,7 @@ node:http baseline on one CPU and the load generator on the other, enrolls simul
   --connections N      load generator connections (${FULL.connections})
   --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
   --only KEY[,KEY]     measure only these figures (e.g. license_contention); the fleet is enrolled anyway
+  --statements         license_contention also lists the statements PostgreSQL ran most (pg_stat_statements)
   --profile            also record CPU profiles of the server per measured phase (.tmp/bench/profiles);
                        the profiler costs CPU, so such a run's figures are not comparable
   -h, --help           this text
@@ -75,7 +78,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     args: argv, strict: true, allowPositionals: false,
     options: {
       quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' }, 'fanout-pushes': { type: 'string' },
-      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, profile: { type: 'boolean' },
+      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, statements: { type: 'boolean' }, profile: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -107,5 +110,6 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     out: path.resolve(values.out ?? defaultOut),
     profileDir: values.profile ? path.join(REPO, '.tmp', 'bench', 'profiles') : undefined,
     only,
+    statements: !!values.statements,
   };
 }

@@ -59,7 +59,7 @@ async function main(opts: BenchOptions): Promise<Results> {
     let databaseUrl: string | undefined;
     let db: PostgresProcesses | undefined;
     if (opts.database === 'postgresql') {
-      const pg = await startPostgres();
+      const pg = await startPostgres({ statementStats: opts.statements });
       cleanups.push(() => pg.stop());
       databaseUrl = await pg.createDatabase('bench');
       const processes = await PostgresProcesses.find(pg.url);

@@ -242,7 +242,8 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
  * initdb (trust auth, UTF8, no locale) in a fresh temp dir and start postgres on a free loopback port
  * (or `opts.port`). Resolves once it accepts connections.
  */
-export async function startPostgres(opts: { port?: number } = {}): Promise<PostgresServer> {
+/** statementStats: pg_stat_statements preloaded (the bench's --statements), so a database can count its statements. */
+export async function startPostgres(opts: { port?: number; statementStats?: boolean } = {}): Promise<PostgresServer> {
   const binDir = findPostgresBinaries();
   if (!binDir) {
     throw new PostgresHarnessError(
@@ -280,6 +281,7 @@ export async function startPostgres(opts: { port?: number } = {}): Promise<Postg
           '-c', 'fsync=off',
           '-c', 'max_connections=300',
           '-c', 'shared_buffers=128MB',
+          ...(opts.statementStats ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : []),
         ],
         { cwd: dir, stdio: ['ignore', logFd, logFd], ...(user ? { uid: user.uid, gid: user.gid } : {}) },
       );
