@@ -11,32 +11,45 @@ const ofAsset = (k: LicenseKey) => and(eq(vppLicenses.subscriptionId, k.subscrip
 const ofTarget = (k: LicenseKey, targetType: TargetType, targetId: string) => and(ofAsset(k), eq(vppLicenses.targetType, targetType), eq(vppLicenses.targetId, targetId));
 const bundleOf = (k: LicenseKey) => and(eq(bundles.subscriptionId, k.subscriptionId), eq(bundles.adamId, k.adamId), eq(bundles.pricingParam, k.pricingParam));
 
+/** What acquire decides on (PostgresLedger.facts). */
+type Facts = { total: number; held: number; unfilled: number; reserved: boolean; holds: boolean; entitled: boolean; conflict: boolean };
+
+const mayTake = (f: Facts) => mayTakeLicense({ total: f.total, held: f.held, unfilledReservations: f.unfilled, targetIsReserved: f.reserved });
+const none = (f: Facts): AcquireResult => ({ outcome: 'none', total: f.total, held: f.held, reservedForOthers: f.unfilled - (f.reserved ? 1 : 0) });
+
 export class PostgresLedger implements LicenseLedger {
   constructor(private readonly db: Db) {}
 
   /**
    * The asset row is locked while the held licenses and unfilled reservations are counted, so concurrent
-   * claims are serialised and the count never exceeds what was bought.
+   * claims are serialised and the count never exceeds what was bought. The lock is held for as few round
+   * trips as the rule allows (issue 10: every one is paid by every sync queued behind it): the lock, then one
+   * statement that reads everything the decision needs, then the insert. The lock must be a statement of its
+   * own: in READ COMMITTED a statement reads from the snapshot it started with, so counts read in the
+   * statement that waited for the lock could miss the license its holder just took.
    */
   async acquire(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }, takenBy?: number): Promise<AcquireResult> {
-    const full = await this.noneFree(k, target);
-    if (full) return full;
+    // Under contention most syncs find every license taken. The answer read without the lock is the one the
+    // locked path would give at the same snapshot; it only ever declines, so it cannot over-assign, and a
+    // license freed just after the read wakes the waiting devices (Reclaims.wakeWaiting) as after a locked "none".
+    const unlocked = await this.facts(this.db, k, target, false);
+    if (unlocked && !unlocked.holds && unlocked.entitled && !unlocked.conflict && !mayTake(unlocked)) return none(unlocked);
     return this.db.transaction(async (tx): Promise<AcquireResult> => {
       const asset = (await tx.select({ total: vppAssets.totalCount }).from(vppAssets)
         .where(and(eq(vppAssets.subscriptionId, k.subscriptionId), eq(vppAssets.adamId, k.adamId), eq(vppAssets.pricingParam, k.pricingParam)))
         .for('update'))[0];
       if (!asset) return { outcome: 'none', total: 0, held: 0, reservedForOthers: 0 };
-      const existing = (await tx.select().from(vppLicenses).where(ofTarget(k, target.type, target.id)))[0];
-      if (existing) return { outcome: 'held', license: existing };
-      if (!(await this.entitledLocking(tx, k, target.type, target.id))) return { outcome: 'notEntitled' };
-      if (target.type === 'device' && target.serialNumber) {
+      const f = (await this.facts(tx, k, target, true))!;
+      if (f.holds) {
+        const existing = (await tx.select().from(vppLicenses).where(ofTarget(k, target.type, target.id)))[0];
+        if (existing) return { outcome: 'held', license: existing };
+      }
+      if (!f.entitled) return { outcome: 'notEntitled' };
+      if (f.conflict && target.serialNumber) {
         const conflict = await this.serialConflict(tx, k, target.id, target.serialNumber);
         if (conflict) return conflict;
       }
-      const { held, unfilled, reserved } = await this.counts(tx, k, target.type, target.id);
-      if (!mayTakeLicense({ total: asset.total, held, unfilledReservations: unfilled, targetIsReserved: reserved })) {
-        return { outcome: 'none', total: asset.total, held, reservedForOthers: unfilled - (reserved ? 1 : 0) };
-      }
+      if (!mayTake(f)) return none(f);
       const license = (await tx.insert(vppLicenses).values({
         subscriptionId: k.subscriptionId, adamId: k.adamId, pricingParam: k.pricingParam, targetType: target.type, targetId: target.id, serialNumber: target.serialNumber ?? null, state: 'Associating', takenBy: takenBy ?? null,
       }).returning())[0]!;
@@ -45,15 +58,17 @@ export class PostgresLedger implements LicenseLedger {
   }
 
   /**
-   * Under contention most syncs find every license taken. That answer, read in one statement without the
-   * asset lock, is the one the locked path would give at the same snapshot: the target holds no license, is
-   * entitled, has no serial conflict, and none is free. It only ever declines, so it cannot over-assign; a
-   * license freed just after the read wakes the waiting devices (Reclaims.wakeWaiting) as it does after a
-   * locked "none". Anything else — a license free, or an answer other than "none" — takes the locked path.
+   * Everything acquire decides on, in one statement: the asset's total (undefined: no such asset), the
+   * counts, whether the target holds a license already, is still entitled (assigned, and for a device
+   * enrolled) and shares its serial number with another device. `locking`: the assignment and the device
+   * are share-locked, so a concurrent check-out, deletion or unassignment waits for the taking transaction
+   * and its reclaim then sees the license instead of missing it.
    */
-  private async noneFree(k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }): Promise<AcquireResult | undefined> {
+  private async facts(q: Db | Tx, k: LicenseKey, target: { type: TargetType; id: string; serialNumber?: string | null }, locking: boolean): Promise<Facts | undefined> {
     const serial = target.type === 'device' && target.serialNumber ? target.serialNumber : null;
-    const res = await this.db.execute<{ total: number | null; held: number; unfilled: number; reserved: boolean; holds: boolean; entitled: boolean; conflict: boolean }>(sql`
+    const share = locking ? sql`FOR SHARE OF a` : sql``;
+    const shareDevice = locking ? sql`FOR SHARE` : sql``;
+    const res = await q.execute<Omit<Facts, 'total'> & { total: number | null }>(sql`
       SELECT
         (SELECT total_count FROM vpp_assets WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}) AS total,
         ${this.countsSql(k, target.type, target.id)},
@@ -61,30 +76,14 @@ export class PostgresLedger implements LicenseLedger {
           AND target_type = ${target.type} AND target_id = ${target.id}) AS holds,
         EXISTS (SELECT 1 FROM bundle_assignments a JOIN bundles b ON b.id = a.bundle_id
           WHERE b.subscription_id = ${k.subscriptionId} AND b.adam_id = ${k.adamId} AND b.pricing_param = ${k.pricingParam}
-            AND a.target_type = ${target.type} AND a.target_id = ${target.id})
-          AND (${target.type} = 'user' OR EXISTS (SELECT 1 FROM devices WHERE udid = ${target.id} AND enrolled)) AS entitled,
+            AND a.target_type = ${target.type} AND a.target_id = ${target.id} ${share})
+          AND (${target.type} = 'user' OR EXISTS (SELECT 1 FROM devices WHERE udid = ${target.id} AND enrolled ${shareDevice})) AS entitled,
         (${serial}::text IS NOT NULL AND (
           EXISTS (SELECT 1 FROM vpp_licenses WHERE subscription_id = ${k.subscriptionId} AND adam_id = ${k.adamId} AND pricing_param = ${k.pricingParam}
             AND target_type = 'device' AND serial_number = ${serial}::text AND target_id <> ${target.id})
           OR EXISTS (SELECT 1 FROM devices WHERE serial_number = ${serial}::text AND enrolled AND udid <> ${target.id}))) AS conflict`);
     const r = res.rows[0]!;
-    if (r.total === null || r.holds || !r.entitled || r.conflict) return undefined;
-    if (mayTakeLicense({ total: r.total, held: r.held, unfilledReservations: r.unfilled, targetIsReserved: r.reserved })) return undefined;
-    return { outcome: 'none', total: r.total, held: r.held, reservedForOthers: r.unfilled - (r.reserved ? 1 : 0) };
-  }
-
-  /**
-   * Still entitled? The share locks make a concurrent check-out, deletion or unassignment wait for this
-   * transaction, so its reclaim then sees the license instead of missing it.
-   */
-  private async entitledLocking(tx: Tx, k: LicenseKey, targetType: TargetType, targetId: string): Promise<boolean> {
-    const assigned = await tx.select({ bundleId: bundleAssignments.bundleId }).from(bundleAssignments)
-      .innerJoin(bundles, eq(bundles.id, bundleAssignments.bundleId))
-      .where(and(bundleOf(k), eq(bundleAssignments.targetType, targetType), eq(bundleAssignments.targetId, targetId)))
-      .for('share', { of: bundleAssignments });
-    if (assigned.length === 0) return false;
-    if (targetType === 'user') return true;
-    return (await tx.select({ udid: devices.udid }).from(devices).where(and(eq(devices.udid, targetId), eq(devices.enrolled, true))).for('share')).length > 0;
+    return r.total === null ? undefined : { ...r, total: r.total };
   }
 
   /**
@@ -105,12 +104,6 @@ export class PostgresLedger implements LicenseLedger {
       .where(and(inArray(vppLicenses.state, ['Associating', 'Disassociating']), or(isNull(vppLicenses.eventId), sql`${vppEvents.status} IS DISTINCT FROM 'PENDING'`)))
       .orderBy(asc(vppLicenses.id));
     return rows.map((r) => r.license);
-  }
-
-  /** Raw SQL inside the locking transaction: three counts in one round trip. */
-  private async counts(tx: Tx, k: LicenseKey, targetType: TargetType, targetId: string): Promise<{ held: number; unfilled: number; reserved: boolean }> {
-    const res = await tx.execute<{ held: number; unfilled: number; reserved: boolean }>(sql`SELECT ${this.countsSql(k, targetType, targetId)}`);
-    return res.rows[0]!;
   }
 
   /** The held licenses, the reservations no license fills yet, and whether the target is reserved: three columns. */
