@@ -32,7 +32,7 @@ import { schedulePushJobs } from './push/push-jobs.js';
 import { PushService } from './push/push-service.js';
 import { createScheduler } from './scheduler.js';
 import { SecretBox, decodeKey, loadOrCreateFileSecret } from './secrets.js';
-import { openDatabase, type Database } from './storage/database.js';
+import { databaseProbe, openDatabase, type Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import type { Storage } from './storage/ports.js';
 import { postgresStorage } from './storage/postgres/index.js';
@@ -80,12 +80,13 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const storage = postgresStorage(database.pool, { embedded: database.kind === 'pglite' });
     const platform = apple ?? await appleFromConfig(config);
 
+    const databaseHealth = databaseProbe(database.pool, log);
     const services = await createServices({ config, log, secrets, database, storage, platform, closing });
     await services.start();
     const http = await listen({
       host: config.host, port: config.port, log, routers: services.routers(adminToken),
       limits: { maxConnections: config.maxConnections, headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs, shutdownGraceMs: config.shutdownGraceMs },
-      health: () => ({ ready: services.ready, database: database.kind }),
+      health: async () => ({ ready: services.ready, database: database.kind, databaseUnreachable: !(await databaseHealth()).reachable }),
     });
     closing.add(() => http.close());
     services.setPublicUrl(config.publicUrl || http.url);

@@ -49,10 +49,14 @@ const AuditQuery = z.object({
 
 export const serviceRoutes = {
   health: apiRoute({
-    method: 'get', path: '/healthz', auth: false, summary: 'Health check: 200 once the server is ready, 503 while it starts',
+    method: 'get', path: '/healthz', auth: false,
+    summary: 'Health check: 200 once the server is ready and reaches its database; 503 while it starts or when the database fails',
     responses: {
       200: ok('Ready', { type: 'object', properties: { status: { const: 'ok' }, database: { enum: ['postgres', 'pglite'] } } }),
-      503: ok('Starting', { type: 'object', properties: { status: { const: 'starting' }, database: { type: 'string' } } }),
+      503: ok('Starting, or the database unreachable', {
+        type: 'object',
+        properties: { status: { enum: ['starting', 'database_unavailable'] }, database: { type: 'string' } },
+      }),
     },
   }),
   openApi: apiRoute({ method: 'get', path: '/api/v1/openapi.json', auth: false, summary: 'This document', responses: { 200: ok('OpenAPI 3.1 document') } }),
