@@ -18,6 +18,7 @@ import { loadOrCreateServerCA } from './devices/server-ca.js';
 import { UserDirectory } from './devices/user-directory.js';
 import { ServerEventBus } from './events.js';
 import { adminApi } from './http/admin-api.js';
+import { AuthFailureLimiter } from './http/admin-guard.js';
 import { deviceRoutes } from './http/device-routes.js';
 import { listen } from './http/http-server.js';
 import { notificationRoutes } from './http/notification-routes.js';
@@ -146,6 +147,8 @@ async function createServices(c: {
     identityPool: () => ({ available: identities.available, capacity: identities.capacity, taken: identities.stats.taken, missed: identities.stats.missed }),
   };
   const metrics = new ServerMetrics({ ...metricSources, licenses: () => metricSources.licenses() });
+  // One allowance of failed authentications per source for every route that takes the admin token.
+  const authFailures = new AuthFailureLimiter();
   const owners = new CommandOwners(log);
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
@@ -209,7 +212,7 @@ async function createServices(c: {
       certificates.watch(2000);
     },
     routers: (adminToken: string) => [
-      metrics.router([adminToken, ...(config.metricsToken ? [config.metricsToken] : [])]),
+      metrics.router([adminToken, ...(config.metricsToken ? [config.metricsToken] : [])], authFailures, log),
       metrics.deviceRequestTimer(),
       notificationRoutes(licensing.notifications, log),
       deviceRoutes({
@@ -218,7 +221,7 @@ async function createServices(c: {
         maxBodyBytes: config.maxDeviceBodyBytes, maxBodyBytesInFlight: config.maxDeviceBodyBytesInFlight,
       }),
       adminApi({
-        adminToken, log, audit, enrollment, refresh, pushCertificates: certificates,
+        adminToken, authFailures, log, audit, enrollment, refresh, pushCertificates: certificates,
         users: new UserDirectory({ users: storage.users, devices: storage.devices, lifecycle: licensing.lifecycle }),
         devices: new DeviceAdmin({
           devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, queue, push,

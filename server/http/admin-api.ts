@@ -8,7 +8,7 @@ import { invalid, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
-import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
+import { actorOf, adminAuth, auditAdminActions, checkQuery, jsonBodiesOnly, type AuthFailureLimiter } from './admin-guard.js';
 import { adminRoutes as route, serviceRoutes } from './admin-routes.js';
 import { mount } from './api-route.js';
 import { apiErrorHandler } from './errors.js';
@@ -21,6 +21,8 @@ import { auditView, commandView, deviceView, enrollmentView, pushCertificateView
 
 export interface AdminApiDeps {
   adminToken: string;
+  /** Failed authentications per source, shared with every route that takes the admin token (/metrics). */
+  authFailures: AuthFailureLimiter;
   log: Logger;
   audit: AuditLog;
   users: UserDirectory;
@@ -42,7 +44,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
 
   mount(router, serviceRoutes.openApi, (_in, _req, res) => { res.json(openApiDocument()); });
 
-  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
+  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: deps.authFailures }));
   // A bulk enqueue names up to 50,000 UDIDs (about 2 MB); every other admin body stays within 1 MB.
   router.use('/api/v1/commands', jsonBodiesOnly, jsonBody('4mb'));
   router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
