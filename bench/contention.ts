@@ -43,7 +43,7 @@ async function statementStats(ctx: BenchContext, what: 'reset' | 'read'): Promis
     await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     if (what === 'reset') { await client.query('SELECT pg_stat_statements_reset()'); return []; }
     const r = await client.query<{ calls: string; ms: string; query: string }>(`SELECT calls::text, round(total_exec_time)::text AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
-      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 30`);
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY pg_stat_statements.calls DESC LIMIT 30`);
     return r.rows.map((x) => `${x.calls.padStart(7)} calls ${x.ms.padStart(6)} ms  ${x.query}`);
   });
 }
