@@ -4,7 +4,8 @@
  * carries all that came meanwhile. Apple's /assets/associate takes many serial numbers or clientUserIds at
  * once (up to /service/config `limits`), so a burst of syncs costs one request, one event and one notification
  * per batch instead of per license. Nothing waits on a timer: an item that finds no request in flight goes at once.
- * https://developer.apple.com/documentation/devicemanagement/associate-assets
+ * https://developer.apple.com/documentation/devicemanagement/managing-assets (serialNumbers and clientUserIds are
+ * arrays), https://developer.apple.com/documentation/devicemanagement/service-config (maxSerialNumbers, maxClientUserIds).
  */
 export class Batches<T> {
   private readonly queues = new Map<string, Array<{ item: T; done: (failure: unknown) => void }>>();
