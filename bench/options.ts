@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BenchError } from './processes.js';
+import { FIGURE_KEYS, type FigureKey } from './report.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
@@ -29,6 +30,8 @@ export interface BenchOptions {
   out: string;
   /** Where CPU profiles of the server go (--profile); undefined: not profiled. */
   profileDir?: string;
+  /** The figures measured (--only); the fleet is enrolled for any of them. */
+  figures: ReadonlySet<FigureKey>;
 }
 
 const FULL = {
@@ -54,6 +57,8 @@ node:http baseline on one CPU and the load generator on the other, enrolls simul
   --rounds N           interleaved rounds per round-trip figure (full ${FULL.rounds}, quick ${QUICK.rounds})
   --connections N      load generator connections (${FULL.connections})
   --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
+  --only F[,F...]      only these figures (the fleet is always enrolled), e.g. --only apns_fanout;
+                       writes .tmp/bench/results-only.json by default
   --profile            also record CPU profiles of the server per measured phase (.tmp/bench/profiles);
                        the profiler costs CPU, so such a run's figures are not comparable
   -h, --help           this text
@@ -66,12 +71,20 @@ function positive(name: string, raw: string | undefined, fallback: number): numb
   return n;
 }
 
+function figureSet(raw: string | undefined): ReadonlySet<FigureKey> {
+  if (raw === undefined) return new Set(FIGURE_KEYS);
+  const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !(FIGURE_KEYS as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) throw new BenchError(`--only takes figures among ${FIGURE_KEYS.join(', ')}; got "${raw}"`);
+  return new Set(names as FigureKey[]);
+}
+
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const { values } = parseArgs({
     args: argv, strict: true, allowPositionals: false,
     options: {
       quick: { type: 'boolean' }, pglite: { type: 'boolean' }, devices: { type: 'string' }, licenses: { type: 'string' }, 'fanout-pushes': { type: 'string' },
-      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, profile: { type: 'boolean' },
+      rounds: { type: 'string' }, connections: { type: 'string' }, out: { type: 'string' }, profile: { type: 'boolean' }, only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -82,7 +95,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const replayDevices = Math.min(base.replayDevices, devices);
   const licenses = positive('--licenses', values.licenses, base.licenses);
   if (licenses >= devices) throw new BenchError(`--licenses (${licenses}) must be fewer than --devices (${devices}): the devices compete for them`);
-  const defaultOut = values.quick
+  const defaultOut = values.only !== undefined
+    ? path.join(REPO, '.tmp', 'bench', 'results-only.json')
+    : values.quick
     ? path.join(REPO, '.tmp', 'bench', `results-quick${database === 'pglite' ? '-pglite' : ''}.json`)
     : path.join(REPO, 'bench', database === 'pglite' ? 'results-pglite.json' : 'results.json');
   return {
@@ -98,5 +113,6 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     connections: positive('--connections', values.connections, base.connections),
     out: path.resolve(values.out ?? defaultOut),
     profileDir: values.profile ? path.join(REPO, '.tmp', 'bench', 'profiles') : undefined,
+    figures: figureSet(values.only),
   };
 }

@@ -85,27 +85,37 @@ async function main(opts: BenchOptions): Promise<Results> {
 
     const figures: Results['figures'] = {};
     log(`enrolling ${opts.devices} devices (burst of ${opts.burst})`);
-    figures.enrollment_rate = await enrollFleet(ctx);
-    figures.memory_per_device = await memoryPerDevice(ctx);
-    figures.connect_round_trip = await connectRoundTrip(ctx);
-    figures.token_update = await tokenUpdate(ctx);
-    figures.command_round_trip = await commandRoundTrip(ctx);
-    figures.bulk_enqueue = await bulkEnqueue(ctx);
-    log(`bulk_enqueue: ${figures.bulk_enqueue.value} s for ${figures.bulk_enqueue.devices} devices`);
-    figures.apns_fanout = await apnsFanout(ctx);
-    figures.license_contention = await licenseContention(ctx);
-    log(`license_contention: ${figures.license_contention.value ?? 'not settled'} s`);
+    const wanted = opts.figures;
+    const enrollment = await enrollFleet(ctx);
+    if (wanted.has('enrollment_rate')) figures.enrollment_rate = enrollment;
+    if (wanted.has('memory_per_device')) figures.memory_per_device = await memoryPerDevice(ctx);
+    if (wanted.has('connect_round_trip')) figures.connect_round_trip = await connectRoundTrip(ctx);
+    if (wanted.has('token_update')) figures.token_update = await tokenUpdate(ctx);
+    if (wanted.has('command_round_trip')) figures.command_round_trip = await commandRoundTrip(ctx);
+    if (wanted.has('bulk_enqueue')) {
+      figures.bulk_enqueue = await bulkEnqueue(ctx);
+      log(`bulk_enqueue: ${figures.bulk_enqueue.value} s for ${figures.bulk_enqueue.devices} devices`);
+    }
+    if (wanted.has('apns_fanout')) figures.apns_fanout = await apnsFanout(ctx);
+    if (wanted.has('license_contention')) {
+      figures.license_contention = await licenseContention(ctx);
+      log(`license_contention: ${figures.license_contention.value ?? 'not settled'} s`);
+    }
     const serverOutput = server.output();
     // The micro-benchmarks get the server CPU to themselves (the cleanups below then find these stopped).
     await fleet.close();
     await load.stop();
     await bare.stop();
     await server.stop();
-    const micro = IpcWorker.start('the micro-benchmarks', MICRO, place.serverCpu);
-    try {
-      Object.assign(figures, microFigures(await micro.call<MicroResult>({ ms: opts.microMs })));
-    } finally {
-      await micro.stop();
+    if (wanted.has('plist_parse') || wanted.has('signature_verify')) {
+      const micro = IpcWorker.start('the micro-benchmarks', MICRO, place.serverCpu);
+      try {
+        const m = microFigures(await micro.call<MicroResult>({ ms: opts.microMs }));
+        if (wanted.has('plist_parse')) figures.plist_parse = m.plist_parse;
+        if (wanted.has('signature_verify')) figures.signature_verify = m.signature_verify;
+      } finally {
+        await micro.stop();
+      }
     }
     if (/"level":"error"/.test(serverOutput)) log(`the server logged errors:\n${serverOutput.split('\n').filter((l) => l.includes('"level":"error"')).slice(0, 5).join('\n')}`);
 
@@ -117,6 +127,7 @@ async function main(opts: BenchOptions): Promise<Results> {
         devices: opts.devices, burst: opts.burst, replay_devices: opts.replayDevices, connections: opts.connections, rounds: opts.rounds,
         round_ms: opts.roundMs, commands_per_device: opts.commandsPerDevice, licenses: opts.licenses, fanout_rounds: opts.fanoutRounds, fanout_pushes: opts.fanoutPushes,
         profiled: !!opts.profileDir,
+        ...(opts.figures.size < FIGURE_KEYS.length ? { only: [...opts.figures] } : {}),
       },
       figures: ordered,
       ...(opts.profileDir ? { profiles: ctx.profiles } : {}),
