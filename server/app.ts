@@ -18,6 +18,7 @@ import { loadOrCreateServerCA } from './devices/server-ca.js';
 import { UserDirectory } from './devices/user-directory.js';
 import { ServerEventBus } from './events.js';
 import { adminApi } from './http/admin-api.js';
+import { AuthFailureLimiter } from './http/admin-guard.js';
 import { deviceRoutes } from './http/device-routes.js';
 import { listen } from './http/http-server.js';
 import { notificationRoutes } from './http/notification-routes.js';
@@ -32,7 +33,7 @@ import { schedulePushJobs } from './push/push-jobs.js';
 import { PushService } from './push/push-service.js';
 import { createScheduler } from './scheduler.js';
 import { SecretBox, decodeKey, loadOrCreateFileSecret } from './secrets.js';
-import { openDatabase, type Database } from './storage/database.js';
+import { databaseProbe, openDatabase, type Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import type { Storage } from './storage/ports.js';
 import { postgresStorage } from './storage/postgres/index.js';
@@ -80,12 +81,13 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const storage = postgresStorage(database.pool, { embedded: database.kind === 'pglite' });
     const platform = apple ?? await appleFromConfig(config);
 
+    const databaseHealth = databaseProbe(database.pool, log);
     const services = await createServices({ config, log, secrets, database, storage, platform, closing });
     await services.start();
     const http = await listen({
       host: config.host, port: config.port, log, routers: services.routers(adminToken),
       limits: { maxConnections: config.maxConnections, headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs, shutdownGraceMs: config.shutdownGraceMs },
-      health: () => ({ ready: services.ready, database: database.kind }),
+      health: async () => ({ ready: services.ready, database: database.kind, databaseUnreachable: !(await databaseHealth()).reachable }),
     });
     closing.add(() => http.close());
     services.setPublicUrl(config.publicUrl || http.url);
@@ -145,6 +147,8 @@ async function createServices(c: {
     identityPool: () => ({ available: identities.available, capacity: identities.capacity, taken: identities.stats.taken, missed: identities.stats.missed }),
   };
   const metrics = new ServerMetrics({ ...metricSources, licenses: () => metricSources.licenses() });
+  // One allowance of failed authentications per source for every route that takes the admin token.
+  const authFailures = new AuthFailureLimiter();
   const owners = new CommandOwners(log);
   const queue = new CommandQueue({ commands: storage.commands, push });
   const devices = new DeviceService({
@@ -208,7 +212,7 @@ async function createServices(c: {
       certificates.watch(2000);
     },
     routers: (adminToken: string) => [
-      metrics.router([adminToken, ...(config.metricsToken ? [config.metricsToken] : [])]),
+      metrics.router([adminToken, ...(config.metricsToken ? [config.metricsToken] : [])], authFailures, log),
       metrics.deviceRequestTimer(),
       notificationRoutes(licensing.notifications, log),
       deviceRoutes({
@@ -217,7 +221,7 @@ async function createServices(c: {
         maxBodyBytes: config.maxDeviceBodyBytes, maxBodyBytesInFlight: config.maxDeviceBodyBytesInFlight,
       }),
       adminApi({
-        adminToken, log, audit, enrollment, refresh, pushCertificates: certificates,
+        adminToken, authFailures, log, audit, enrollment, refresh, pushCertificates: certificates,
         users: new UserDirectory({ users: storage.users, devices: storage.devices, lifecycle: licensing.lifecycle }),
         devices: new DeviceAdmin({
           devices: storage.devices, commands: storage.commands, enrollments: storage.enrollments, queue, push,

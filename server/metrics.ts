@@ -2,7 +2,9 @@ import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AppError } from './errors.js';
+import { AuthFailureLimiter, sourceOf } from './http/admin-guard.js';
 import { sendError } from './http/errors.js';
+import type { Logger } from './log.js';
 import type { MetricsStore, QueueDepths } from './storage/ports.js';
 
 // GET /metrics in the Prometheus text format (prom-client), behind the admin token or METRICS_TOKEN. One
@@ -122,15 +124,29 @@ export class ServerMetrics {
   }
 
   /** GET /metrics for a bearer of any of `tokens` (the admin token, METRICS_TOKEN when set). */
-  router(tokens: string[]): express.Router {
+  /**
+   * `limiter` is the admin API's: /metrics takes the admin token too, so guessing it here counts against the
+   * same per-source allowance.
+   */
+  router(tokens: string[], limiter: AuthFailureLimiter, log: Logger): express.Router {
     const accepted = tokens.map(digest);
     const r = express.Router();
     r.get('/metrics', async (req, res) => {
+      const source = sourceOf(req);
+      const wait = limiter.retryAfter(source);
+      if (wait > 0) {
+        res.set('Retry-After', String(wait));
+        return sendError(res, new AppError('rate_limited', `too many failed authentications from ${source}; retry in ${wait} s`));
+      }
       const header = req.header('authorization') ?? '';
       const given = digest(header.startsWith('Bearer ') ? header.slice(7) : '');
       // Every token is compared (no early exit), in constant time over equal-length digests.
       const ok = accepted.reduce((hit, t) => crypto.timingSafeEqual(t, given) || hit, false);
-      if (!ok) return sendError(res, new AppError('unauthorized', 'missing or wrong token: send Authorization: Bearer <ADMIN_TOKEN or METRICS_TOKEN>'));
+      if (!ok) {
+        limiter.fail(source);
+        log.warn({ source, path: req.path, method: req.method, tokenGiven: header !== '' }, 'metrics authentication failed');
+        return sendError(res, new AppError('unauthorized', 'missing or wrong token: send Authorization: Bearer <ADMIN_TOKEN or METRICS_TOKEN>'));
+      }
       try {
         const [depths, licenses] = await Promise.all([this.sources.store.queueDepths(), this.sources.licenses()]);
         this.scraped = { depths, licenses };

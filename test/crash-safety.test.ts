@@ -98,8 +98,10 @@ describe.each(availableBackends())(`crash safety on %s: ${DEVICES} devices, ${LI
       });
       phase = 'queueing commands and distributing licenses';
       await mapLimit(devices, 8, async (d) => {
-        const r = await apiThroughCrashes(server, 'POST', `/api/v1/devices/${d.udid}/commands`, { RequestType: 'DeviceInformation', Queries: ['UDID', 'SerialNumber', 'OSVersion'] });
-        if (r.status !== 201) throw new Error(`command for ${d.udid}: ${r.status} ${JSON.stringify(r.body)}`);
+        // The same Idempotency-Key on every attempt: a retry after a kill that lost the answer finds the command.
+        const r = await apiThroughCrashes(server, 'POST', `/api/v1/devices/${d.udid}/commands`, { RequestType: 'DeviceInformation', Queries: ['UDID', 'SerialNumber', 'OSVersion'] },
+          undefined, { 'idempotency-key': `crash-run-${d.udid}` });
+        if (r.status !== 201 && r.status !== 200) throw new Error(`command for ${d.udid}: ${r.status} ${JSON.stringify(r.body)}`);
         accepted.set(r.body.commandUUID, d.udid);
       });
       phase = 'distributing licenses and installing';
@@ -200,6 +202,8 @@ describe.each(availableBackends())(`crash safety on %s: ${DEVICES} devices, ${LI
 
     // Commands: each accepted one delivered once, answered, recorded once; one install per licensed device.
     const byUuid = new Map(commands.map((c) => [c.command_uuid, c]));
+    // One DeviceInformation per device however often its POST was retried through the kills.
+    expect(countBy(commands.filter((c) => c.request_type === 'DeviceInformation').map((c) => c.udid))).toEqual(Object.fromEntries(devices.map((d) => [d.udid, 1])));
     for (const [uuid, udid] of accepted) expect(byUuid.get(uuid), uuid).toMatchObject({ udid, status: 'Acknowledged', has_result: true });
     expect(commands.filter((c) => !FINAL_COMMAND_STATUSES.includes(c.status))).toEqual([]);
     const deliveredTwice = [...delivered].filter(([, n]) => n > 1);
@@ -219,7 +223,7 @@ describe.each(availableBackends())(`crash safety on %s: ${DEVICES} devices, ${LI
       + `${commands.length} commands (${countByText(commands.map((c) => c.request_type))}), ${accepted.size} accepted through the API, none delivered twice; `
       + `${events.length} Apple events (${countByText(events.map((e) => `${e.kind} ${e.status}`))}); ${fleet.stats().syncs} device connections, `
       + `device-side errors: ${JSON.stringify(Object.fromEntries(deviceErrors))}`);
-  }, LONG ? 60 * 60_000 : 240_000);
+  }, LONG ? 60 * 60_000 : 480_000);
 });
 
 function countBy(values: string[]): Record<string, number> {

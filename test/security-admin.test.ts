@@ -158,6 +158,25 @@ describe.each(availableBackends())('admin authentication on %s', (backend) => {
     }
   });
 
+  it('counts guesses at /metrics, which takes the admin token too, against the same allowance', async () => {
+    const server = await startTestServer(backend, { sandbox: false });
+    try {
+      const guess = (where: string) => fetch(`${server.url}${where}`, { headers: { authorization: 'Bearer wrong-token-guess' } });
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await guess('/metrics')).status);
+      for (let i = 0; i < 4; i++) statuses.push((await guess('/api/v1/devices')).status);
+      expect(statuses).toEqual(Array(10).fill(401));
+      // The allowance is spent however it was split: both routes refuse, even the right token, until it renews.
+      const metrics = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+      expect(metrics.status).toBe(429);
+      expect(Number(metrics.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect((await guess('/api/v1/devices')).status).toBe(429);
+      expect(server.logs.filter((l) => l.msg === 'metrics authentication failed' && l.level === 'warn')).toHaveLength(6);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('refuses a weak ADMIN_TOKEN at start, saying how long it must be', async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vpp-mdm-weak-'));
     try {

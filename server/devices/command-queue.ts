@@ -24,6 +24,16 @@ export class CommandQueue {
     return stored;
   }
 
+  /**
+   * Queued once per idempotency key and device: a retry with the same key gets the command queued the first
+   * time (`replayed`, not pushed again).
+   */
+  async enqueueIdempotent(udid: string, command: Command, opts: QueueOptions & { idempotencyKey: string; requestDigest: string }): Promise<{ command: CommandRecord; replayed: boolean }> {
+    const stored = await this.deps.commands.enqueueIdempotent({ ...this.record(udid, command, opts), idempotencyKey: opts.idempotencyKey, requestDigest: opts.requestDigest });
+    if (!stored.replayed && opts.push !== false) await this.deps.push.request([udid], `command ${command.RequestType}`);
+    return stored;
+  }
+
   /** Queued unless the owner has one pending for this device and ownerRef already (then undefined, no push). */
   async enqueueOnePending(udid: string, command: Command, opts: QueueOptions & { ownerRef: string }): Promise<CommandRecord | undefined> {
     const stored = await this.deps.commands.enqueueOnePending({ ...this.record(udid, command, opts), ownerRef: opts.ownerRef });

@@ -1,7 +1,8 @@
 import { commandPlatformProblems, knownRequestTypes, validateCommand } from '../../mdm/apple-schema.js';
 import type { Command } from '../../mdm/commands.js';
 import { PlistError, plistValueFromJson } from '../../mdm/plist.js';
-import { conflict, invalid, notFound } from '../errors.js';
+import crypto from 'node:crypto';
+import { conflict, invalid, notFound, unprocessable } from '../errors.js';
 import type { PushService } from '../push/push-service.js';
 import type { AuditLog } from '../audit.js';
 import type { CommandRecord, CommandStore, DeviceRecord, DeviceStore, EnrollmentStore } from '../storage/ports.js';
@@ -42,14 +43,21 @@ export class DeviceAdmin {
    * Any of Apple's commands, as JSON (<data> as {"$data": base64}, <date> as {"$date": ISO 8601}): checked against its
    * schema, then against what the device's OS supports, then queued; the device's answer is stored whatever it is.
    */
-  async queueCommand(udid: string, json: { RequestType: string; [key: string]: unknown }): Promise<CommandRecord> {
+  async queueCommand(udid: string, json: { RequestType: string; [key: string]: unknown }, idempotencyKey?: string): Promise<{ command: CommandRecord; replayed: boolean }> {
     const d = await this.enrolled(udid);
     const command = commandFromJson(json);
     const unsupported = commandPlatformProblems(command, d.osVersion ?? undefined);
     if (unsupported.length > 0) {
       throw conflict(`device ${d.udid} (iOS ${d.osVersion ?? 'version unknown'}) cannot take this command: ${unsupported.join('; ')}`, 'unsupported_by_device_os');
     }
-    return this.deps.queue.enqueue(d.udid, command, { owner: 'admin' });
+    if (idempotencyKey === undefined) return { command: await this.deps.queue.enqueue(d.udid, command, { owner: 'admin' }), replayed: false };
+    // The command as asked (RequestType and every key, in the order sent): a retry sends the same bytes.
+    const requestDigest = crypto.createHash('sha256').update(JSON.stringify(json)).digest('base64url');
+    const queued = await this.deps.queue.enqueueIdempotent(d.udid, command, { owner: 'admin', idempotencyKey, requestDigest });
+    if (queued.replayed && queued.command.requestDigest !== requestDigest) {
+      throw unprocessable(`Idempotency-Key "${idempotencyKey}" was used for another command to device ${d.udid} (${queued.command.requestType}, ${queued.command.commandUuid}): use a new key for a new command`, 'idempotency_key_reused');
+    }
+    return queued;
   }
 
   /**

@@ -1,14 +1,14 @@
-import express from 'express';
+import express, { type Request } from 'express';
 import type { AuditLog } from '../audit.js';
 import type { DeviceAdmin } from '../devices/device-admin.js';
 import type { DeviceRefresh } from '../devices/device-refresh.js';
 import type { EnrollmentService } from '../devices/enrollment-service.js';
 import type { UserDirectory } from '../devices/user-directory.js';
-import { notFound } from '../errors.js';
+import { invalid, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PushCertificates } from '../push/push-certificate.js';
 import type { DeviceApp } from '../storage/ports.js';
-import { actorOf, adminAuth, auditAdminActions, AuthFailureLimiter, checkQuery, jsonBodiesOnly } from './admin-guard.js';
+import { actorOf, adminAuth, auditAdminActions, checkQuery, jsonBodiesOnly, type AuthFailureLimiter } from './admin-guard.js';
 import { adminRoutes as route, serviceRoutes } from './admin-routes.js';
 import { mount } from './api-route.js';
 import { apiErrorHandler } from './errors.js';
@@ -21,6 +21,8 @@ import { auditView, commandView, deviceView, enrollmentView, pushCertificateView
 
 export interface AdminApiDeps {
   adminToken: string;
+  /** Failed authentications per source, shared with every route that takes the admin token (/metrics). */
+  authFailures: AuthFailureLimiter;
   log: Logger;
   audit: AuditLog;
   users: UserDirectory;
@@ -42,7 +44,7 @@ export function adminApi(deps: AdminApiDeps): express.Router {
 
   mount(router, serviceRoutes.openApi, (_in, _req, res) => { res.json(openApiDocument()); });
 
-  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: new AuthFailureLimiter() }));
+  router.use(['/api/v1', '/sandbox'], adminAuth({ adminToken: deps.adminToken, log: deps.log, audit: deps.audit, limiter: deps.authFailures }));
   // A bulk enqueue names up to 50,000 UDIDs (about 2 MB); every other admin body stays within 1 MB.
   router.use('/api/v1/commands', jsonBodiesOnly, jsonBody('4mb'));
   router.use('/api/v1', checkQuery, auditAdminActions(deps.audit), jsonBodiesOnly, jsonBody('1mb'));
@@ -76,9 +78,10 @@ export function adminApi(deps: AdminApiDeps): express.Router {
     res.status(204).end();
   });
   mount(router, route.revokeDevice, async ({ params }, _req, res) => { res.json(deviceView(await deps.devices.revoke(params.udid, actorOf(res)))); });
-  mount(router, route.queueCommand, async ({ params, body }, _req, res) => {
-    const c = await deps.devices.queueCommand(params.udid, body as { RequestType: string });
-    res.status(201).json({ commandUUID: c.commandUuid });
+  mount(router, route.queueCommand, async ({ params, body }, req, res) => {
+    const { command, replayed } = await deps.devices.queueCommand(params.udid, body as { RequestType: string }, idempotencyKeyOf(req));
+    // A retry with the same Idempotency-Key gets the command queued the first time, 200 instead of 201.
+    res.status(replayed ? 200 : 201).json({ commandUUID: command.commandUuid });
   });
   mount(router, route.queueBulkCommand, async ({ body }, _req, res) => {
     const { queued, refused } = await deps.devices.queueCommandForMany(body.udids, body.command as { RequestType: string });
@@ -120,4 +123,14 @@ export function adminApi(deps: AdminApiDeps): express.Router {
   router.use('/api/v1', (_req, _res, next) => next(notFound('no such API endpoint')));
   router.use(apiErrorHandler(deps.log));
   return router;
+}
+
+/** The Idempotency-Key header (the IETF httpapi draft's): one, of 1–255 visible ASCII characters, or none. */
+function idempotencyKeyOf(req: Request): string | undefined {
+  const raw = req.headers['idempotency-key'];
+  if (raw === undefined) return undefined;
+  if (Array.isArray(raw) || !/^[\x21-\x7e]{1,255}$/.test(raw)) {
+    throw invalid('Idempotency-Key must be one header of 1 to 255 visible ASCII characters (e.g. a UUID)', 'bad_idempotency_key');
+  }
+  return raw;
 }

@@ -49,10 +49,14 @@ const AuditQuery = z.object({
 
 export const serviceRoutes = {
   health: apiRoute({
-    method: 'get', path: '/healthz', auth: false, summary: 'Health check: 200 once the server is ready, 503 while it starts',
+    method: 'get', path: '/healthz', auth: false,
+    summary: 'Health check: 200 once the server is ready and reaches its database; 503 while it starts or when the database fails',
     responses: {
       200: ok('Ready', { type: 'object', properties: { status: { const: 'ok' }, database: { enum: ['postgres', 'pglite'] } } }),
-      503: ok('Starting', { type: 'object', properties: { status: { const: 'starting' }, database: { type: 'string' } } }),
+      503: ok('Starting, or the database unreachable', {
+        type: 'object',
+        properties: { status: { enum: ['starting', 'database_unavailable'] }, database: { type: 'string' } },
+      }),
     },
   }),
   openApi: apiRoute({ method: 'get', path: '/api/v1/openapi.json', auth: false, summary: 'This document', responses: { 200: ok('OpenAPI 3.1 document') } }),
@@ -99,7 +103,12 @@ export const adminRoutes = {
   queueCommand: apiRoute({
     method: 'post', path: '/api/v1/devices/:udid/commands', params: Udid, body: CommandBody,
     summary: "Queue a raw command: any of Apple's 66 commands as JSON, <data> as {\"$data\": base64} and <date> as {\"$date\": ISO 8601}; checked against Apple's schema (400) and the device's iOS version (409 unsupported_by_device_os); the answer is stored as it comes",
-    responses: { 201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }), 400: error(), 404: error(), 409: error() },
+    description: 'With an `Idempotency-Key` header (1–255 visible ASCII characters, e.g. a UUID), a retry of the same request for the same device queues nothing new and answers 200 with the first commandUUID; the same key with another command is refused (422 idempotency_key_reused).',
+    responses: {
+      201: ok('Queued', { type: 'object', properties: { commandUUID: { type: 'string' } } }),
+      200: ok('Already queued with this Idempotency-Key', { type: 'object', properties: { commandUUID: { type: 'string' } } }),
+      400: error(), 404: error(), 409: error(), 422: error('Idempotency-Key used for another command'),
+    },
   }),
   queueBulkCommand: apiRoute({
     method: 'post', path: '/api/v1/commands', body: BulkCommandBody,

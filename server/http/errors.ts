@@ -7,11 +7,11 @@ import type { Logger } from '../log.js';
 // the error's reason when it has one (e.g. invalid_stoken), else the kind's.
 
 const STATUS: Record<AppErrorKind, number> = {
-  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unsupported_type: 415, rate_limited: 429, unavailable: 503,
+  invalid: 400, unauthorized: 401, not_found: 404, conflict: 409, gone: 410, too_large: 413, unsupported_type: 415, unprocessable: 422, rate_limited: 429, unavailable: 503,
 };
 const CODE: Record<AppErrorKind, string> = {
   invalid: 'bad_request', unauthorized: 'unauthorized', not_found: 'not_found', conflict: 'conflict', gone: 'gone',
-  too_large: 'body_too_large', unsupported_type: 'unsupported_media_type', rate_limited: 'too_many_requests', unavailable: 'unavailable',
+  too_large: 'body_too_large', unsupported_type: 'unsupported_media_type', unprocessable: 'unprocessable', rate_limited: 'too_many_requests', unavailable: 'unavailable',
 };
 
 /** Messages quote what the client sent (ids, values): a refusal must not hand back, or log, 100 KB of it. */

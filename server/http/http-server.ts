@@ -40,7 +40,7 @@ const DEVICE_BODY_PATHS = new Set(['/mdm/checkin', '/mdm/connect']);
 
 export async function listen(opts: {
   host: string; port: number; log: Logger; routers: express.Router[]; limits: HttpLimits;
-  health: () => { ready: boolean; database: string };
+  health: () => Promise<{ ready: boolean; database: string; databaseUnreachable: boolean }>;
 }): Promise<ListeningServer> {
   const { log, limits } = opts;
   let closing = false;
@@ -62,9 +62,12 @@ export async function listen(opts: {
     }
     next();
   });
-  mount(app, serviceRoutes.health, (_in, _req, res) => {
-    const { ready, database } = opts.health();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database });
+  mount(app, serviceRoutes.health, async (_in, _req, res) => {
+    const { ready, database, databaseUnreachable } = await opts.health();
+    // A server that cannot reach its database cannot serve devices: a load balancer should send them elsewhere.
+    // The database's own error is logged, not told to an unauthenticated caller (it names hosts and ports).
+    if (databaseUnreachable) res.status(503).json({ status: 'database_unavailable', database });
+    else res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', database });
   });
   for (const router of opts.routers) app.use(router);
   // Whatever no router answered under /api gets the API's JSON error, not Express's HTML page.

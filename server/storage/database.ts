@@ -31,6 +31,42 @@ function watchConnections(pool: pg.Pool, log: Logger): void {
   pool.on('connect', (client) => client.on('error', (err) => log.warn({ error: err.message }, 'database connection lost')));
 }
 
+/** What a health check says of the database: reachable, or the error that says why not. */
+export type DatabaseHealth = { reachable: true } | { reachable: false; error: string };
+
+/**
+ * A health probe that costs at most one `SELECT 1` a second however often it is asked (probes and load
+ * balancers ask often; concurrent checks share one query). Only a failed query makes the database unreachable:
+ * one still waiting after `waitMs` (a busy pool, PGlite's single connection under load) is not an outage.
+ */
+export function databaseProbe(pool: pg.Pool, log: Logger, opts: { waitMs?: number; cacheMs?: number } = {}): () => Promise<DatabaseHealth> {
+  const waitMs = opts.waitMs ?? 1000;
+  const cacheMs = opts.cacheMs ?? 1000;
+  let last: { at: number; health: DatabaseHealth } | undefined;
+  let inFlight: Promise<DatabaseHealth> | undefined;
+  const query = async (): Promise<DatabaseHealth> => {
+    try {
+      await pool.query('SELECT 1');
+      return { reachable: true };
+    } catch (err) {
+      return { reachable: false, error: (err as Error).message };
+    }
+  };
+  return async () => {
+    if (last && Date.now() - last.at < cacheMs) return last.health;
+    inFlight ??= query().then((health) => {
+      // The log says when it changed, not at every probe.
+      if (!health.reachable && last?.health.reachable !== false) log.warn({ error: health.error }, 'health check: the database is unreachable');
+      if (health.reachable && last?.health.reachable === false) log.info('health check: the database is reachable again');
+      last = { at: Date.now(), health };
+      return health;
+    }).finally(() => { inFlight = undefined; });
+    let timer: NodeJS.Timeout | undefined;
+    const slow = new Promise<DatabaseHealth>((resolve) => { timer = setTimeout(() => resolve(last?.health ?? { reachable: true }), waitMs); });
+    try { return await Promise.race([inFlight, slow]); } finally { clearTimeout(timer); }
+  };
+}
+
 export async function openDatabase(opts: { databaseUrl?: string; dataDir: string; log: Logger; poolSize?: number; pgliteSharedBuffersMb?: number }): Promise<Database> {
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 20 });

@@ -148,6 +148,11 @@ export interface TokenUpdateFacts { pushToken: string; pushMagic: string; unlock
 
 export interface CommandStore {
   enqueue(c: { commandUuid: string; udid: string; requestType: string; payload: string; owner: CommandOwner; ownerRef?: string }): Promise<CommandRecord>;
+  /**
+   * Stores it unless the device already has a command with this idempotency key; then that one comes back,
+   * `replayed`, whatever its digest (the caller compares).
+   */
+  enqueueIdempotent(c: Parameters<CommandStore['enqueue']>[0] & { idempotencyKey: string; requestDigest: string }): Promise<{ command: CommandRecord; replayed: boolean }>;
   get(commandUuid: string): Promise<CommandRecord | undefined>;
   list(udid: string): Promise<CommandRecord[]>;
   hasPending(udid: string, owner: CommandOwner): Promise<boolean>;

@@ -108,6 +108,9 @@ export const commands = pgTable('commands', {
   owner: text('owner', { enum: COMMAND_OWNERS }).notNull().default('admin'),
   /** What the owner queued it for (for vpp-install, the bundle id). */
   ownerRef: text('owner_ref'),
+  /** The admin's Idempotency-Key (unique per device) and a digest of the request it came with. */
+  idempotencyKey: text('idempotency_key'),
+  requestDigest: text('request_digest'),
   createdAt: ts('created_at').notNull().defaultNow(),
   sentAt: ts('sent_at'),
   updatedAt: ts('updated_at').notNull().defaultNow(),

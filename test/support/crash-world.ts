@@ -90,11 +90,11 @@ export async function configurePush(w: CrashWorld): Promise<void> {
  * An admin call that outlives a killed server: retried while the process is down or starting (connection
  * refused, reset, 503), answered as soon as it is back. Any other answer is returned as it is.
  */
-export async function apiThroughCrashes<T = any>(server: ServerProcess, method: string, apiPath: string, body?: unknown, deadlineMs = 300_000): Promise<{ status: number; body: T; attempts: number }> {
+export async function apiThroughCrashes<T = any>(server: ServerProcess, method: string, apiPath: string, body?: unknown, deadlineMs = 300_000, headers: Record<string, string> = {}): Promise<{ status: number; body: T; attempts: number }> {
   const deadline = Date.now() + deadlineMs;
   for (let attempts = 1; ; attempts++) {
     try {
-      const r = await server.api<T>(method, apiPath, body);
+      const r = await server.api<T>(method, apiPath, body, headers);
       if (r.status !== 503) return { ...r, attempts };
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`${method} ${apiPath}: server unreachable for ${deadlineMs} ms: ${(err as Error).message}`);

@@ -64,10 +64,10 @@ export class ServerProcess {
     await exited;
   }
 
-  async api<T = any>(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: T }> {
+  async api<T = any>(method: string, apiPath: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
     const res = await fetch(this.url + apiPath, {
       method,
-      headers: { authorization: `Bearer ${this.adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${this.adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();

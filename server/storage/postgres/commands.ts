@@ -11,6 +11,15 @@ export class PostgresCommands implements CommandStore {
   async enqueue(c: Parameters<CommandStore['enqueue']>[0]): Promise<CommandRecord> {
     return (await this.db.insert(commands).values({ ...c, ownerRef: c.ownerRef ?? null }).returning())[0]!;
   }
+  async enqueueIdempotent(c: Parameters<CommandStore['enqueueIdempotent']>[0]): Promise<{ command: CommandRecord; replayed: boolean }> {
+    // The partial unique index commands_idempotency_key_idx decides between two concurrent retries in the insert.
+    const [inserted] = await this.db.insert(commands).values({ ...c, ownerRef: c.ownerRef ?? null })
+      .onConflictDoNothing({ target: [commands.udid, commands.idempotencyKey], where: sql`idempotency_key IS NOT NULL` }).returning();
+    if (inserted) return { command: inserted, replayed: false };
+    const [existing] = await this.db.select().from(commands).where(and(eq(commands.udid, c.udid), eq(commands.idempotencyKey, c.idempotencyKey)));
+    if (!existing) throw new Error(`command with idempotency key ${c.idempotencyKey} for ${c.udid} neither inserted nor found`);
+    return { command: existing, replayed: true };
+  }
   async get(commandUuid: string): Promise<CommandRecord | undefined> {
     return (await this.db.select().from(commands).where(eq(commands.commandUuid, commandUuid)))[0];
   }
