@@ -32,8 +32,8 @@ export interface BenchOptions {
   profileDir?: string;
   /** PostgreSQL counts statements (pg_stat_statements); license_contention lists the most frequent (--statements). */
   statements: boolean;
-  /** The figures to measure (--only); undefined: all. The fleet is enrolled whatever is chosen. */
-  only?: ReadonlySet<FigureKey>;
+  /** The figures measured (--only); the fleet is enrolled for any of them. */
+  figures: ReadonlySet<FigureKey>;
 }
 
 const FULL = {
@@ -59,7 +59,8 @@ node:http baseline on one CPU and the load generator on the other, enrolls simul
   --rounds N           interleaved rounds per round-trip figure (full ${FULL.rounds}, quick ${QUICK.rounds})
   --connections N      load generator connections (${FULL.connections})
   --out FILE           where the JSON goes (full: bench/results.json, or bench/results-pglite.json)
-  --only KEY[,KEY]     measure only these figures (e.g. license_contention); the fleet is enrolled anyway
+  --only F[,F...]      only these figures (the fleet is always enrolled), e.g. --only apns_fanout;
+                       writes .tmp/bench/results-only.json by default
   --statements         license_contention also lists the statements PostgreSQL ran most (pg_stat_statements)
   --profile            also record CPU profiles of the server per measured phase (.tmp/bench/profiles);
                        the profiler costs CPU, so such a run's figures are not comparable
@@ -71,6 +72,14 @@ function positive(name: string, raw: string | undefined, fallback: number): numb
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new BenchError(`${name} must be a positive integer, got "${raw}"`);
   return n;
+}
+
+function figureSet(raw: string | undefined): ReadonlySet<FigureKey> {
+  if (raw === undefined) return new Set(FIGURE_KEYS);
+  const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !(FIGURE_KEYS as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) throw new BenchError(`--only takes figures among ${FIGURE_KEYS.join(', ')}; got "${raw}"`);
+  return new Set(names as FigureKey[]);
 }
 
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
@@ -89,11 +98,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const replayDevices = Math.min(base.replayDevices, devices);
   const licenses = positive('--licenses', values.licenses, base.licenses);
   if (licenses >= devices) throw new BenchError(`--licenses (${licenses}) must be fewer than --devices (${devices}): the devices compete for them`);
-  const only = values.only === undefined ? undefined : new Set(values.only.split(',').map((k) => {
-    if (!(FIGURE_KEYS as readonly string[]).includes(k)) throw new BenchError(`--only: unknown figure "${k}" (one of ${FIGURE_KEYS.join(', ')})`);
-    return k as FigureKey;
-  }));
-  const defaultOut = values.quick
+  const defaultOut = values.only !== undefined
+    ? path.join(REPO, '.tmp', 'bench', 'results-only.json')
+    : values.quick
     ? path.join(REPO, '.tmp', 'bench', `results-quick${database === 'pglite' ? '-pglite' : ''}.json`)
     : path.join(REPO, 'bench', database === 'pglite' ? 'results-pglite.json' : 'results.json');
   return {
@@ -109,7 +116,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     connections: positive('--connections', values.connections, base.connections),
     out: path.resolve(values.out ?? defaultOut),
     profileDir: values.profile ? path.join(REPO, '.tmp', 'bench', 'profiles') : undefined,
-    only,
+    figures: figureSet(values.only),
     statements: !!values.statements,
   };
 }

@@ -67,18 +67,21 @@ export async function bulkEnqueue(ctx: BenchContext): Promise<Figure> {
 interface FanoutSample {
   ms: number;
   cpuMs: number;
+  /** PostgreSQL's CPU meanwhile (it shares the server CPU; absent on PGlite and for the raw pusher). */
+  dbCpuMs?: number;
 }
 
 /** Time from the start until the simulated APNs has delivered a push to every device, and the pusher's CPU. */
-async function timedFanout(ctx: BenchContext, tokens: Set<string>, cpuOf: () => number, start: () => Promise<unknown>): Promise<FanoutSample> {
+async function timedFanout(ctx: BenchContext, tokens: Set<string>, cpuOf: () => number, start: () => Promise<unknown>, db?: BenchContext['db']): Promise<FanoutSample> {
   await ctx.world.pushesQuiet(300, 30_000);
   const pushes = ctx.world.waitForPushes(tokens, tokens.size, PUSH_TIMEOUT_MS);
   const cpu0 = cpuOf();
+  const db0 = db?.cpuMs();
   const t0 = performance.now();
   await start();
   if (!(await pushes.done)) throw new BenchError(`apns_fanout: only ${pushes.received()} of ${tokens.size} pushes arrived within ${PUSH_TIMEOUT_MS / 1000} s`);
   const ms = performance.now() - t0;
-  return { ms, cpuMs: cpuOf() - cpu0 };
+  return { ms, cpuMs: cpuOf() - cpu0, ...(db0 === undefined ? {} : { dbCpuMs: db!.cpuMs() - db0 }) };
 }
 
 const SEEDED = 'BENCH-FANOUT-';
@@ -103,8 +106,8 @@ async function seedPushableDevices(ctx: BenchContext, count: number): Promise<{ 
     ctx.world.apns.registerToken(tokens[i]!, ctx.world.push.topic);
   }
   await client.query(
-    `INSERT INTO devices (udid, topic, cert_fingerprint, enrolled, push_token, push_magic, enrolled_at, token_updated_at)
-     SELECT u, $4, 'bench-seeded-' || u, true, t, m, now(), now() FROM unnest($1::text[], $2::text[], $3::text[]) AS s(u, t, m)`,
+    `INSERT INTO devices (udid, topic, cert_fingerprint, enrolled, push_token, push_magic, enrolled_at, token_updated_at, last_seen_at)
+     SELECT u, $4, 'bench-seeded-' || u, true, t, m, now(), now(), now() FROM unnest($1::text[], $2::text[], $3::text[]) AS s(u, t, m)`,
     [udids, tokens, magics, ctx.world.push.topic],
   );
   return {
@@ -145,7 +148,7 @@ export async function apnsFanout(ctx: BenchContext): Promise<Figure> {
     const server: FanoutSample[] = [];
     for (let r = 0; r < ctx.opts.fanoutRounds; r++) {
       raw.push(await timedFanout(ctx, tokens, () => treeCpuMs(pusher.pid), () => pusher.call({ type: 'push', topic: push.topic, targets, concurrency: SENDER_CONCURRENCY })));
-      server.push(await profiled(ctx, `apns_fanout-${r + 1}`, () => timedFanout(ctx, tokens, () => ctx.server.cpuMs(), () => ctx.server.api('POST', '/api/v1/schedules/device-refresh/run'))));
+      server.push(await profiled(ctx, `apns_fanout-${r + 1}`, () => timedFanout(ctx, tokens, () => ctx.server.cpuMs(), () => ctx.server.api('POST', '/api/v1/schedules/device-refresh/run'), ctx.db)));
       ctx.log(`apns_fanout round ${r + 1}/${ctx.opts.fanoutRounds}: ${tokens.size} pushes, raw ${Math.round(raw.at(-1)!.ms)} ms, server ${Math.round(server.at(-1)!.ms)} ms`);
     }
     const value = median(server.map((s) => s.ms));
@@ -156,6 +159,7 @@ export async function apnsFanout(ctx: BenchContext): Promise<Figure> {
       enrolled_devices: devices.length, seeded_devices: seeded?.targets.length ?? 0,
       ...(tokens.size < FANOUT_TARGET ? { note: `issue 10's target is ${FANOUT_TARGET} pushes${ctx.databaseUrl ? '' : '; on PGlite only enrolled devices are pushed (the bench cannot seed a database inside the server)'}` } : {}),
       cpu_ms_per_push: round(median(server.map((s) => s.cpuMs)) / tokens.size),
+      ...(ctx.db ? { db_cpu_ms_per_push: round(median(server.map((s) => s.dbCpuMs!)) / tokens.size) } : {}),
       baseline_cpu_ms_per_push: round(median(raw.map((s) => s.cpuMs)) / tokens.size),
       rounds: { value: server.map((s) => round(s.ms)), baseline: raw.map((s) => round(s.ms)) },
     };

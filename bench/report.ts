@@ -65,7 +65,7 @@ function cpuColumn(f: Figure): string {
   if (typeof f.cpu_ms_per_op === 'number') parts.push(`${num(f.cpu_ms_per_op)} ms`);
   if (typeof f.db_cpu_ms_per_op === 'number') parts.push(`+ db ${num(f.db_cpu_ms_per_op)} ms`);
   if (typeof f.baseline_cpu_ms_per_op === 'number') parts.push(`(bare ${num(f.baseline_cpu_ms_per_op)})`);
-  if (typeof f.cpu_ms_per_push === 'number') parts.push(`${num(f.cpu_ms_per_push)} ms/push (raw ${num(f.baseline_cpu_ms_per_push)})`);
+  if (typeof f.cpu_ms_per_push === 'number') parts.push(`${num(f.cpu_ms_per_push)} ms/push${typeof f.db_cpu_ms_per_push === 'number' ? ` + db ${num(f.db_cpu_ms_per_push)} ms` : ''} (raw ${num(f.baseline_cpu_ms_per_push)})`);
   if (typeof f.burst_cpu_ms_per_profile === 'number') parts.push(`${num(f.burst_cpu_ms_per_profile)} ms/profile`);
   if (typeof f.cpu_ms_per_command === 'number') parts.push(`${num(f.cpu_ms_per_command)} ms/command`);
   if (typeof f.server_cpu_s === 'number') parts.push(`${num(f.server_cpu_s)} s${typeof f.db_cpu_s === 'number' ? ` + db ${num(f.db_cpu_s)} s` : ''} (bench ${num(f.bench_cpu_s)} s)`);

@@ -85,25 +85,25 @@ async function main(opts: BenchOptions): Promise<Results> {
 
     const figures: Results['figures'] = {};
     log(`enrolling ${opts.devices} devices (burst of ${opts.burst})`);
-    const wanted = (key: keyof Results['figures']) => !opts.only || opts.only.has(key);
+    const wanted = opts.figures;
     const enrollment = await enrollFleet(ctx);
-    if (wanted('enrollment_rate')) figures.enrollment_rate = enrollment;
-    if (wanted('memory_per_device')) figures.memory_per_device = await memoryPerDevice(ctx);
+    if (wanted.has('enrollment_rate')) figures.enrollment_rate = enrollment;
+    if (wanted.has('memory_per_device')) figures.memory_per_device = await memoryPerDevice(ctx);
     else {
       // As memory_per_device leaves it for the phases after it: a server not refilling its identity pool (key
       // generation would take the server's CPU from what is measured), every device connected once.
       await server.restart({ IDENTITY_POOL_SIZE: '0' });
       await syncAll(ctx, fleet.devices);
     }
-    if (wanted('connect_round_trip')) figures.connect_round_trip = await connectRoundTrip(ctx);
-    if (wanted('token_update')) figures.token_update = await tokenUpdate(ctx);
-    if (wanted('command_round_trip')) figures.command_round_trip = await commandRoundTrip(ctx);
-    if (wanted('bulk_enqueue')) {
+    if (wanted.has('connect_round_trip')) figures.connect_round_trip = await connectRoundTrip(ctx);
+    if (wanted.has('token_update')) figures.token_update = await tokenUpdate(ctx);
+    if (wanted.has('command_round_trip')) figures.command_round_trip = await commandRoundTrip(ctx);
+    if (wanted.has('bulk_enqueue')) {
       figures.bulk_enqueue = await bulkEnqueue(ctx);
       log(`bulk_enqueue: ${figures.bulk_enqueue.value} s for ${figures.bulk_enqueue.devices} devices`);
     }
-    if (wanted('apns_fanout')) figures.apns_fanout = await apnsFanout(ctx);
-    if (wanted('license_contention')) {
+    if (wanted.has('apns_fanout')) figures.apns_fanout = await apnsFanout(ctx);
+    if (wanted.has('license_contention')) {
       figures.license_contention = await licenseContention(ctx);
       log(`license_contention: ${figures.license_contention.value ?? 'not settled'} s`);
     }
@@ -113,10 +113,12 @@ async function main(opts: BenchOptions): Promise<Results> {
     await load.stop();
     await bare.stop();
     await server.stop();
-    if (wanted('plist_parse') || wanted('signature_verify')) {
+    if (wanted.has('plist_parse') || wanted.has('signature_verify')) {
       const micro = IpcWorker.start('the micro-benchmarks', MICRO, place.serverCpu);
       try {
-        Object.assign(figures, microFigures(await micro.call<MicroResult>({ ms: opts.microMs })));
+        const m = microFigures(await micro.call<MicroResult>({ ms: opts.microMs }));
+        if (wanted.has('plist_parse')) figures.plist_parse = m.plist_parse;
+        if (wanted.has('signature_verify')) figures.signature_verify = m.signature_verify;
       } finally {
         await micro.stop();
       }
@@ -130,7 +132,8 @@ async function main(opts: BenchOptions): Promise<Results> {
       settings: {
         devices: opts.devices, burst: opts.burst, replay_devices: opts.replayDevices, connections: opts.connections, rounds: opts.rounds,
         round_ms: opts.roundMs, commands_per_device: opts.commandsPerDevice, licenses: opts.licenses, fanout_rounds: opts.fanoutRounds, fanout_pushes: opts.fanoutPushes,
-        profiled: !!opts.profileDir, ...(opts.only ? { only: [...opts.only] } : {}),
+        profiled: !!opts.profileDir,
+        ...(opts.figures.size < FIGURE_KEYS.length ? { only: [...opts.figures] } : {}),
       },
       figures: ordered,
       ...(opts.profileDir ? { profiles: ctx.profiles } : {}),

@@ -21,193 +21,87 @@
  */
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import {
+  ApnsSenderClosedError, classifyApnsResponse, reasonFromBody, validateOptions,
+  type ApnsSenderOptions, type PushOutcome, type PushSender, type PushTarget,
+} from './apns-protocol.js';
 
-export interface PushTarget {
-  udid: string;
-  /** lower-case hex of the TokenUpdate Token */
-  token: string;
-  pushMagic: string;
-}
-
-export type PushOutcome =
-  | { udid: string; status: 'delivered'; apnsId?: string }
-  | { udid: string; status: 'unregistered'; reason: string }
-  | { udid: string; status: 'retry'; reason: string; retryAfterMs?: number }
-  /** Refused for a reason that the same push, sent again, cannot overcome: stop and say why. */
-  | { udid: string; status: 'rejected'; reason: string }
-  | { udid: string; status: 'failed'; reason: string };
-
-export interface PushSender {
-  send(targets: PushTarget[]): Promise<PushOutcome[]>;
-  close(): Promise<void>;
-}
-
-export interface ApnsSenderOptions {
-  /** e.g. https://api.push.apple.com or https://127.0.0.1:PORT */
-  url: string;
-  certPem: string;
-  keyPem: string;
-  topic: string;
-  /** extra CA to trust (APNS_CA_FILE), added to Node's root store */
-  caPem?: string;
-  /** per-push deadline; default 10 s */
-  timeoutMs?: number;
-  /** pushes in flight at once on the session, across concurrent send() calls; default 100 */
-  concurrency?: number;
-  /**
-   * A connected byte stream to host:port, e.g. an HTTP CONNECT tunnel through an outbound proxy; unset: a direct
-   * TCP connection. TLS (with the push certificate) runs end to end over it, so the proxy sees only the tunnel.
-   */
-  tunnel?: (host: string, port: number) => Promise<Duplex>;
-}
-
-export class ApnsConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ApnsConfigError';
-  }
-}
-
-export class ApnsSenderClosedError extends Error {
-  constructor() {
-    super('APNs sender is closed; create a new one to send pushes');
-    this.name = 'ApnsSenderClosedError';
-  }
-}
+export { ApnsConfigError, ApnsSenderClosedError, classifyApnsResponse } from './apns-protocol.js';
+export type { ApnsSenderOptions, PushOutcome, PushSender, PushTarget } from './apns-protocol.js';
 
 const HEX_TOKEN = /^[0-9a-f]+$/;
 // Apple's error bodies are tiny; anything bigger is not APNs talking.
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-function validateOptions(opts: ApnsSenderOptions): URL {
-  let url: URL;
-  try {
-    url = new URL(opts.url);
-  } catch {
-    throw new ApnsConfigError(`APNs url is not a valid URL: ${JSON.stringify(opts.url)}`);
-  }
-  if (url.protocol !== 'https:') {
-    throw new ApnsConfigError(`APNs url must be https (HTTP/2 over TLS), got ${url.protocol}`);
-  }
-  if (!opts.topic || !opts.topic.trim()) {
-    throw new ApnsConfigError('APNs topic is empty; it must be the push certificate subject UID');
-  }
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(opts.certPem);
-  } catch {
-    throw new ApnsConfigError('APNs push certificate is not a readable PEM certificate');
-  }
-  let keyMatches: boolean;
-  try {
-    keyMatches = cert.checkPrivateKey(createPrivateKey(opts.keyPem));
-  } catch {
-    throw new ApnsConfigError('APNs push certificate private key is not a readable PEM private key');
-  }
-  if (!keyMatches) throw new ApnsConfigError('APNs push certificate and private key do not match');
-  if (opts.caPem !== undefined) {
-    try {
-      new X509Certificate(opts.caPem);
-    } catch {
-      throw new ApnsConfigError('APNs extra CA (APNS_CA_FILE) is not a readable PEM certificate');
-    }
-  }
-  if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) {
-    throw new ApnsConfigError(`APNs timeoutMs must be > 0, got ${opts.timeoutMs}`);
-  }
-  if (opts.concurrency !== undefined && !(Number.isInteger(opts.concurrency) && opts.concurrency > 0)) {
-    throw new ApnsConfigError(`APNs concurrency must be a positive integer, got ${opts.concurrency}`);
-  }
-  return url;
+/** One send() call: its outcomes in target order, resolved when the last one is in. */
+interface SendCall {
+  outcomes: PushOutcome[];
+  left: number;
+  resolve: (outcomes: PushOutcome[]) => void;
 }
 
-/** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3). */
-function parseRetryAfter(value: string | string[] | undefined): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (!v) return undefined;
-  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+/** A push waiting for a slot, or in flight on a stream. */
+interface Push {
+  call: SendCall;
+  index: number;
+  target: PushTarget;
+  /** Counted among the `concurrency` pushes in flight (from the session's wait on). */
+  holdsSlot: boolean;
+  /** Set once its stream is open: the deadline (ms, performance.now()) and the stream's answer so far. */
+  stream?: http2.ClientHttp2Stream;
+  session?: http2.ClientHttp2Session;
+  deadline: number;
+  status: number;
+  headers?: http2.IncomingHttpHeaders;
+  chunks?: Buffer[];
+  size: number;
+  settled: boolean;
 }
 
-function reasonFromBody(body: string, status: number): string {
-  try {
-    const parsed: unknown = JSON.parse(body);
-    if (parsed && typeof parsed === 'object' && typeof (parsed as { reason?: unknown }).reason === 'string') {
-      return (parsed as { reason: string }).reason;
-    }
-  } catch {
-    // Not Apple's JSON (a proxy page, an empty body): fall back to the status.
-  }
-  return `HTTP ${status}`;
+// The push a stream carries, for the stream's listeners: they are shared functions, not closures per push
+// (a fan-out opens tens of thousands of streams, and every closure is garbage to collect).
+const PUSH = Symbol('push');
+type PushStream = http2.ClientHttp2Stream & { [PUSH]: Push };
+
+function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders): void {
+  this[PUSH].status = Number(headers[':status']);
+  this[PUSH].headers = headers;
 }
-
-/**
- * 400 reasons no retry of the same push can fix (handling-notification-responses-from-apns): "The apns-topic value
- * is invalid", "The device token doesn't match the specified topic", "Pushing to this topic is not allowed".
- * Apple labels no reason permanent; these are so by their meaning. 403 certificate reasons stay 'failed': a new
- * push certificate, uploaded meanwhile, makes the retry succeed.
- */
-const REJECTED_REASONS = new Set(['BadTopic', 'DeviceTokenNotForTopic', 'TopicDisallowed']);
-
-export function classifyApnsResponse(
-  udid: string,
-  status: number,
-  body: string,
-  headers: { 'apns-id'?: string; 'retry-after'?: string | string[] },
-): PushOutcome {
-  if (status === 200) return { udid, status: 'delivered', apnsId: headers['apns-id'] };
-  const reason = reasonFromBody(body, status);
-  if (status === 410 || (status === 400 && reason === 'BadDeviceToken')) {
-    return { udid, status: 'unregistered', reason };
-  }
-  if (status === 400 && REJECTED_REASONS.has(reason)) return { udid, status: 'rejected', reason };
-  if (status === 429 || status >= 500) {
-    const retryAfterMs = parseRetryAfter(headers['retry-after']);
-    return retryAfterMs === undefined
-      ? { udid, status: 'retry', reason }
-      : { udid, status: 'retry', reason, retryAfterMs };
-  }
-  return { udid, status: 'failed', reason };
+function onData(this: PushStream, chunk: Buffer): void {
+  const p = this[PUSH];
+  p.size += chunk.length;
+  if (p.size <= MAX_RESPONSE_BYTES) (p.chunks ??= []).push(chunk);
 }
-
-/** Bounds pushes in flight across every send() sharing the session. */
-class Semaphore {
-  private waiting: Array<() => void> = [];
-  private active = 0;
-  constructor(private readonly limit: number) {}
-  async acquire(): Promise<void> {
-    if (this.active < this.limit) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.active--;
-  }
+function firstValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 export function createApnsSender(opts: ApnsSenderOptions): PushSender {
   const url = validateOptions(opts);
   const origin = url.origin;
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const limiter = new Semaphore(opts.concurrency ?? 100);
+  const limit = opts.concurrency ?? 100;
   // `ca` replaces Node's trust store, so keep the public roots: APNS_CA_FILE adds a CA, it does not
   // stop the server from reaching Apple.
   const ca = opts.caPem ? [...tls.rootCertificates, opts.caPem] : undefined;
 
   let session: http2.ClientHttp2Session | null = null;
   let opening: Promise<http2.ClientHttp2Session> | null = null;
-  let inFlight = 0;
   let closed = false;
   // GOAWAY carries Apple's {reason}; streams it refuses report it instead of a bare stream error.
   const goawayReasons = new WeakMap<http2.ClientHttp2Session, string>();
+
+  // Pushes wait here for one of `limit` slots, across every send() sharing the session; `next` is the head.
+  const waiting: Push[] = [];
+  let next = 0;
+  let active = 0;
+  let pumping = false;
+  // Streams in flight in the order they opened: with one timeout for all, the first has the nearest deadline,
+  // so one timer serves them all.
+  const inFlight = new Set<Push>();
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let expiring = false;
 
   // Stop routing new pushes to a session (GOAWAY, timeout, error) while its open streams finish.
   function retire(s: http2.ClientHttp2Session): void {
@@ -215,9 +109,14 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
     if (!s.closed && !s.destroyed) s.close();
   }
 
+  function usableSession(): http2.ClientHttp2Session | null {
+    return session && !session.closed && !session.destroyed ? session : null;
+  }
+
   // One session at a time: concurrent pushes wait for the same connection (or tunnel) to open.
   function getSession(): Promise<http2.ClientHttp2Session> {
-    if (session && !session.closed && !session.destroyed) return Promise.resolve(session);
+    const s = usableSession();
+    if (s) return Promise.resolve(s);
     opening ??= openSession().finally(() => { opening = null; });
     return opening;
   }
@@ -250,114 +149,148 @@ export function createApnsSender(opts: ApnsSenderOptions): PushSender {
     return s;
   }
 
-  async function pushOne(target: PushTarget): Promise<PushOutcome> {
-    const udid = target.udid;
-    const token = typeof target.token === 'string' ? target.token.toLowerCase() : '';
-    // Apple would answer BadDeviceToken; never put a non-hex string into the request path.
-    if (!HEX_TOKEN.test(token)) return { udid, status: 'unregistered', reason: 'BadDeviceToken' };
-    if (typeof target.pushMagic !== 'string' || target.pushMagic === '') {
-      return { udid, status: 'failed', reason: 'MissingPushMagic' };
+  function settle(p: Push, outcome: PushOutcome): void {
+    if (p.settled) return;
+    p.settled = true;
+    if (p.stream) {
+      inFlight.delete(p);
+      // The process may hold an idle sender (CLI, tests); only pushes in flight keep it alive.
+      if (inFlight.size === 0) session?.unref();
     }
-    const body = JSON.stringify({ mdm: target.pushMagic });
-    let s: http2.ClientHttp2Session;
+    if (p.holdsSlot) active--;
+    const call = p.call;
+    call.outcomes[p.index] = outcome;
+    if (--call.left === 0) call.resolve(call.outcomes);
+    pump();
+  }
+
+  // Starts waiting pushes while slots are free; re-entered from settle(), so the outermost call loops.
+  function pump(): void {
+    if (pumping) return;
+    pumping = true;
     try {
-      s = await getSession();
-    } catch (err) {
-      // The tunnel (or the connection) could not be opened.
-      return { udid, status: 'retry', reason: `Connection: ${(err as Error).message}` };
-    }
-
-    return new Promise<PushOutcome>((resolve) => {
-      let settled = false;
-      const finish = (outcome: PushOutcome) => {
-        if (settled) return;
-        settled = true;
-        inFlight--;
-        // The process may hold an idle sender (CLI, tests); only pushes in flight keep it alive.
-        if (inFlight === 0 && session) session.unref();
-        resolve(outcome);
-      };
-      inFlight++;
-      let req: http2.ClientHttp2Stream;
-      try {
-        s.ref();
-        req = s.request({
-          ':method': 'POST',
-          ':path': `/3/device/${token}`,
-          'apns-push-type': 'mdm',
-          'apns-topic': opts.topic,
-          'content-length': Buffer.byteLength(body),
-        });
-      } catch (err) {
-        // request() throws synchronously when the session is already going away.
-        finish({ udid, status: 'retry', reason: `Connection: ${(err as NodeJS.ErrnoException).code ?? 'request failed'}` });
-        return;
+      while (active < limit && next < waiting.length) {
+        const p = waiting[next]!;
+        waiting[next++] = undefined as unknown as Push;
+        if (next === waiting.length) { waiting.length = 0; next = 0; }
+        start(p);
       }
+    } finally {
+      pumping = false;
+    }
+  }
 
-      let status = 0;
-      let responseHeaders: http2.IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.setTimeout(timeoutMs, () => {
-        finish({ udid, status: 'retry', reason: 'Timeout' });
-        req.close(http2.constants.NGHTTP2_CANCEL);
+  function start(p: Push): void {
+    const { udid, token: rawToken, pushMagic } = p.target;
+    if (closed) return settle(p, { udid, status: 'retry', reason: 'SenderClosed' });
+    const token = typeof rawToken === 'string' ? rawToken.toLowerCase() : '';
+    // Apple would answer BadDeviceToken; never put a non-hex string into the request path.
+    if (!HEX_TOKEN.test(token)) return settle(p, { udid, status: 'unregistered', reason: 'BadDeviceToken' });
+    if (typeof pushMagic !== 'string' || pushMagic === '') return settle(p, { udid, status: 'failed', reason: 'MissingPushMagic' });
+    active++;
+    p.holdsSlot = true;
+    const s = usableSession();
+    if (s) { p.session = s; openStream(p, s, token); return; }
+    getSession().then(
+      (opened) => { p.session = opened; openStream(p, opened, token); },
+      // The tunnel (or the connection) could not be opened.
+      (err: Error) => settle(p, { udid, status: 'retry', reason: `Connection: ${err.message}` }),
+    );
+  }
+
+  function openStream(p: Push, s: http2.ClientHttp2Session, token: string): void {
+    const body = JSON.stringify({ mdm: p.target.pushMagic });
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = s.request({
+        ':method': 'POST',
+        ':path': `/3/device/${token}`,
+        'apns-push-type': 'mdm',
+        'apns-topic': opts.topic,
+        'content-length': Buffer.byteLength(body),
+      });
+    } catch (err) {
+      // request() throws synchronously when the session is already going away.
+      return settle(p, { udid: p.target.udid, status: 'retry', reason: `Connection: ${(err as NodeJS.ErrnoException).code ?? 'request failed'}` });
+    }
+    if (inFlight.size === 0) s.ref();
+    p.stream = req;
+    p.deadline = performance.now() + timeoutMs;
+    inFlight.add(p);
+    armDeadline();
+    (req as PushStream)[PUSH] = p;
+    req.on('response', onResponse);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+    req.end(body);
+  }
+
+  function onEnd(this: PushStream): void {
+    const p = this[PUSH];
+    if (!p.status) return; // no response headers: 'close' reports it
+    const headers = p.headers!;
+    settle(p, classifyApnsResponse(p.target.udid, p.status, p.chunks ? Buffer.concat(p.chunks).toString('utf8') : '', {
+      'apns-id': firstValue(headers['apns-id']),
+      'retry-after': firstValue(headers['retry-after']),
+    }));
+  }
+  function onError(this: PushStream, err: NodeJS.ErrnoException): void {
+    const p = this[PUSH];
+    // A session failure (refused, TLS verification, reset) reaches each stream as a cancel whose cause is
+    // the real error.
+    const cause = (err.cause ?? err) as NodeJS.ErrnoException;
+    const goaway = goawayReasons.get(p.session!);
+    settle(p, { udid: p.target.udid, status: 'retry', reason: `Connection: ${goaway ? `GOAWAY ${goaway}` : (cause.code ?? cause.message)}` });
+  }
+  function onClose(this: PushStream): void {
+    // Reset without a response (RST_STREAM, session torn down).
+    settle(this[PUSH], { udid: this[PUSH].target.udid, status: 'retry', reason: `Connection: stream closed (code ${this.rstCode ?? 'none'})` });
+  }
+
+  function armDeadline(): void {
+    if (deadlineTimer || expiring || inFlight.size === 0) return;
+    const first = inFlight.values().next().value as Push;
+    deadlineTimer = setTimeout(expire, Math.max(0, first.deadline - performance.now()));
+    // The session's ref keeps the process up while pushes are in flight.
+    deadlineTimer.unref();
+  }
+
+  function expire(): void {
+    deadlineTimer = undefined;
+    expiring = true;
+    try {
+      const now = performance.now();
+      for (const p of inFlight) {
+        if (p.deadline > now) break;
+        settle(p, { udid: p.target.udid, status: 'retry', reason: 'Timeout' });
+        p.stream!.close(http2.constants.NGHTTP2_CANCEL);
         // A silent session may be half-open TCP: later pushes start a fresh one.
-        retire(s);
-      });
-      req.on('response', (headers) => {
-        status = Number(headers[':status']);
-        responseHeaders = headers;
-      });
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= MAX_RESPONSE_BYTES) chunks.push(chunk);
-      });
-      req.on('end', () => {
-        if (!status) return; // no response headers: 'close' reports it
-        const headerValue = (name: string) => {
-          const v = responseHeaders[name];
-          return Array.isArray(v) ? v[0] : v;
-        };
-        finish(
-          classifyApnsResponse(udid, status, Buffer.concat(chunks).toString('utf8'), {
-            'apns-id': headerValue('apns-id'),
-            'retry-after': headerValue('retry-after'),
-          }),
-        );
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        // A session failure (refused, TLS verification, reset) reaches each stream as a cancel whose
-        // cause is the real error.
-        const cause = (err.cause ?? err) as NodeJS.ErrnoException;
-        const goaway = goawayReasons.get(s);
-        const detail = goaway ? `GOAWAY ${goaway}` : (cause.code ?? cause.message);
-        finish({ udid, status: 'retry', reason: `Connection: ${detail}` });
-      });
-      req.on('close', () => {
-        // Reset without a response (RST_STREAM, session torn down).
-        finish({ udid, status: 'retry', reason: `Connection: stream closed (code ${req.rstCode ?? 'none'})` });
-      });
-      req.end(body);
-    });
+        retire(p.session!);
+      }
+    } finally {
+      expiring = false;
+    }
+    armDeadline();
   }
 
   return {
-    async send(targets: PushTarget[]): Promise<PushOutcome[]> {
-      if (closed) throw new ApnsSenderClosedError();
-      return Promise.all(
-        targets.map(async (target) => {
-          await limiter.acquire();
-          try {
-            if (closed) return { udid: target.udid, status: 'retry', reason: 'SenderClosed' } as PushOutcome;
-            return await pushOne(target);
-          } finally {
-            limiter.release();
-          }
-        }),
-      );
+    send(targets: PushTarget[]): Promise<PushOutcome[]> {
+      if (closed) return Promise.reject(new ApnsSenderClosedError());
+      if (targets.length === 0) return Promise.resolve([]);
+      return new Promise<PushOutcome[]>((resolve) => {
+        const call: SendCall = { outcomes: new Array<PushOutcome>(targets.length), left: targets.length, resolve };
+        for (let i = 0; i < targets.length; i++) {
+          waiting.push({ call, index: i, target: targets[i]!, holdsSlot: false, deadline: 0, status: 0, size: 0, settled: false });
+        }
+        pump();
+      });
     },
     async close(): Promise<void> {
       closed = true;
+      // Pushes still waiting for a slot are not sent: they come back as retries.
+      pump();
       const s = session;
       session = null;
       if (!s || s.destroyed) return;

@@ -65,16 +65,16 @@ export class DeviceRefresh {
     const waiting = await devices.withWaitingCommands(new Date(now.getTime() - schedule.waitingCommandsAfterMinutes * 60_000));
     if (!schedule.pushAllDevices) await push.request(waiting, 'commands waiting');
     summary.pushedWaiting = waiting.length;
-    const silent = await devices.silent(new Date(now.getTime() - schedule.silentDays * 24 * 3600_000));
+    const silentSince = new Date(now.getTime() - schedule.silentDays * 24 * 3600_000);
     if (schedule.removeSilent) {
+      const silent = await devices.silent(silentSince);
       for (const d of silent) {
         await this.deps.checkOut(d);
         log.warn({ udid: d.udid, lastSeenAt: d.lastSeenAt?.toISOString() }, 'removed silent device');
       }
       summary.removedSilent = silent.length;
     } else {
-      await devices.flagSilent(silent.map((d) => d.udid), now);
-      summary.flaggedSilent = silent.length;
+      summary.flaggedSilent = await devices.flagSilent(silentSince, now);
     }
     log.info({ ...summary }, 'device refresh run');
     return summary;

@@ -17,6 +17,13 @@ export interface PushServiceOptions {
 
 /** Batches sending at once: one being pushed while the next is claimed and the previous one's results stored. */
 const BATCHES_IN_FLIGHT = 3;
+/**
+ * Pushes per claim. PostgreSQL's planner, costing random reads at its default, settles a few hundred rows by
+ * scanning the whole queue and the devices (hash joins), so each batch costs the size of the fleet; 2,000 per
+ * batch spends that scan on four times as many pushes (50,000 pushes: 0.057 → 0.031 ms of PostgreSQL CPU each
+ * for claiming and settling).
+ */
+const DEFAULT_BATCH_SIZE = 2000;
 
 export function backoffMs(attempts: number): number {
   return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 5 * 60_000);
@@ -75,7 +82,7 @@ export class PushService {
     while (!this.stopped && failed === undefined && (due || inFlight.size > 0)) {
       if (due && inFlight.size < BATCHES_IN_FLIGHT) {
         const sender = this.opts.sender();
-        const claimed = sender ? await this.opts.pushQueue.claimDue(this.opts.batchSize ?? 500, this.opts.leaseMs ?? 60_000) : [];
+        const claimed = sender ? await this.opts.pushQueue.claimDue(this.opts.batchSize ?? DEFAULT_BATCH_SIZE, this.opts.leaseMs ?? 60_000) : [];
         if (claimed.length === 0) { due = false; continue; }
         const batch: Promise<void> = this.sendBatch(sender!, claimed).catch((err: unknown) => { failed ??= err; }).finally(() => inFlight.delete(batch));
         inFlight.add(batch);

@@ -100,7 +100,11 @@ export interface DeviceStore {
   /** Enrolled devices with commands waiting that have not connected since `since`. */
   withWaitingCommands(since: Date): Promise<string[]>;
   silent(before: Date): Promise<DeviceRecord[]>;
-  flagSilent(udids: string[], now: Date): Promise<void>;
+  /**
+   * Flags (at `now`) the enrolled devices unseen since `before` that are not flagged yet, in one statement; returns
+   * how many devices are silent, flagged before or now. A fleet's silent devices are never read into the process.
+   */
+  flagSilent(before: Date, now: Date): Promise<number>;
   /** A distribution that read the device at `generation` found nothing to do (see DeviceRecord.distributedGeneration). */
   markDistributed(udid: string, generation: number): Promise<void>;
 }
@@ -164,7 +168,7 @@ export interface CommandStore {
   enqueueMany(cs: Array<Parameters<CommandStore['enqueue']>[0]>): Promise<void>;
 }
 
-export type ClaimedPush = PushQueueRecord & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
+export type ClaimedPush = Pick<PushQueueRecord, 'udid' | 'attempts' | 'generation'> & Pick<DeviceRecord, 'pushToken' | 'pushMagic' | 'tokenDead' | 'enrolled'>;
 /** A claimed row as it was claimed: its generation tells whether another request came in since. */
 export type PushClaim = Pick<PushQueueRecord, 'udid' | 'generation'>;
 

@@ -1,4 +1,4 @@
-import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or } from 'drizzle-orm';
+import { and, count, eq, exists, inArray, isNotNull, isNull, lt, lte, ne, or, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { DeviceFacts, DeviceRecord, DeviceStore } from '../ports.js';
 import { commands, devices, identities } from '../schema.js';
@@ -130,8 +130,13 @@ export class PostgresDevices implements DeviceStore {
   async markDistributed(udid: string, generation: number): Promise<void> {
     await this.db.update(devices).set({ distributedGeneration: generation }).where(eq(devices.udid, udid));
   }
-  async flagSilent(udids: string[], now: Date): Promise<void> {
-    if (udids.length === 0) return;
-    await this.db.update(devices).set({ silentFlaggedAt: now }).where(and(inArray(devices.udid, udids), isNull(devices.silentFlaggedAt)));
+  async flagSilent(before: Date, now: Date): Promise<number> {
+    const res = await this.db.execute<{ silent: number }>(sql`
+      WITH silent AS (
+        SELECT udid, silent_flagged_at FROM devices WHERE enrolled AND (last_seen_at IS NULL OR last_seen_at <= ${before.toISOString()}::timestamptz)),
+      flagged AS (
+        UPDATE devices d SET silent_flagged_at = ${now.toISOString()}::timestamptz FROM silent s WHERE d.udid = s.udid AND s.silent_flagged_at IS NULL RETURNING 1)
+      SELECT count(*)::int AS silent FROM silent`);
+    return res.rows[0]!.silent;
   }
 }
