@@ -92,7 +92,7 @@ export function createLicensing(deps: LicensingDeps) {
       await scheduleLicensingJobs(scheduler, {
         subscriptions: storage.subscriptions, log, reconcileEveryMs: deps.reconcileEveryMs,
         syncAssets: (id) => subscriptions.syncAssets(id), reconcile: (id) => reconciler.reconcile(id),
-        installCheckEveryMs: installCheckPollMs(deps.installChecks), runInstallChecks: () => tracking.runDueChecks(),
+        installCheckEveryMs: installCheckPollMs(deps.installChecks), runInstallChecks: (keepAlive) => tracking.runDueChecks(200, keepAlive),
       });
       // What a crashed process left half-done is settled now, not at the next periodic reconcile.
       void reconciler.settleAfterRestart().catch((e) => log.error({ error: (e as Error)?.message ?? String(e) }, 'settling licenses after a restart failed'));

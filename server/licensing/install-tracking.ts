@@ -86,12 +86,13 @@ export class InstallTracking {
   }
 
   /** The check job: installs whose device is due to be asked again, asked with a push, or given up. */
-  async runDueChecks(limit = 200): Promise<number> {
+  async runDueChecks(limit = 200, keepAlive: () => Promise<void> = async () => {}): Promise<number> {
     const { installs, devices } = this.deps.storage;
     const due = await installs.claimDueChecks(limit, CLAIM_LEASE_MS);
     const byDevice = new Map<string, InstallRecord[]>();
     for (const i of due) byDevice.set(i.udid, [...(byDevice.get(i.udid) ?? []), i]);
     for (const [udid, list] of byDevice) {
+      await keepAlive();
       const device = await devices.get(udid);
       if (!device?.enrolled) continue;
       let ask: InstallRecord[] = [];
