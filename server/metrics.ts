@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AppError } from './errors.js';
-import { AuthFailureLimiter, sourceOf } from './http/admin-guard.js';
+import { refusedAfterFailures, sourceOf, type AuthFailureLimiter } from './http/admin-guard.js';
 import { sendError } from './http/errors.js';
 import type { Logger } from './log.js';
 import type { MetricsStore, QueueDepths } from './storage/ports.js';
@@ -133,11 +133,7 @@ export class ServerMetrics {
     const r = express.Router();
     r.get('/metrics', async (req, res) => {
       const source = sourceOf(req);
-      const wait = limiter.retryAfter(source);
-      if (wait > 0) {
-        res.set('Retry-After', String(wait));
-        return sendError(res, new AppError('rate_limited', `too many failed authentications from ${source}; retry in ${wait} s`));
-      }
+      if (refusedAfterFailures(limiter, source, res)) return;
       const header = req.header('authorization') ?? '';
       const given = digest(header.startsWith('Bearer ') ? header.slice(7) : '');
       // Every token is compared (no early exit), in constant time over equal-length digests.

@@ -49,6 +49,18 @@ function sourceKey(address: string): string {
 }
 
 export const sourceOf = (req: Request): string => req.socket.remoteAddress ?? 'unknown';
+
+/**
+ * A source past its allowance of failed authentications is refused with 429 and Retry-After — even with the right
+ * token: otherwise guessing goes on at full speed behind the 429s. True when it was refused.
+ */
+export function refusedAfterFailures(limiter: AuthFailureLimiter, source: string, res: Response): boolean {
+  const wait = limiter.retryAfter(source);
+  if (wait <= 0) return false;
+  res.set('Retry-After', String(wait));
+  sendError(res, new AppError('rate_limited', `too many failed authentications from ${source}; retry in ${wait} s`));
+  return true;
+}
 /** Who made this (authenticated) request, for services that audit what they do. */
 export const actorOf = (res: Response): AdminActor => res.locals.admin as AdminActor;
 
@@ -57,13 +69,7 @@ export function adminAuth(deps: { adminToken: string; log: Logger; audit: AuditL
   const actor = tokenActor(deps.adminToken);
   return async (req: Request, res: Response, next: NextFunction) => {
     const source = sourceOf(req);
-    const wait = deps.limiter.retryAfter(source);
-    if (wait > 0) {
-      // Even the right token waits: otherwise guessing goes on at full speed behind the 429s.
-      res.set('Retry-After', String(wait));
-      sendError(res, new AppError('rate_limited', `too many failed admin authentications from ${source}; retry in ${wait} s`));
-      return;
-    }
+    if (refusedAfterFailures(deps.limiter, source, res)) return;
     const header = req.header('authorization') ?? '';
     const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) {
